@@ -1,0 +1,106 @@
+"""
+### monitor_drift
+
+Checks production data for drift against each monitored model's reference data with
+Evidently, and triggers `retune_model` for every model whose drift share crosses its
+threshold.
+
+**Runs** hourly; each model config (`include/configs/*.yaml`) is checked when its own
+`drift.schedule` cron fires inside the run's data interval (default daily). A manual run
+checks every config, or only the one named in **config**.
+
+**Params**
+- `config`: check only this model config (empty: every config).
+- `window_end`: end of the production window, ISO date or datetime (empty: the end of the
+  data interval, or now for a manual run).
+
+**Triggers** `retune_model` with `trigger=drift` and the drift summary in the run conf. The
+drift report (HTML) and summary (JSON) are in the MLflow experiment
+`retune/<config>/monitoring`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+
+@dag(
+    dag_id="monitor_drift",
+    schedule="@hourly",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["retune", "monitoring", "drift"],
+    default_args={"owner": "retune", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    params={
+        "config": Param(None, type=["null", "string"], title="Model config", description="Check only this config (empty: all).", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
+        "window_end": Param(None, type=["null", "string"], title="Window end", description="ISO date or datetime; empty: the end of the data interval, or now."),
+    },
+)
+def monitor_drift() -> None:
+    # The standard provider's operator is the one import beyond airflow.sdk; it is kept out of
+    # the module's top so parsing the file stays cheap when the DAG is not built.
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    @task
+    def due_configs() -> list[str]:
+        """The configs to check in this run."""
+        from retune.schedule import due_configs as due
+
+        ctx = get_current_context()
+        params = ctx["params"]
+        dag_run = ctx["dag_run"]
+        manual = str(dag_run.run_type).lower().endswith("manual")
+        names = due(
+            only=params.get("config"),
+            start=ctx.get("data_interval_start"),
+            end=ctx.get("data_interval_end"),
+            every=manual,
+        )
+        print(f"configs to check: {names}")
+        return names
+
+    @task(map_index_template="{{ task.op_kwargs['config_name'] }}")
+    def check_drift(config_name: str) -> dict:
+        """Evidently drift check of one model's newest production window."""
+        from retune.pipeline import check_drift as run_check
+
+        ctx = get_current_context()
+        end = ctx["params"].get("window_end") or ctx.get("data_interval_end") or pendulum.now("UTC")
+        return run_check(
+            config_name,
+            window_end=str(end),
+            run_tags={"airflow.dag_id": ctx["dag"].dag_id, "airflow.run_id": ctx["run_id"]},
+        )
+
+    @task
+    def retunes_to_trigger(results: list[dict]) -> list[dict]:
+        """Run confs for the models that drifted; an empty list triggers nothing."""
+        confs = []
+        for r in results:
+            if r["drift_detected"]:
+                confs.append(
+                    {
+                        "config": r["config"],
+                        "window": "latest",
+                        "window_end": r["window"]["end"],
+                        "force": False,
+                        "trigger": "drift",
+                        "drift": {"summary": r["summary"], "monitor_run_id": r["monitor_run_id"], "report_uri": r["report_uri"]},
+                    }
+                )
+        print(f"{len(confs)} of {len(results)} model(s) drifted: {[c['config'] for c in confs]}")
+        return confs
+
+    confs = retunes_to_trigger(check_drift.expand(config_name=due_configs()))
+    TriggerDagRunOperator.partial(
+        task_id="trigger_retune",
+        trigger_dag_id="retune_model",
+        wait_for_completion=False,
+        skip_when_already_exists=True,
+    ).expand(conf=confs)
+
+
+monitor_drift()

@@ -1,0 +1,391 @@
+"""Typed configuration of one monitored model, loaded from YAML and validated with pydantic.
+
+One YAML file per monitored model lives under ``include/configs/``. Every error
+raised while loading names the file and the field, for example::
+
+    ConfigError: include/configs/demo.yaml: model.search_space.learning_rate: low (0.5) > high (0.1)
+
+Example:
+    >>> from retune.config import load_config
+    >>> cfg = load_config("include/configs/demo.yaml")  # doctest: +SKIP
+    >>> cfg.tuning.n_trials  # doctest: +SKIP
+    24
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retune.errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+"""Model and config names become paths, run names and study names: keep them tame."""
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse ``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``, ``"2w"`` or seconds into a timedelta.
+
+    Args:
+        value: A duration string, a number of seconds, or a timedelta.
+
+    Returns:
+        The duration.
+
+    Raises:
+        ValueError: If the value is not a positive duration.
+    """
+    if isinstance(value, timedelta):
+        delta = value
+    elif isinstance(value, (int, float)):
+        delta = timedelta(seconds=float(value))
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. '7d', '12h', '30m')")
+        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if delta <= timedelta(0):
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return delta
+
+
+def parse_timestamp(value: str | datetime) -> datetime:
+    """Parse an ISO date or datetime into an aware UTC datetime.
+
+    Args:
+        value: ``"2024-05-01"``, ``"2024-05-01T12:00:00+02:00"`` or a datetime.
+
+    Returns:
+        The timestamp in UTC.
+    """
+    ts = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc)
+
+
+Duration = Annotated[timedelta, Field(description="A duration such as '7d' or '12h'.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where rows come from: a CSV or Parquet file, or a glob of them."""
+
+    path: str = Field(description="CSV or Parquet path or glob; relative paths are relative to the config file.")
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    read_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for pandas' reader.")
+
+
+class ReferenceConfig(SourceConfig):
+    """The reference period the first model was trained on."""
+
+    path: str | None = None  # type: ignore[assignment]
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _ts(cls, value: Any) -> Any:
+        return None if value is None else parse_timestamp(value)
+
+    @model_validator(mode="after")
+    def _order(self) -> ReferenceConfig:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start ({self.start.isoformat()}) must be before end ({self.end.isoformat()})")
+        return self
+
+
+class DataConfig(_Strict):
+    """Data sources and windows."""
+
+    production: SourceConfig
+    reference: ReferenceConfig
+    time_column: str
+    window: Duration = Field(description="Length of a production window checked for drift.")
+    train_window: Duration = Field(description="Length of the data a retune trains and validates on.")
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="Newest share held out for staging.")
+    validation_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Newest share of the rest used to score trials.")
+    min_rows: int = Field(50, ge=1, description="Fewer rows in a window is an error.")
+
+    @field_validator("window", "train_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class FeaturesConfig(_Strict):
+    """Feature columns with declared types; or all columns but the excluded ones."""
+
+    numerical: list[str] | None = None
+    categorical: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list, description="With numerical unset: every other column is a feature.")
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> FeaturesConfig:
+        both = set(self.numerical or []) & set(self.categorical)
+        if both:
+            raise ValueError(f"columns declared both numerical and categorical: {sorted(both)}")
+        return self
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+class FloatParam(_Strict):
+    type: Literal["float", "log_float"]
+    low: float
+    high: float
+    step: float | None = None
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+
+ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
+
+class ModelConfig(_Strict):
+    """Model family, fixed parameters and the search space."""
+
+    family: str
+    fixed_params: dict[str, Any] = Field(default_factory=dict)
+    search_space: dict[str, ParamSpec]
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        from retune.models import FAMILIES
+
+        if value not in FAMILIES:
+            raise ValueError(f"unknown model family {value!r}; choose one of {sorted(FAMILIES)}")
+        return value
+
+    @field_validator("search_space")
+    @classmethod
+    def _ranges(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise ValueError("search_space is empty")
+        for name, spec in space.items():
+            if isinstance(spec, (IntParam, FloatParam)):
+                if spec.low > spec.high:
+                    raise ValueError(f"{name}: low ({spec.low}) > high ({spec.high})")
+                log = isinstance(spec, FloatParam) and spec.type == "log_float" or (isinstance(spec, IntParam) and spec.log)
+                if log and spec.low <= 0:
+                    raise ValueError(f"{name}: a log range needs low > 0, got {spec.low}")
+        return space
+
+
+class MetricConfig(_Strict):
+    """The metric trials are scored with; its direction follows from its name."""
+
+    name: str
+    direction: Literal["minimize", "maximize"] | None = None
+
+
+class ColumnDrift(_Strict):
+    method: str | None = None
+    threshold: float | None = None
+
+
+class DriftConfig(_Strict):
+    """When a production window counts as drifted."""
+
+    schedule: str = Field("@daily", description="Cron or preset for the monitor of this model.")
+    method: str | None = Field(None, description="Evidently stat test for every column (None: Evidently's default per type).")
+    threshold: float | None = Field(None, description="Per-column threshold for every column (None: the test's default).")
+    columns: dict[str, ColumnDrift] = Field(default_factory=dict, description="Per-column method and threshold.")
+    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="Share of drifted columns that makes the dataset drifted.")
+    reference: Literal["champion_training", "fixed"] = Field(
+        "champion_training",
+        description="Compare against the champion's training window (after a retune) or always the fixed reference.",
+    )
+
+
+class PrunerConfig(_Strict):
+    type: Literal["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"] = "median"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class TuningConfig(_Strict):
+    """The study budget and how it prunes."""
+
+    n_trials: int = Field(30, ge=1, le=10_000)
+    timeout: int | None = Field(None, ge=1, description="Seconds; None for no limit.")
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    seed: int = 42
+    n_steps: int = Field(4, ge=1, le=50, description="Intermediate values each trial reports.")
+    warm_start_top_k: int = Field(3, ge=0, le=100)
+    threads_per_trial: int = Field(1, ge=1, description="BLAS/OpenMP threads a trial may use (threadpoolctl).")
+
+
+class ValidationConfig(_Strict):
+    """Gates the challenger must pass before it becomes champion."""
+
+    min_improvement: float = Field(0.0, ge=0.0, le=1.0, description="Relative improvement over the champion (0.01 = 1%).")
+    min_absolute_improvement: float | None = Field(None, gt=0.0)
+    max_latency_ms_per_1k: float | None = Field(None, gt=0.0, description="Prediction latency per 1,000 rows, ms.")
+    metric_threshold: float | None = Field(None, description="Absolute bound the metric must reach.")
+    staging_sample_rows: int = Field(1000, ge=10)
+
+
+class RegistryConfig(_Strict):
+    model_name: str
+
+    @field_validator("model_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a valid name (lowercase letters, digits, '-', '_'; up to 63)")
+        return value
+
+
+class RetuneConfig(_Strict):
+    """Everything Retune needs to know about one monitored model."""
+
+    name: str
+    description: str = ""
+    task: Literal["classification", "regression"]
+    target: str
+    data: DataConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig
+    metric: MetricConfig
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    registry: RegistryConfig
+    source_file: str | None = Field(None, exclude=True, description="The file this config was read from.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a valid name (lowercase letters, digits, '-', '_'; up to 63)")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RetuneConfig:
+        from retune.metrics import get_metric  # local: metrics imports sklearn
+
+        try:
+            metric = get_metric(self.metric.name, self.task)
+        except ValueError as exc:
+            raise ValueError(f"metric.name: {exc}") from None
+        if self.metric.direction is not None and self.metric.direction != metric.direction:
+            raise ValueError(
+                f"metric.direction: {self.metric.name} must be {metric.direction}d, config says {self.metric.direction}"
+            )
+        from retune.models import get_family
+
+        family = get_family(self.model.family)
+        family.check_params(self.task, {**self.model.fixed_params, **dict.fromkeys(self.model.search_space)})
+        if self.target in (self.features.numerical or []) + self.features.categorical:
+            raise ValueError(f"features: the target {self.target!r} cannot be a feature")
+        return self
+
+    @property
+    def direction(self) -> Literal["minimize", "maximize"]:
+        """The optimisation direction of the metric."""
+        from retune.metrics import get_metric
+
+        return get_metric(self.metric.name, self.task).direction
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-safe copy of the config, for logging and lineage."""
+        return self.model_dump(mode="json")
+
+
+def _format_error(path: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-after"))
+        # Discriminated unions add the tag to the location; keep it readable.
+        msg = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {loc or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def _expand(value: str, variables: dict[str, str]) -> str:
+    return string.Template(value).safe_substitute({**os.environ, **variables})
+
+
+def resolve_path(pattern: str, *, base: Path, variables: dict[str, str] | None = None) -> str:
+    """Expand ``${VARS}`` and make a path relative to the config file's folder absolute.
+
+    Args:
+        pattern: A path or glob from the config.
+        base: The folder of the config file.
+        variables: Extra variables (for example ``RETUNE_STATE_DIR``).
+
+    Returns:
+        An absolute path or glob.
+    """
+    expanded = os.path.expanduser(_expand(pattern, variables or {}))
+    if not os.path.isabs(expanded):
+        expanded = str(base / expanded)
+    return expanded
+
+
+def load_config(path: str | os.PathLike[str]) -> RetuneConfig:
+    """Read and validate one model config.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The validated config with ``source_file`` set.
+
+    Raises:
+        ConfigError: If the file is missing, not YAML, or invalid; the message names the
+            file and every offending field.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: config file does not exist")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return RetuneConfig.model_validate({**raw, "source_file": str(file.resolve())})
+    except ValidationError as exc:
+        raise ConfigError(_format_error(str(file), exc)) from None
+
+
+def config_path(name: str, config_dir: str | os.PathLike[str]) -> Path:
+    """The YAML file of a config name, refusing names that could escape the folder.
+
+    Args:
+        name: A config name such as ``"demo"``.
+        config_dir: The folder holding the configs.
+
+    Returns:
+        ``<config_dir>/<name>.yaml``.
+
+    Raises:
+        ConfigError: If the name is not a plain, safe name.
+    """
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"config name {name!r} is not valid (lowercase letters, digits, '-', '_')")
+    return Path(config_dir) / f"{name}.yaml"

@@ -1,0 +1,19 @@
+"""Errors Retune raises for bad input: each message names the file, field or column."""
+
+from __future__ import annotations
+
+
+class RetuneError(Exception):
+    """Base class of the errors Retune raises on purpose."""
+
+
+class ConfigError(RetuneError, ValueError):
+    """A model config is missing or invalid; the message names the file and field."""
+
+
+class DataError(RetuneError, ValueError):
+    """A data window is unusable; the message names the source and the column."""
+
+
+class RegistryError(RetuneError):
+    """The model registry is not in the state a step expects."""

@@ -1,0 +1,236 @@
+"""Model families: how to build an estimator from parameters and train it in stages.
+
+A family is pluggable: subclass :class:`ModelFamily`, implement :meth:`ModelFamily.estimator`
+and :meth:`ModelFamily.staged_fit`, and register it in ``FAMILIES``. Staged training is
+what lets a pruner stop a bad trial early: each stage is a cheaper version of the full
+fit (fewer boosting iterations, fewer trees, less data) that is scored and reported.
+
+Example:
+    >>> fam = get_family("hist_gradient_boosting")
+    >>> pipe = fam.build("regression", {"learning_rate": 0.1}, numerical=["x"], categorical=[], seed=0)
+    >>> type(pipe).__name__
+    'Pipeline'
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+
+class ModelFamily(abc.ABC):
+    """A family of scikit-learn estimators that Retune can tune."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def estimator(self, task: str) -> type:
+        """The estimator class for a task (``"classification"`` or ``"regression"``)."""
+
+    @abc.abstractmethod
+    def staged_fit(self, pipe: Pipeline, X: pd.DataFrame, y: pd.Series, *, n_steps: int) -> Iterator[tuple[int, Pipeline]]:
+        """Fit ``pipe`` in ``n_steps`` growing stages.
+
+        Args:
+            pipe: A pipeline from :meth:`build`.
+            X: Training features.
+            y: Training target.
+            n_steps: How many stages; the last one is the full fit.
+
+        Yields:
+            ``(step, pipe)`` after each stage; ``step`` grows with the budget spent.
+        """
+
+    def preprocessor(self, numerical: list[str], categorical: list[str]) -> Any:
+        """The column transformer in front of the estimator (trees: ordinal categories)."""
+        import numpy as np
+        from sklearn.compose import ColumnTransformer
+        from sklearn.preprocessing import OrdinalEncoder
+
+        return ColumnTransformer(
+            [
+                ("num", "passthrough", numerical),
+                (
+                    "cat",
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=np.nan,
+                        encoded_missing_value=np.nan,
+                        max_categories=250,
+                    ),
+                    categorical,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+
+    def estimator_params(self, task: str, params: dict[str, Any], *, n_cat: int, n_num: int, seed: int) -> dict[str, Any]:
+        """Final keyword arguments of the estimator: the tuned params plus the family's fixed ones."""
+        out = dict(params)
+        if "random_state" in self.estimator(task)().get_params():
+            out.setdefault("random_state", seed)
+        return out
+
+    def check_params(self, task: str, params: dict[str, Any]) -> None:
+        """Refuse parameter names the estimator does not have.
+
+        Raises:
+            ValueError: Naming the first unknown parameter.
+        """
+        cls = self.estimator(task)
+        known = set(cls().get_params())
+        for key in params:
+            if key not in known:
+                raise ValueError(
+                    f"model.search_space/fixed_params: {cls.__name__} has no parameter {key!r}; "
+                    f"it has {sorted(known)}"
+                )
+
+    def build(
+        self,
+        task: str,
+        params: dict[str, Any],
+        *,
+        numerical: list[str],
+        categorical: list[str],
+        seed: int,
+    ) -> Pipeline:
+        """A fresh, unfitted pipeline (preprocessing and estimator).
+
+        Args:
+            task: ``"classification"`` or ``"regression"``.
+            params: Estimator parameters (tuned and fixed).
+            numerical: Numerical feature columns.
+            categorical: Categorical feature columns.
+            seed: Random seed.
+
+        Returns:
+            A scikit-learn pipeline.
+        """
+        from sklearn.pipeline import Pipeline
+
+        kwargs = self.estimator_params(task, params, n_cat=len(categorical), n_num=len(numerical), seed=seed)
+        return Pipeline([("prep", self.preprocessor(numerical, categorical)), ("model", self.estimator(task)(**kwargs))])
+
+
+def _schedule(total: int, n_steps: int) -> list[int]:
+    """Growing budgets ending at ``total``: 100 in 4 steps is [25, 50, 75, 100]."""
+    n_steps = max(1, min(n_steps, total))
+    return sorted({max(1, math.ceil(total * k / n_steps)) for k in range(1, n_steps + 1)})
+
+
+class HistGradientBoosting(ModelFamily):
+    """scikit-learn's histogram gradient boosting; stages are boosting iterations."""
+
+    name = "hist_gradient_boosting"
+
+    def estimator(self, task: str) -> type:
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        return HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
+
+    def estimator_params(self, task: str, params: dict[str, Any], *, n_cat: int, n_num: int, seed: int) -> dict[str, Any]:
+        out = super().estimator_params(task, params, n_cat=n_cat, n_num=n_num, seed=seed)
+        out["early_stopping"] = False  # the pruner decides when to stop
+        if n_cat:
+            out["categorical_features"] = list(range(n_num, n_num + n_cat))
+        return out
+
+    def staged_fit(self, pipe: Pipeline, X: pd.DataFrame, y: pd.Series, *, n_steps: int) -> Iterator[tuple[int, Pipeline]]:
+        prep, model = pipe.named_steps["prep"], pipe.named_steps["model"]
+        Xt = prep.fit_transform(X, y)
+        total = int(model.max_iter)
+        model.set_params(warm_start=True)
+        for budget in _schedule(total, n_steps):
+            model.set_params(max_iter=budget)
+            model.fit(Xt, y)
+            yield budget, pipe
+        model.set_params(warm_start=False)
+
+
+class RandomForest(ModelFamily):
+    """scikit-learn's random forest; stages are growing numbers of trees."""
+
+    name = "random_forest"
+
+    def estimator(self, task: str) -> type:
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+        return RandomForestClassifier if task == "classification" else RandomForestRegressor
+
+    def staged_fit(self, pipe: Pipeline, X: pd.DataFrame, y: pd.Series, *, n_steps: int) -> Iterator[tuple[int, Pipeline]]:
+        prep, model = pipe.named_steps["prep"], pipe.named_steps["model"]
+        Xt = prep.fit_transform(X, y)
+        total = int(model.n_estimators)
+        model.set_params(warm_start=True)
+        for budget in _schedule(total, n_steps):
+            model.set_params(n_estimators=budget)
+            model.fit(Xt, y)
+            yield budget, pipe
+        model.set_params(warm_start=False)
+
+
+class Linear(ModelFamily):
+    """Ridge regression or logistic regression; stages train on a growing, newest share of the rows."""
+
+    name = "linear"
+
+    def estimator(self, task: str) -> type:
+        from sklearn.linear_model import LogisticRegression, Ridge
+
+        return LogisticRegression if task == "classification" else Ridge
+
+    def preprocessor(self, numerical: list[str], categorical: list[str]) -> Any:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        return ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numerical),
+                (
+                    "cat",
+                    make_pipeline(
+                        SimpleImputer(strategy="most_frequent"),
+                        OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=50),
+                    ),
+                    categorical,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+
+    def estimator_params(self, task: str, params: dict[str, Any], *, n_cat: int, n_num: int, seed: int) -> dict[str, Any]:
+        out = super().estimator_params(task, params, n_cat=n_cat, n_num=n_num, seed=seed)
+        if task == "classification":
+            out.setdefault("max_iter", 1000)
+        return out
+
+    def staged_fit(self, pipe: Pipeline, X: pd.DataFrame, y: pd.Series, *, n_steps: int) -> Iterator[tuple[int, Pipeline]]:
+        n = len(X)
+        for rows in _schedule(n, n_steps):
+            pipe.fit(X.iloc[n - rows :], y.iloc[n - rows :])
+            yield rows, pipe
+
+
+FAMILIES: dict[str, type[ModelFamily]] = {
+    cls.name: cls for cls in (HistGradientBoosting, RandomForest, Linear)
+}
+
+
+def get_family(name: str) -> ModelFamily:
+    """Look a model family up by its config name.
+
+    Raises:
+        ValueError: For an unknown family, listing the known ones.
+    """
+    if name not in FAMILIES:
+        raise ValueError(f"model.family: unknown model family {name!r}; choose one of {sorted(FAMILIES)}")
+    return FAMILIES[name]()

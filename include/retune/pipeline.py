@@ -1,0 +1,710 @@
+"""The steps of monitoring and retuning, each a plain function from small JSON to small JSON.
+
+The Airflow tasks in ``dags/`` call these and nothing else, so every step also runs from a
+Python shell, a notebook or a test. Between steps only ids, URIs, window bounds, digests and
+scores travel; each step reads the rows it needs from the data source again and checks the
+content digest, so a step never works on other data than the one before it.
+
+Flow::
+
+    check_drift ──> (drift?) ──> should_retune ──> prepare ──> warm_start ──> tune ──> validate ──> register
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from retune.config import RetuneConfig, config_path, load_config, parse_timestamp
+from retune.data import FeatureSet, Window, frame_digest, load_window, split_for_retune
+from retune.drift import DriftDetector, EvidentlyDriftDetector
+from retune.errors import DataError, RetuneError
+from retune.metrics import get_metric
+from retune.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+TRAIN_START_TAG = "retune.train_start"
+TRAIN_END_TAG = "retune.train_end"
+
+
+def load_named_config(name: str, settings: Settings | None = None) -> RetuneConfig:
+    """Load ``<config_dir>/<name>.yaml``.
+
+    Raises:
+        ConfigError: If the name is unsafe, the file missing or the config invalid.
+    """
+    settings = settings or get_settings()
+    return load_config(config_path(name, settings.config_dir))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _end(window_end: str | datetime | None) -> datetime:
+    return _now() if window_end in (None, "") else parse_timestamp(window_end)  # type: ignore[arg-type]
+
+
+def slug(text: str, *, limit: int = 80) -> str:
+    """A name-safe version of a run id or key."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:limit].strip("_") or "run"
+
+
+def experiment_name(cfg: RetuneConfig, kind: str = "retune") -> str:
+    """MLflow experiment of a model's retunes (``retune/<name>``) or drift checks."""
+    return f"retune/{cfg.name}" if kind == "retune" else f"retune/{cfg.name}/monitoring"
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def drift_windows(cfg: RetuneConfig, end: datetime, cl: MlflowClient | None) -> tuple[Window, Window]:
+    """The reference and production windows of a drift check ending at ``end``.
+
+    The reference is the champion's training window when the policy says so and a champion
+    exists; otherwise the config's fixed reference period.
+    """
+    from retune import registry
+
+    production = Window("production", end - cfg.data.window, end)
+    if cfg.drift.reference == "champion_training" and cl is not None:
+        champ = registry.get_alias(cl, cfg.registry.model_name, registry.CHAMPION)
+        if champ is not None and TRAIN_START_TAG in champ.tags:
+            kind = champ.tags.get("retune.window_kind", "production")
+            return (
+                Window(kind, parse_timestamp(champ.tags[TRAIN_START_TAG]), parse_timestamp(champ.tags[TRAIN_END_TAG])),  # type: ignore[arg-type]
+                production,
+            )
+    ref = cfg.data.reference
+    return Window("reference", ref.start, ref.end), production
+
+
+def check_drift(
+    config_name: str,
+    *,
+    window_end: str | datetime | None = None,
+    detector: DriftDetector | None = None,
+    settings: Settings | None = None,
+    run_tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Compare the production window ending at ``window_end`` with the reference data.
+
+    Logs a monitoring run to MLflow (drift share and counts as metrics, the JSON summary and
+    Evidently's HTML report as artifacts).
+
+    Args:
+        config_name: The model config.
+        window_end: End of the production window (default: now).
+        detector: The drift detector (default: Evidently).
+        settings: State locations (default: from the environment).
+        run_tags: Extra MLflow tags (for example the Airflow dag and run id).
+
+    Returns:
+        ``{"config", "model_name", "drift_detected", "summary", "window", "reference",
+        "monitor_run_id", "report_uri"}``.
+    """
+    from retune import tracking
+
+    settings = settings or get_settings()
+    cfg = load_named_config(config_name, settings)
+    cl = tracking.client(settings)
+    end = _end(window_end)
+    ref_window, prod_window = drift_windows(cfg, end, cl)
+    reference, features = load_window(cfg, ref_window, variables=settings.variables, need_target=False)
+    current, _ = load_window(cfg, prod_window, variables=settings.variables, features=features, need_target=False)
+    detector = detector or EvidentlyDriftDetector()
+    result = detector.detect(
+        reference, current, numerical=features.numerical, categorical=features.categorical, policy=cfg.drift
+    )
+    summary = result.summary
+    exp_id = tracking.ensure_experiment(cl, experiment_name(cfg, "monitoring"), settings)
+    run = cl.create_run(
+        exp_id,
+        run_name=f"drift {end.date().isoformat()}",
+        tags={
+            "retune.run_type": "monitor",
+            "retune.config": cfg.name,
+            "retune.window_start": prod_window.start.isoformat() if prod_window.start else "",
+            "retune.window_end": end.isoformat(),
+            "retune.reference": ref_window.label(),
+            "retune.drift_detected": str(summary.drift_detected).lower(),
+            **(run_tags or {}),
+        },
+    )
+    run_id = run.info.run_id
+    from mlflow.entities import Metric as MlMetric
+    from mlflow.entities import Param
+
+    now_ms = int(_now().timestamp() * 1000)
+    cl.log_batch(
+        run_id,
+        metrics=[
+            MlMetric("drift_share", summary.drift_share, now_ms, 0),
+            MlMetric("n_drifted", float(summary.n_drifted), now_ms, 0),
+            MlMetric("reference_rows", float(len(reference)), now_ms, 0),
+            MlMetric("current_rows", float(len(current)), now_ms, 0),
+        ],
+        params=[Param("drift_share_threshold", str(cfg.drift.drift_share)), Param("detector", type(detector).__name__)],
+    )
+    summary_json = summary.to_json()
+    tracking.log_json(cl, run_id, summary_json, "drift/summary.json")
+    report_uri = None
+    if result.html:
+        tracking.log_text(cl, run_id, result.html, "drift/report.html")
+        report_uri = tracking.artifact_uri(cl, run_id, "drift/report.html")
+    cl.set_terminated(run_id, "FINISHED")
+    verdict = "DRIFT" if summary.drift_detected else "no drift"
+    log.info(
+        "%s: %s (share %.2f of %d columns, threshold %.2f) in %s vs %s; drifted: %s",
+        cfg.name,
+        verdict,
+        summary.drift_share,
+        summary.n_columns,
+        summary.drift_share_threshold,
+        prod_window.label(),
+        ref_window.label(),
+        [c.column for c in summary.drifted_columns],
+    )
+    return {
+        "config": cfg.name,
+        "model_name": cfg.registry.model_name,
+        "drift_detected": summary.drift_detected,
+        "summary": compact_summary(summary_json),
+        "window": prod_window.to_json(),
+        "reference": ref_window.to_json(),
+        "monitor_run_id": run_id,
+        "report_uri": report_uri,
+    }
+
+
+def compact_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The part of a drift summary worth passing on in XCom and run conf."""
+    return {
+        "drift_share": summary["drift_share"],
+        "n_columns": summary["n_columns"],
+        "n_drifted": summary["n_drifted"],
+        "drift_share_threshold": summary["drift_share_threshold"],
+        "drift_detected": summary["drift_detected"],
+        "drifted_columns": [
+            {"column": c["column"], "method": c["method"], "score": c["score"]} for c in summary["columns"] if c["drifted"]
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- retune
+
+
+def should_retune(
+    config_name: str,
+    *,
+    window_end: str | datetime | None,
+    drift: dict[str, Any] | None,
+    force: bool,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The drift gate in front of a retune.
+
+    A retune triggered by the monitor carries its drift result; a manual or alert trigger
+    without one gets a fresh drift check. ``force`` skips the gate.
+
+    Returns:
+        ``{"retune": bool, "reason": str, "drift": dict | None}``.
+    """
+    if force:
+        return {"retune": True, "reason": "forced", "drift": drift}
+    if drift is None:
+        drift = check_drift(config_name, window_end=window_end, settings=settings)
+    detected = bool(drift.get("drift_detected") or drift.get("summary", {}).get("drift_detected"))
+    reason = "drift detected" if detected else "no drift in the window: nothing to retune (use force to retune anyway)"
+    log.info("drift gate for %s: %s", config_name, reason)
+    return {"retune": detected, "reason": reason, "drift": drift}
+
+
+def retune_window(cfg: RetuneConfig, *, window_end: str | datetime | None, kind: str) -> Window:
+    """The data a retune trains on: the newest ``train_window`` or the reference period."""
+    if kind == "reference":
+        return Window("reference", cfg.data.reference.start, cfg.data.reference.end)
+    end = _end(window_end)
+    return Window("production", end - cfg.data.train_window, end)
+
+
+def _load_checked(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) -> tuple[pd.DataFrame, FeatureSet]:
+    """Read the retune's window again and make sure it is the same data ``prepare`` saw."""
+    features = FeatureSet(ctx["features"]["numerical"], ctx["features"]["categorical"])
+    df, _ = load_window(cfg, Window.from_json(ctx["window"]), variables=settings.variables, features=features)
+    digest = frame_digest(df)
+    if digest != ctx["data_digest"]:
+        raise DataError(
+            f"{Window.from_json(ctx['window']).label()}: the data changed since the retune started "
+            f"(digest {digest[:12]} != {ctx['data_digest'][:12]}); rerun the retune"
+        )
+    return df, features
+
+
+def prepare(
+    config_name: str,
+    *,
+    window_end: str | datetime | None = None,
+    window_kind: str = "latest",
+    n_trials: int | None = None,
+    timeout: int | None = None,
+    pruner: str | None = None,
+    trigger: str = "manual",
+    drift: dict[str, Any] | None = None,
+    key: str | None = None,
+    lineage: dict[str, str] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Load and check the retune's data, and open its MLflow parent run.
+
+    Args:
+        config_name: The model config.
+        window_end: End of the training window (default: now).
+        window_kind: ``"latest"`` (newest ``train_window`` of production) or ``"reference"``.
+        n_trials: Trial budget (default: the config's).
+        timeout: Seconds (default: the config's).
+        pruner: Pruner type (default: the config's).
+        trigger: What started the retune: ``schedule``, ``drift``, ``manual`` or ``alert``.
+        drift: The drift result that triggered it, if any.
+        key: Idempotency key (default: a new one); a retry with the same key reuses the run.
+        lineage: Extra tags (dag_id, run_id).
+        settings: State locations.
+
+    Returns:
+        The retune context: small JSON that every later step takes.
+
+    Raises:
+        ConfigError: For a bad config or parameter.
+        DataError: For bad data; nothing is registered and the champion is unchanged.
+    """
+    from retune import tracking
+    from retune.config import PrunerConfig
+    from retune.tuning import make_pruner
+
+    settings = settings or get_settings()
+    cfg = load_named_config(config_name, settings)
+    if pruner:
+        make_pruner(PrunerConfig(type=pruner), n_steps=cfg.tuning.n_steps)  # type: ignore[arg-type]
+    if window_kind not in ("latest", "reference"):
+        raise RetuneError(f"window: must be 'latest' or 'reference', got {window_kind!r}")
+    window = retune_window(cfg, window_end=window_end, kind=window_kind)
+    df, features = load_window(cfg, window, variables=settings.variables)
+    split = split_for_retune(df, cfg)
+    key = key or f"adhoc/{_now().strftime('%Y%m%dT%H%M%S%f')}"
+    cl = tracking.client(settings)
+    exp_id = tracking.ensure_experiment(cl, experiment_name(cfg), settings)
+    digests = {
+        "data": frame_digest(df),
+        "train": frame_digest(split.train),
+        "valid": frame_digest(split.valid),
+        "holdout": frame_digest(split.holdout),
+    }
+    existing = cl.search_runs([exp_id], filter_string=f"tags.`retune.key` = '{key}' and tags.`retune.run_type` = 'retune'")
+    drift_share = None if not drift else (drift.get("summary") or drift).get("drift_share")
+    tags = {
+        "retune.run_type": "retune",
+        "retune.key": key,
+        "retune.config": cfg.name,
+        "retune.trigger": trigger,
+        "retune.window": window.label(),
+        "retune.data_digest": digests["data"],
+        "retune.drift_share": "" if drift_share is None else f"{drift_share:.4f}",
+        "retune.seed": str(cfg.tuning.seed),
+        "retune.git_commit": tracking.git_commit() or "unknown",
+        **{f"version.{k}": v for k, v in tracking.library_versions().items()},
+        **{f"airflow.{k}": v for k, v in (lineage or {}).items()},
+    }
+    if existing:
+        parent_id = existing[0].info.run_id
+        log.info("resuming parent run %s of retune %s", parent_id, key)
+    else:
+        run = cl.create_run(exp_id, run_name=f"retune {window.end.date() if window.end else ''} ({trigger})", tags=tags)
+        parent_id = run.info.run_id
+        tracking.log_json(cl, parent_id, cfg.snapshot(), "config/config.json")
+        tracking.log_json(cl, parent_id, digests, "data/digests.json")
+        if drift:
+            tracking.log_json(cl, parent_id, drift, "drift/trigger.json")
+    n = n_trials or cfg.tuning.n_trials
+    t = timeout if timeout is not None else cfg.tuning.timeout
+    ctx = {
+        "config": cfg.name,
+        "model_name": cfg.registry.model_name,
+        "key": key,
+        "trigger": trigger,
+        "window": window.to_json(),
+        "features": {"numerical": features.numerical, "categorical": features.categorical},
+        "rows": {"total": len(df), "train": len(split.train), "valid": len(split.valid), "holdout": len(split.holdout)},
+        "data_digest": digests["data"],
+        "experiment_id": exp_id,
+        "parent_run_id": parent_id,
+        "study_name": f"{_study_prefix(cfg)}{slug(key)}",
+        "n_trials": n,
+        "timeout": t,
+        "pruner": pruner or cfg.tuning.pruner.type,
+        "drift_share": drift_share,
+        "lineage": lineage or {},
+    }
+    from mlflow.entities import Param
+
+    if not existing:
+        cl.log_batch(
+            parent_id,
+            params=[
+                Param("n_trials", str(n)),
+                Param("timeout", str(t)),
+                Param("pruner", ctx["pruner"]),
+                Param("model_family", cfg.model.family),
+                Param("metric", cfg.metric.name),
+                Param("seed", str(cfg.tuning.seed)),
+                Param("rows_train", str(len(split.train))),
+                Param("rows_valid", str(len(split.valid))),
+                Param("rows_holdout", str(len(split.holdout))),
+                Param("data_digest", digests["data"]),
+                Param("study_name", ctx["study_name"]),
+            ],
+        )
+    log.info(
+        "retune %s of %s: %d rows (%s), study %s, %d trials, pruner %s",
+        key,
+        cfg.name,
+        len(df),
+        window.label(),
+        ctx["study_name"],
+        n,
+        ctx["pruner"],
+    )
+    return ctx
+
+
+def _study_prefix(cfg: RetuneConfig) -> str:
+    from retune.warmstart import study_prefix
+
+    return study_prefix(cfg.registry.model_name)
+
+
+def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) -> Any:
+    import optuna
+
+    from retune.config import PrunerConfig
+    from retune.tuning import make_pruner
+
+    pruner_cfg = cfg.tuning.pruner if ctx["pruner"] == cfg.tuning.pruner.type else PrunerConfig(type=ctx["pruner"])
+    return optuna.create_study(
+        storage=settings.optuna_storage,
+        study_name=ctx["study_name"],
+        direction=cfg.direction,
+        sampler=optuna.samplers.TPESampler(seed=cfg.tuning.seed),
+        pruner=make_pruner(pruner_cfg, n_steps=cfg.tuning.n_steps),
+        load_if_exists=True,
+    )
+
+
+def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
+    """Create the study and enqueue the champion's params and the previous study's top-k.
+
+    The first retune of a model has neither: it starts cold.
+
+    Returns:
+        ``{"study_name", "previous_study", "seeds": [{"source", "params"}], "mode"}``.
+    """
+    from retune import registry, tracking
+    from retune.warmstart import enqueue_seeds, previous_study_top_k
+
+    settings = settings or get_settings()
+    cfg = load_named_config(ctx["config"], settings)
+    cl = tracking.client(settings)
+    study = _create_study(cfg, ctx, settings)
+    seeds: list[tuple[str, dict[str, Any]]] = []
+    champ = registry.champion_params(cl, cfg.registry.model_name)
+    if champ:
+        seeds.append(("champion", champ))
+    previous, top = previous_study_top_k(
+        settings.optuna_storage,
+        cfg.registry.model_name,
+        exclude=ctx["study_name"],
+        k=cfg.tuning.warm_start_top_k,
+        direction=cfg.direction,
+    )
+    seeds.extend(("previous_study", p) for p in top)
+    enqueued = enqueue_seeds(study, seeds, cfg.model.search_space)
+    mode = "warm" if enqueued else "cold"
+    cl.set_tag(ctx["parent_run_id"], "retune.warm_start", mode)
+    cl.set_tag(ctx["parent_run_id"], "retune.warm_start_sources", ",".join(e["source"] for e in enqueued) or "none")
+    tracking.log_json(cl, ctx["parent_run_id"], {"previous_study": previous, "seeds": enqueued}, "warm_start/seeds.json")
+    log.info("%s start for %s: %d seed(s), previous study %s", mode, ctx["study_name"], len(enqueued), previous)
+    return {"study_name": ctx["study_name"], "previous_study": previous, "seeds": enqueued, "mode": mode}
+
+
+def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
+    """Run the pruned study; every trial is a child run of the parent run.
+
+    Returns:
+        The :class:`~retune.tuning.StudyOutcome` as JSON.
+    """
+    from mlflow.entities import Metric as MlMetric
+
+    from retune import tracking
+    from retune.tuning import Objective, run_study
+
+    settings = settings or get_settings()
+    cfg = load_named_config(ctx["config"], settings)
+    cl = tracking.client(settings)
+    df, features = _load_checked(cfg, ctx, settings)
+    split = split_for_retune(df, cfg)
+    study = _create_study(cfg, ctx, settings)
+    objective = Objective(cfg, split, features, cl=cl, experiment_id=ctx["experiment_id"], parent_run_id=ctx["parent_run_id"])
+    outcome = run_study(study, objective, n_trials=int(ctx["n_trials"]), timeout=ctx["timeout"])
+    if outcome.best_value is None:
+        raise RetuneError(f"study {outcome.study_name}: no trial completed ({outcome.n_pruned} pruned, {outcome.n_failed} failed)")
+    now_ms = int(_now().timestamp() * 1000)
+    cl.log_batch(
+        ctx["parent_run_id"],
+        metrics=[
+            MlMetric(f"best_valid_{cfg.metric.name}", outcome.best_value, now_ms, 0),
+            MlMetric("trials_complete", float(outcome.n_complete), now_ms, 0),
+            MlMetric("trials_pruned", float(outcome.n_pruned), now_ms, 0),
+            MlMetric("trials_failed", float(outcome.n_failed), now_ms, 0),
+            MlMetric("study_seconds", outcome.elapsed_s, now_ms, 0),
+        ],
+    )
+    tracking.log_json(cl, ctx["parent_run_id"], outcome.to_json(), "study/outcome.json")
+    _log_study_plots(cl, ctx["parent_run_id"], study)
+    log.info(
+        "study %s done (%s): %d complete, %d pruned, %d failed; best %s=%.6g (trial %s%s)",
+        outcome.study_name,
+        outcome.stop_reason,
+        outcome.n_complete,
+        outcome.n_pruned,
+        outcome.n_failed,
+        cfg.metric.name,
+        outcome.best_value,
+        outcome.best_trial,
+        f", warm start from {outcome.best_is_warm_start}" if outcome.best_is_warm_start else "",
+    )
+    return outcome.to_json()
+
+
+def _log_study_plots(cl: MlflowClient, run_id: str, study: Any) -> None:
+    """Optimization history and intermediate values, as interactive HTML and PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization as vis
+    import optuna.visualization.matplotlib as vis_mpl
+
+    for name, plotly_fn, mpl_fn in (
+        ("optimization_history", vis.plot_optimization_history, vis_mpl.plot_optimization_history),
+        ("intermediate_values", vis.plot_intermediate_values, vis_mpl.plot_intermediate_values),
+    ):
+        try:
+            cl.log_figure(run_id, plotly_fn(study), f"plots/{name}.html")
+            ax = mpl_fn(study)
+            fig = ax.figure if hasattr(ax, "figure") else ax
+            cl.log_figure(run_id, fig, f"plots/{name}.png")
+            plt.close("all")
+        except (ValueError, RuntimeError, ImportError) as exc:  # plots are a courtesy, never a failure
+            log.warning("could not plot %s: %s", name, exc)
+
+
+def _score(model: Any, metric: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    from retune.validation import LATENCY, latency_ms_per_1k
+
+    return {metric.name: metric.score(model, X, y), LATENCY: latency_ms_per_1k(model, X)}
+
+
+def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
+    """Refit the winner, score challenger and champion on the same holdout, run the staging
+    check in a fresh process and apply the gates.
+
+    Returns:
+        ``{"model_uri", "challenger", "champion", "champion_version", "gates", "passed", "params"}``.
+    """
+    import mlflow
+    import numpy as np
+    from mlflow.entities import Metric as MlMetric
+
+    from retune import registry, tracking
+    from retune.models import get_family
+    from retune.validation import apply_gates, gates_json, staging_check
+
+    settings = settings or get_settings()
+    cfg = load_named_config(ctx["config"], settings)
+    cl = tracking.client(settings)
+    metric = get_metric(cfg.metric.name, cfg.task)
+    df, features = _load_checked(cfg, ctx, settings)
+    split = split_for_retune(df, cfg)
+    tuning_df = split.tuning
+    params = dict(outcome["best_params"])
+    family = get_family(cfg.model.family)
+    from threadpoolctl import threadpool_limits
+
+    pipe = family.build(
+        cfg.task,
+        {**cfg.model.fixed_params, **params},
+        numerical=features.numerical,
+        categorical=features.categorical,
+        seed=cfg.tuning.seed,
+    )
+    X_hold, y_hold = split.holdout[features.columns], split.holdout[cfg.target]
+    with threadpool_limits(limits=cfg.tuning.threads_per_trial):
+        pipe.fit(tuning_df[features.columns], tuning_df[cfg.target])
+        challenger = _score(pipe, metric, X_hold, y_hold)
+    champion_version = registry.get_alias(cl, cfg.registry.model_name, registry.CHAMPION)
+    champion: dict[str, float] | None = None
+    champion_error = None
+    if champion_version is not None:
+        try:
+            champ_model = mlflow.sklearn.load_model(f"models:/{cfg.registry.model_name}@{registry.CHAMPION}")
+            champion = _score(champ_model, metric, X_hold, y_hold)
+        except Exception as exc:  # noqa: BLE001 - a champion that cannot score new data is reported, not fatal
+            champion_error = f"champion v{champion_version.version} could not score the holdout: {exc}"
+            log.warning(champion_error)
+    sample = X_hold.iloc[: cfg.validation.staging_sample_rows]
+    with tracking.active_run(ctx["parent_run_id"]):
+        info = mlflow.sklearn.log_model(
+            pipe,
+            name="model",
+            input_example=sample.head(5),
+            serialization_format="cloudpickle",
+            pip_requirements=[f"scikit-learn=={tracking.library_versions().get('scikit-learn', '')}"],
+        )
+    model_uri = info.model_uri
+    staging = staging_check(model_uri, sample, tracking_uri=settings.tracking_uri)
+    expected = pipe.predict(sample)
+    got = staging.get("predictions")
+    if got is None:
+        match = False
+    elif cfg.task == "regression":
+        match = bool(np.allclose(np.asarray(got, dtype=float), np.asarray(expected, dtype=float), rtol=1e-6, atol=1e-9))
+    else:
+        match = [str(v) for v in got] == [str(v) for v in expected]
+    gates = apply_gates(cfg, metric, challenger=challenger, champion=champion, staging=staging, predictions_match=match)
+    passed = all(g.passed for g in gates)
+    now_ms = int(_now().timestamp() * 1000)
+    ml_metrics = [MlMetric(f"challenger_{k}", v, now_ms, 0) for k, v in challenger.items()]
+    if champion:
+        ml_metrics += [MlMetric(f"champion_{k}", v, now_ms, 0) for k, v in champion.items()]
+    if staging.get("latency_ms_per_1k") is not None:
+        ml_metrics.append(MlMetric("staging_latency_ms_per_1k", float(staging["latency_ms_per_1k"]), now_ms, 0))
+    cl.log_batch(ctx["parent_run_id"], metrics=ml_metrics)
+    result = {
+        "model_uri": model_uri,
+        "params": params,
+        "challenger": challenger,
+        "champion": champion,
+        "champion_version": champion_version.version if champion_version else None,
+        "champion_error": champion_error,
+        "gates": gates_json(gates),
+        "passed": passed,
+    }
+    tracking.log_json(cl, ctx["parent_run_id"], result, "validation/gates.json")
+    for g in gates:
+        log.info("gate %-16s %s  %s", g.name, "PASS" if g.passed else "FAIL", g.detail)
+    return result
+
+
+def register(ctx: dict[str, Any], validation: dict[str, Any], outcome: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
+    """Register the challenger (once per retune) and promote it if every gate passed.
+
+    Returns:
+        ``{"model_name", "version", "promoted", "champion_before", "champion_after", "reason", "created"}``.
+    """
+    from retune import registry, tracking
+
+    settings = settings or get_settings()
+    cfg = load_named_config(ctx["config"], settings)
+    cl = tracking.client(settings)
+    name = cfg.registry.model_name
+    before = registry.get_alias(cl, name, registry.CHAMPION)
+    failed = [g for g in validation["gates"] if not g["passed"]]
+    reason = "all gates passed" if not failed else "; ".join(f"{g['name']}: {g['detail']}" for g in failed)
+    window = Window.from_json(ctx["window"])
+    tags = {
+        "retune.trigger": ctx["trigger"],
+        "retune.drift_share": "" if ctx.get("drift_share") is None else f"{ctx['drift_share']:.4f}",
+        "retune.study": ctx["study_name"],
+        "retune.parent_run_id": ctx["parent_run_id"],
+        "retune.data_digest": ctx["data_digest"],
+        "retune.config": cfg.name,
+        "retune.metric": cfg.metric.name,
+        f"retune.holdout_{cfg.metric.name}": f"{validation['challenger'][cfg.metric.name]:.6g}",
+        "retune.params": json.dumps(validation["params"], sort_keys=True),
+        "retune.gates": "passed" if not failed else "failed",
+        "retune.gate_reason": reason[:4000],
+        "retune.window_kind": window.kind,
+        TRAIN_START_TAG: window.start.isoformat() if window.start else "",
+        TRAIN_END_TAG: window.end.isoformat() if window.end else "",
+        **{f"airflow.{k}": str(v) for k, v in ctx.get("lineage", {}).items()},
+    }
+    if not tags[TRAIN_START_TAG]:
+        tags.pop(TRAIN_START_TAG)
+        tags.pop(TRAIN_END_TAG)
+    version, created = registry.register(cl, name, validation["model_uri"], key=ctx["key"], tags=tags)
+    promoted = False
+    if created and not failed:
+        registry.promote(cl, name, version.version)
+        promoted = True
+    elif failed:
+        log.warning("%s version %s stays challenger: %s", name, version.version, reason)
+    after = registry.get_alias(cl, name, registry.CHAMPION)
+    result = {
+        "model_name": name,
+        "version": version.version,
+        "created": created,
+        "promoted": promoted,
+        "champion_before": before.version if before else None,
+        "champion_after": after.version if after else None,
+        "reason": reason,
+    }
+    cl.set_tag(ctx["parent_run_id"], "retune.registered_version", str(version.version))
+    cl.set_tag(ctx["parent_run_id"], "retune.promoted", str(promoted).lower())
+    tracking.log_text(cl, ctx["parent_run_id"], render_summary(ctx, outcome, validation, result), "summary.md")
+    cl.set_terminated(ctx["parent_run_id"], "FINISHED")
+    log.info(
+        "%s: version %s %s; champion %s -> %s (%s)",
+        name,
+        version.version,
+        "PROMOTED" if promoted else "not promoted",
+        result["champion_before"],
+        result["champion_after"],
+        reason,
+    )
+    return result
+
+
+def render_summary(ctx: dict[str, Any], outcome: dict[str, Any], validation: dict[str, Any], result: dict[str, Any]) -> str:
+    """A short Markdown account of a retune, logged as ``summary.md`` on the parent run."""
+    lines = [
+        f"# Retune of `{ctx['config']}` ({ctx['trigger']})",
+        "",
+        f"- window: {Window.from_json(ctx['window']).label()}, rows {ctx['rows']}",
+        f"- drift share: {ctx.get('drift_share')}",
+        f"- study `{outcome['study_name']}`: {outcome['n_complete']} complete, {outcome['n_pruned']} pruned, "
+        f"{outcome['n_failed']} failed ({outcome['stop_reason']})",
+        f"- warm-start seeds: {len(outcome.get('seeds', []))}; best trial {outcome['best_trial']} "
+        f"(seed: {outcome.get('best_is_warm_start') or 'no'})",
+        f"- best params: `{json.dumps(outcome['best_params'], sort_keys=True)}`",
+        "",
+        "| model | " + " | ".join(validation["challenger"]) + " |",
+        "|---|" + "---|" * len(validation["challenger"]),
+        "| challenger | " + " | ".join(f"{v:.6g}" for v in validation["challenger"].values()) + " |",
+    ]
+    if validation.get("champion"):
+        lines.append("| champion | " + " | ".join(f"{v:.6g}" for v in validation["champion"].values()) + " |")
+    lines += ["", "| gate | verdict | detail |", "|---|---|---|"]
+    lines += [f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {g['detail']} |" for g in validation["gates"]]
+    lines += [
+        "",
+        f"Registered `{result['model_name']}` version {result['version']}; "
+        f"champion {result['champion_before']} -> {result['champion_after']} ({result['reason']}).",
+    ]
+    return "\n".join(lines) + "\n"

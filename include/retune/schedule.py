@@ -1,0 +1,57 @@
+"""Which model configs a monitor run checks: each config's own cron decides."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from retune.config import NAME_PATTERN
+from retune.settings import get_settings
+
+
+def list_configs(config_dir: str | None = None) -> list[str]:
+    """Names of the model configs in the config folder, sorted."""
+    from pathlib import Path
+
+    folder = Path(config_dir) if config_dir else get_settings().config_dir
+    return sorted(p.stem for p in folder.glob("*.yaml") if NAME_PATTERN.match(p.stem))
+
+
+def cron_fires(expression: str, start: datetime, end: datetime) -> bool:
+    """Whether a cron expression (or preset such as ``@daily``) fires in ``(start, end]``.
+
+    Example:
+        >>> from datetime import timezone
+        >>> cron_fires("@daily", datetime(2025, 1, 1, 23, tzinfo=timezone.utc), datetime(2025, 1, 2, 0, tzinfo=timezone.utc))
+        True
+    """
+    from croniter import croniter
+
+    nxt = croniter(expression, start).get_next(datetime)
+    return bool(nxt <= end)
+
+
+def due_configs(*, only: str | None, start: datetime | None, end: datetime | None, every: bool, config_dir: str | None = None) -> list[str]:
+    """The configs a monitor run should check.
+
+    Args:
+        only: Check only this config.
+        start: Start of the run's data interval.
+        end: End of the run's data interval.
+        every: Check every config regardless of its cron (manual runs).
+        config_dir: Config folder (default: from settings).
+
+    Returns:
+        Config names.
+    """
+    from retune.config import config_path, load_config
+
+    folder = config_dir or str(get_settings().config_dir)
+    names = [only] if only else list_configs(config_dir)
+    if only or every or start is None or end is None:
+        return names
+    due = []
+    for name in names:
+        cfg = load_config(config_path(name, folder))
+        if cron_fires(cfg.drift.schedule, start, end):
+            due.append(name)
+    return due

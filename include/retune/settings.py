@@ -1,0 +1,64 @@
+"""Where Retune keeps its state, read from the environment when asked (never on import).
+
+The embedded default keeps everything in one folder (``RETUNE_STATE_DIR``, default
+``./.retune``): SQLite files for MLflow and Optuna and the MLflow artifacts. The production
+topology sets the URLs instead:
+
+=========================  ==========================================  ==========================
+variable                   meaning                                     default
+=========================  ==========================================  ==========================
+``RETUNE_STATE_DIR``       folder for embedded state                   ``./.retune``
+``RETUNE_CONFIG_DIR``      folder of model configs                     ``<repo>/include/configs``
+``MLFLOW_TRACKING_URI``    MLflow tracking server or database          ``sqlite:///<state>/mlflow.db``
+``RETUNE_ARTIFACT_ROOT``   artifact root for new experiments           ``<state>/mlartifacts``
+``RETUNE_OPTUNA_STORAGE``  Optuna storage URL                          ``sqlite:///<state>/optuna.db``
+=========================  ==========================================  ==========================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG_DIR = PACKAGE_DIR.parent / "configs"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations of Retune's state."""
+
+    state_dir: Path
+    config_dir: Path
+    tracking_uri: str
+    artifact_root: str | None
+    optuna_storage: str
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """Variables that config paths may use, such as ``${RETUNE_STATE_DIR}``."""
+        return {"RETUNE_STATE_DIR": str(self.state_dir)}
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment, creating the state folder when it is used.
+
+    Returns:
+        The settings.
+    """
+    state = Path(os.environ.get("RETUNE_STATE_DIR", ".retune")).resolve()
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state / 'mlflow.db'}"
+    optuna_url = os.environ.get("RETUNE_OPTUNA_STORAGE") or f"sqlite:///{state / 'optuna.db'}"
+    artifact_root = os.environ.get("RETUNE_ARTIFACT_ROOT")
+    if artifact_root is None and tracking.startswith(("sqlite:", "file:", "/")):
+        artifact_root = (state / "mlartifacts").as_uri()
+    if "sqlite:" in tracking or "sqlite:" in optuna_url:
+        state.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        state_dir=state,
+        config_dir=Path(os.environ.get("RETUNE_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))).resolve(),
+        tracking_uri=tracking,
+        artifact_root=artifact_root,
+        optuna_storage=optuna_url,
+    )

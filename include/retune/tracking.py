@@ -1,0 +1,134 @@
+"""MLflow tracking helpers: experiments, parent and child runs, lineage.
+
+Runs are addressed by id, so each Airflow task (a separate process) picks up the retune's
+one parent run and adds to it. Child runs carry the ``mlflow.parentRunId`` tag, which is
+what makes the MLflow UI show a retune as one expandable row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retune.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+PARENT_TAG = "mlflow.parentRunId"
+TRACKED_PACKAGES = ("scikit-learn", "optuna", "mlflow", "evidently", "pandas", "numpy", "apache-airflow")
+
+
+def client(settings: Settings) -> MlflowClient:
+    """An MLflow client on the configured tracking and registry URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return mlflow.MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def ensure_experiment(cl: MlflowClient, name: str, settings: Settings) -> str:
+    """The id of an experiment, created (with the state folder's artifact root) if needed.
+
+    Args:
+        cl: MLflow client.
+        name: Experiment name.
+        settings: Where artifacts go for the embedded default.
+
+    Returns:
+        The experiment id.
+    """
+    from mlflow.exceptions import MlflowException
+
+    exp = cl.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = None
+    if settings.artifact_root:
+        location = f"{settings.artifact_root.rstrip('/')}/{name.replace('/', '_')}"
+    try:
+        return str(cl.create_experiment(name, artifact_location=location))
+    except MlflowException:  # created concurrently by another task
+        exp = cl.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide a model's behaviour."""
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the code, from ``RETUNE_GIT_COMMIT`` or ``git`` if this is a checkout."""
+    env = os.environ.get("RETUNE_GIT_COMMIT")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def log_json(cl: MlflowClient, run_id: str, value: Any, artifact_file: str) -> None:
+    """Log a JSON value as an artifact of a run."""
+    log_text(cl, run_id, json.dumps(value, indent=2, default=str), artifact_file)
+
+
+def log_text(cl: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
+    """Log text as an artifact of a run (HTML, Markdown, JSON)."""
+    cl.log_text(run_id, text, artifact_file)
+
+
+def log_figure(cl: MlflowClient, run_id: str, figure: Any, artifact_file: str) -> None:
+    """Log a matplotlib or plotly figure as an artifact of a run."""
+    cl.log_figure(run_id, figure, artifact_file)
+
+
+@contextlib.contextmanager
+def active_run(run_id: str) -> Iterator[None]:
+    """Make an existing run the active fluent run without finishing it afterwards.
+
+    ``mlflow.<flavor>.log_model`` logs to the active run; tasks resume the retune's parent
+    run for that and hand it back still RUNNING for the next task.
+    """
+    import mlflow
+
+    mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    finally:
+        mlflow.end_run(status="RUNNING")
+
+
+def artifact_uri(cl: MlflowClient, run_id: str, path: str) -> str:
+    """The URI of an artifact of a run."""
+    return f"{cl.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+
+
+def temp_dir() -> tempfile.TemporaryDirectory[str]:
+    """A private temporary folder for files that are logged and then removed."""
+    return tempfile.TemporaryDirectory(prefix="retune-")

@@ -1,0 +1,142 @@
+"""Warm start: seed a new study with the champion's params and the previous study's best.
+
+Seeds are enqueued as ordinary trials, so they are trained and scored on the new data:
+a score computed on old data is never reused. Each seed is marked with the trial user
+attribute ``warm_start`` (``"champion"`` or ``"previous_study"``) and, on its MLflow child
+run, the tag ``retune.warm_start``.
+
+Example:
+    >>> from retune.config import FloatParam
+    >>> clip_to_space({"lr": 5.0, "gone": 1}, {"lr": FloatParam(type="float", low=0.0, high=1.0)})
+    {'lr': 1.0}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from retune.config import CategoricalParam, FloatParam, IntParam, ParamSpec
+from retune.tuning import WARM_START_ATTR
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
+STUDY_PREFIX = "retune-"
+
+
+def study_prefix(model_name: str) -> str:
+    """The prefix every study of a model's retunes starts with."""
+    return f"{STUDY_PREFIX}{model_name}-"
+
+
+def clip_to_space(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[str, Any]:
+    """Keep only the params the current space has, clipped into its ranges.
+
+    A categorical value that is no longer a choice is dropped (the sampler picks one).
+
+    Args:
+        params: Params from an earlier model.
+        space: The current search space.
+
+    Returns:
+        The params that fit the space.
+    """
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name not in params:
+            continue
+        value = params[name]
+        if isinstance(spec, IntParam):
+            try:
+                out[name] = int(min(max(int(round(float(value))), spec.low), spec.high))
+            except (TypeError, ValueError):
+                continue
+        elif isinstance(spec, FloatParam):
+            try:
+                out[name] = float(min(max(float(value), spec.low), spec.high))
+            except (TypeError, ValueError):
+                continue
+        elif isinstance(spec, CategoricalParam) and value in spec.choices:
+            out[name] = value
+    return out
+
+
+def previous_study_top_k(
+    storage: str | optuna.storages.BaseStorage,
+    model_name: str,
+    *,
+    exclude: str,
+    k: int,
+    direction: str,
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """The best ``k`` distinct param sets of the model's most recent other study.
+
+    Args:
+        storage: Optuna storage.
+        model_name: The registered model name (studies are named after it).
+        exclude: The current study's name.
+        k: How many.
+        direction: ``"minimize"`` or ``"maximize"``.
+
+    Returns:
+        The previous study's name (or ``None``) and its top params, best first.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if k <= 0:
+        return None, []
+    prefix = study_prefix(model_name)
+    summaries = [
+        s
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.study_name.startswith(prefix) and s.study_name != exclude and s.datetime_start is not None
+    ]
+    if not summaries:
+        return None, []
+    latest = max(summaries, key=lambda s: s.datetime_start)  # type: ignore[arg-type, return-value]
+    study = optuna.load_study(study_name=latest.study_name, storage=storage)
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    complete.sort(key=lambda t: t.value, reverse=direction == "maximize")  # type: ignore[arg-type, return-value]
+    seen: set[str] = set()
+    top: list[dict[str, Any]] = []
+    for t in complete:
+        key = json.dumps(t.params, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        top.append(dict(t.params))
+        if len(top) == k:
+            break
+    return latest.study_name, top
+
+
+def enqueue_seeds(study: optuna.Study, seeds: list[tuple[str, dict[str, Any]]], space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
+    """Enqueue warm-start seeds, clipped to the space, without duplicates.
+
+    Args:
+        study: The new study.
+        seeds: ``(source, params)`` pairs, most trusted first.
+        space: The current search space.
+
+    Returns:
+        What was enqueued: ``[{"source": ..., "params": ...}]``.
+    """
+    enqueued: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for source, params in seeds:
+        clipped = clip_to_space(params, space)
+        if not clipped:
+            continue
+        key = json.dumps(clipped, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        study.enqueue_trial(clipped, user_attrs={WARM_START_ATTR: source}, skip_if_exists=True)
+        enqueued.append({"source": source, "params": clipped})
+    log.info("warm start: enqueued %d seed(s): %s", len(enqueued), [e["source"] for e in enqueued])
+    return enqueued
