@@ -24,10 +24,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+RUN_EVERY = pendulum.duration(hours=1)
+
 
 @dag(
     dag_id="monitor_drift",
-    schedule="@hourly",
+    schedule=RUN_EVERY,
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -35,8 +37,19 @@ from airflow.sdk import Param, dag, get_current_context, task
     tags=["retune", "monitoring", "drift"],
     default_args={"owner": "retune", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
     params={
-        "config": Param(None, type=["null", "string"], title="Model config", description="Check only this config (empty: all).", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
-        "window_end": Param(None, type=["null", "string"], title="Window end", description="ISO date or datetime; empty: the end of the data interval, or now."),
+        "config": Param(
+            None,
+            type=["null", "string"],
+            title="Model config",
+            description="Check only this config (empty: all).",
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        ),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            title="Window end",
+            description="ISO date or datetime; empty: the end of the data interval, or now.",
+        ),
     },
 )
 def monitor_drift() -> None:
@@ -53,12 +66,11 @@ def monitor_drift() -> None:
         params = ctx["params"]
         dag_run = ctx["dag_run"]
         manual = str(dag_run.run_type).lower().endswith("manual")
-        names = due(
-            only=params.get("config"),
-            start=ctx.get("data_interval_start"),
-            end=ctx.get("data_interval_end"),
-            every=manual,
-        )
+        end = ctx.get("data_interval_end")
+        start = ctx.get("data_interval_start")
+        if end is not None and (start is None or start >= end):
+            start = end - RUN_EVERY  # cron schedules give runs an empty data interval
+        names = due(only=params.get("config"), start=start, end=end, every=manual)
         print(f"configs to check: {names}")
         return names
 

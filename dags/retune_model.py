@@ -44,12 +44,34 @@ def _lineage() -> dict:
     tags=["retune", "tuning", "registry"],
     default_args={"owner": "retune", "retries": 2, "retry_delay": pendulum.duration(seconds=30)},
     params={
-        "config": Param("demo", type="string", title="Model config", description="Name of a config in include/configs.", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
+        "config": Param(
+            "demo",
+            type="string",
+            title="Model config",
+            description="Name of a config in include/configs.",
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        ),
         "window": Param("latest", type="string", enum=["latest", "reference"], title="Training window"),
         "window_end": Param(None, type=["null", "string"], title="Window end", description="ISO date or datetime; empty: now."),
-        "n_trials": Param(None, type=["null", "integer"], minimum=1, maximum=1000, title="Trials", description="Empty: the config's tuning.n_trials."),
-        "timeout": Param(None, type=["null", "integer"], minimum=10, maximum=86400, title="Timeout (s)", description="Empty: the config's tuning.timeout."),
-        "pruner": Param(None, type=["null", "string"], enum=[None, *PRUNERS], title="Pruner", description="Empty: the config's tuning.pruner."),
+        "n_trials": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=1000,
+            title="Trials",
+            description="Empty: the config's tuning.n_trials.",
+        ),
+        "timeout": Param(
+            None,
+            type=["null", "integer"],
+            minimum=10,
+            maximum=86400,
+            title="Timeout (s)",
+            description="Empty: the config's tuning.timeout.",
+        ),
+        "pruner": Param(
+            None, type=["null", "string"], enum=[None, *PRUNERS], title="Pruner", description="Empty: the config's tuning.pruner."
+        ),
         "force": Param(False, type="boolean", title="Force", description="Retune even if no drift is found."),
         "trigger": Param("manual", type="string", enum=["manual", "drift", "schedule", "alert", "bootstrap"], title="Trigger"),
         "drift": Param(None, type=["null", "object"], title="Drift summary", description="Set by monitor_drift."),

@@ -124,7 +124,9 @@ def main() -> int:
         before = champion()
         row: dict[str, Any] = {"window_end": window_end, "step": kind, "champion_before": before}
         if kind == "bootstrap":
-            dr = _dags()["retune_model"].test(run_conf={"config": CONFIG, "window": "reference", "trigger": "bootstrap", "force": True})
+            dr = _dags()["retune_model"].test(
+                run_conf={"config": CONFIG, "window": "reference", "trigger": "bootstrap", "force": True}
+            )
             if dr.state != "success":
                 print(f"bootstrap retune failed: {dr.state}", file=sys.stderr)
                 return 1

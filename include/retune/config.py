@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retune.errors import ConfigError
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 """Model and config names become paths, run names and study names: keep them tame."""
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -70,8 +70,8 @@ def parse_timestamp(value: str | datetime) -> datetime:
     """
     ts = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc)
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
 
 
 Duration = Annotated[timedelta, Field(description="A duration such as '7d' or '12h'.")]
@@ -163,6 +163,7 @@ class CategoricalParam(_Strict):
 
 ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
 
+
 class ModelConfig(_Strict):
     """Model family, fixed parameters and the search space."""
 
@@ -191,6 +192,8 @@ class ModelConfig(_Strict):
                 log = isinstance(spec, FloatParam) and spec.type == "log_float" or (isinstance(spec, IntParam) and spec.log)
                 if log and spec.low <= 0:
                     raise ValueError(f"{name}: a log range needs low > 0, got {spec.low}")
+                if log and ((isinstance(spec, IntParam) and spec.step != 1) or (isinstance(spec, FloatParam) and spec.step)):
+                    raise ValueError(f"{name}: a log range cannot have a step")
         return space
 
 
@@ -235,6 +238,13 @@ class TuningConfig(_Strict):
     n_steps: int = Field(4, ge=1, le=50, description="Intermediate values each trial reports.")
     warm_start_top_k: int = Field(3, ge=0, le=100)
     threads_per_trial: int = Field(1, ge=1, description="BLAS/OpenMP threads a trial may use (threadpoolctl).")
+
+    @model_validator(mode="after")
+    def _pruner_args(self) -> TuningConfig:
+        from retune.tuning import make_pruner
+
+        make_pruner(self.pruner, n_steps=self.n_steps)
+        return self
 
 
 class ValidationConfig(_Strict):

@@ -175,12 +175,16 @@ def resolve_features(cfg: RetuneConfig, df: pd.DataFrame) -> FeatureSet:
     if feats.numerical is not None:
         return FeatureSet(list(feats.numerical), list(feats.categorical))
     skip = {cfg.target, cfg.data.time_column, *feats.exclude, *feats.categorical}
-    numerical = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    numerical = [
+        c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+    ]
     categorical = list(feats.categorical) + [c for c in df.columns if c not in skip and c not in numerical]
     return FeatureSet(numerical, categorical)
 
 
-def check_frame(df: pd.DataFrame, cfg: RetuneConfig, features: FeatureSet, *, where: str, need_target: bool = True) -> pd.DataFrame:
+def check_frame(
+    df: pd.DataFrame, cfg: RetuneConfig, features: FeatureSet, *, where: str, need_target: bool = True
+) -> pd.DataFrame:
     """Check a window against the config and return it cleaned.
 
     Checks: rows present (at least ``data.min_rows``), every feature and the target present,

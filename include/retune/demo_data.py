@@ -13,14 +13,14 @@ Example:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
 
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 REGIME_B_DAY = 120
 REGIME_C_DAY = 180
 
@@ -52,7 +52,11 @@ def generate(*, days: int = 240, rows_per_day: int = 120, seed: int = 0, start: 
     footfall = rng.gamma(4.0, 25.0, n) * (1 + 0.6 * b)
     promo = rng.choice(["none", "discount", "bundle"], n, p=[0.6, 0.3, 0.1])
     region = rng.choice(["north", "south", "east", "west"], n)
-    channel = np.where(c, rng.choice(["store", "online", "app"], n, p=[0.3, 0.3, 0.4]), rng.choice(["store", "online", "app"], n, p=[0.7, 0.25, 0.05]))
+    channel = np.where(
+        c,
+        rng.choice(["store", "online", "app"], n, p=[0.3, 0.3, 0.4]),
+        rng.choice(["store", "online", "app"], n, p=[0.7, 0.25, 0.05]),
+    )
     region_effect = pd.Series(region).map({"north": 0.0, "south": 6.0, "east": -4.0, "west": 2.0}).to_numpy()
     promo_effect = pd.Series(promo).map({"none": 0.0, "discount": 12.0, "bundle": 20.0}).to_numpy()
     sensitivity = np.where(b, 6.0, 3.0)

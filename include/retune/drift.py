@@ -60,8 +60,9 @@ class DriftSummary:
         """JSON for XCom, run conf and the MLflow artifact."""
         out = asdict(self)
         for col in out["columns"]:
-            if isinstance(col["score"], float) and not math.isfinite(col["score"]):
-                col["score"] = None
+            for key in ("score", "threshold"):
+                if isinstance(col[key], float) and not math.isfinite(col[key]):
+                    col[key] = None
         out["drifted_columns"] = [c.column for c in self.drifted_columns]
         return out
 

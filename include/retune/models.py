@@ -88,8 +88,7 @@ class ModelFamily(abc.ABC):
         for key in params:
             if key not in known:
                 raise ValueError(
-                    f"model.search_space/fixed_params: {cls.__name__} has no parameter {key!r}; "
-                    f"it has {sorted(known)}"
+                    f"model.search_space/fixed_params: {cls.__name__} has no parameter {key!r}; it has {sorted(known)}"
                 )
 
     def build(
@@ -216,13 +215,13 @@ class Linear(ModelFamily):
     def staged_fit(self, pipe: Pipeline, X: pd.DataFrame, y: pd.Series, *, n_steps: int) -> Iterator[tuple[int, Pipeline]]:
         n = len(X)
         for rows in _schedule(n, n_steps):
+            if rows < n and y.iloc[n - rows :].nunique() < 2:
+                continue  # a classifier cannot learn from one class; grow the slice first
             pipe.fit(X.iloc[n - rows :], y.iloc[n - rows :])
             yield rows, pipe
 
 
-FAMILIES: dict[str, type[ModelFamily]] = {
-    cls.name: cls for cls in (HistGradientBoosting, RandomForest, Linear)
-}
+FAMILIES: dict[str, type[ModelFamily]] = {cls.name: cls for cls in (HistGradientBoosting, RandomForest, Linear)}
 
 
 def get_family(name: str) -> ModelFamily:

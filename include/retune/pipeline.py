@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from retune.config import RetuneConfig, config_path, load_config, parse_timestamp
 from retune.data import FeatureSet, Window, frame_digest, load_window, split_for_retune
 from retune.drift import DriftDetector, EvidentlyDriftDetector
-from retune.errors import DataError, RetuneError
+from retune.errors import ConfigError, DataError, RetuneError
 from retune.metrics import get_metric
 from retune.settings import Settings, get_settings
 
@@ -46,7 +46,7 @@ def load_named_config(name: str, settings: Settings | None = None) -> RetuneConf
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _end(window_end: str | datetime | None) -> datetime:
@@ -121,9 +121,7 @@ def check_drift(
     reference, features = load_window(cfg, ref_window, variables=settings.variables, need_target=False)
     current, _ = load_window(cfg, prod_window, variables=settings.variables, features=features, need_target=False)
     detector = detector or EvidentlyDriftDetector()
-    result = detector.detect(
-        reference, current, numerical=features.numerical, categorical=features.categorical, policy=cfg.drift
-    )
+    result = detector.detect(reference, current, numerical=features.numerical, categorical=features.categorical, policy=cfg.drift)
     summary = result.summary
     exp_id = tracking.ensure_experiment(cl, experiment_name(cfg, "monitoring"), settings)
     run = cl.create_run(
@@ -285,20 +283,25 @@ def prepare(
         ConfigError: For a bad config or parameter.
         DataError: For bad data; nothing is registered and the champion is unchanged.
     """
-    from retune import tracking
+    from pydantic import ValidationError
+
+    from retune import registry, tracking
     from retune.config import PrunerConfig
     from retune.tuning import make_pruner
 
     settings = settings or get_settings()
     cfg = load_named_config(config_name, settings)
     if pruner:
-        make_pruner(PrunerConfig(type=pruner), n_steps=cfg.tuning.n_steps)  # type: ignore[arg-type]
+        try:
+            make_pruner(PrunerConfig(type=pruner), n_steps=cfg.tuning.n_steps)  # type: ignore[arg-type]
+        except ValidationError:
+            raise ConfigError(f"pruner: unknown pruner {pruner!r}") from None
     if window_kind not in ("latest", "reference"):
         raise RetuneError(f"window: must be 'latest' or 'reference', got {window_kind!r}")
     window = retune_window(cfg, window_end=window_end, kind=window_kind)
     df, features = load_window(cfg, window, variables=settings.variables)
     split = split_for_retune(df, cfg)
-    key = key or f"adhoc/{_now().strftime('%Y%m%dT%H%M%S%f')}"
+    key = registry.check_key(key or f"adhoc/{_now().strftime('%Y%m%dT%H%M%S%f')}")
     cl = tracking.client(settings)
     exp_id = tracking.ensure_experiment(cl, experiment_name(cfg), settings)
     digests = {
@@ -463,7 +466,9 @@ def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, 
     objective = Objective(cfg, split, features, cl=cl, experiment_id=ctx["experiment_id"], parent_run_id=ctx["parent_run_id"])
     outcome = run_study(study, objective, n_trials=int(ctx["n_trials"]), timeout=ctx["timeout"])
     if outcome.best_value is None:
-        raise RetuneError(f"study {outcome.study_name}: no trial completed ({outcome.n_pruned} pruned, {outcome.n_failed} failed)")
+        raise RetuneError(
+            f"study {outcome.study_name}: no trial completed ({outcome.n_pruned} pruned, {outcome.n_failed} failed)"
+        )
     now_ms = int(_now().timestamp() * 1000)
     cl.log_batch(
         ctx["parent_run_id"],
@@ -494,9 +499,13 @@ def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, 
 
 def _log_study_plots(cl: MlflowClient, run_id: str, study: Any) -> None:
     """Optimization history and intermediate values, as interactive HTML and PNG."""
+    import warnings
+
     import matplotlib
+    from optuna.exceptions import ExperimentalWarning
 
     matplotlib.use("Agg")
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
     import matplotlib.pyplot as plt
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
@@ -612,7 +621,9 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
     return result
 
 
-def register(ctx: dict[str, Any], validation: dict[str, Any], outcome: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
+def register(
+    ctx: dict[str, Any], validation: dict[str, Any], outcome: dict[str, Any], *, settings: Settings | None = None
+) -> dict[str, Any]:
     """Register the challenger (once per retune) and promote it if every gate passed.
 
     Returns:
@@ -650,7 +661,9 @@ def register(ctx: dict[str, Any], validation: dict[str, Any], outcome: dict[str,
         tags.pop(TRAIN_END_TAG)
     version, created = registry.register(cl, name, validation["model_uri"], key=ctx["key"], tags=tags)
     promoted = False
-    if created and not failed:
+    if not failed and (before is None or str(before.version) != str(version.version)):
+        # Also on a retry that found the version already registered: a crash between
+        # registering and promoting must not leave a model that passed every gate unpromoted.
         registry.promote(cl, name, version.version)
         promoted = True
     elif failed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,6 +45,20 @@ def champion_params(cl: MlflowClient, name: str) -> dict[str, Any] | None:
     return dict(json.loads(version.tags[PARAMS_TAG]))
 
 
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:+/@-]{1,250}\Z")
+
+
+def check_key(key: str) -> str:
+    """Refuse retune keys that could not be matched safely in an MLflow filter.
+
+    Raises:
+        ValueError: If the key has characters outside ``[A-Za-z0-9_.:+/@-]``.
+    """
+    if not KEY_PATTERN.match(key):
+        raise ValueError(f"retune key {key!r} has characters outside [A-Za-z0-9_.:+/@-]")
+    return key
+
+
 def find_by_key(cl: MlflowClient, name: str, key: str) -> ModelVersion | None:
     """The version a retune registered already, if any."""
     from mlflow.exceptions import MlflowException
@@ -70,6 +85,7 @@ def register(cl: MlflowClient, name: str, model_uri: str, *, key: str, tags: dic
     """
     from mlflow.exceptions import MlflowException
 
+    check_key(key)
     existing = find_by_key(cl, name, key)
     if existing is not None:
         log.info("retune %s already registered %s version %s; not registering again", key, name, existing.version)
@@ -91,10 +107,10 @@ def promote(cl: MlflowClient, name: str, version: str) -> str | None:
         The previous champion's version, if there was one.
     """
     old = get_alias(cl, name, CHAMPION)
-    if old is not None and old.version == str(version):
+    if old is not None and str(old.version) == str(version):
         return None
     if old is not None:
         cl.set_registered_model_alias(name, PREVIOUS, old.version)
     cl.set_registered_model_alias(name, CHAMPION, str(version))
     log.info("promoted %s version %s to %s (previous: %s)", name, version, CHAMPION, old.version if old else None)
-    return old.version if old else None
+    return str(old.version) if old else None

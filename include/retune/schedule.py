@@ -30,7 +30,9 @@ def cron_fires(expression: str, start: datetime, end: datetime) -> bool:
     return bool(nxt <= end)
 
 
-def due_configs(*, only: str | None, start: datetime | None, end: datetime | None, every: bool, config_dir: str | None = None) -> list[str]:
+def due_configs(
+    *, only: str | None, start: datetime | None, end: datetime | None, every: bool, config_dir: str | None = None
+) -> list[str]:
     """The configs a monitor run should check.
 
     Args:

@@ -90,7 +90,11 @@ def staging_check(model_uri: str, sample: pd.DataFrame, *, tracking_uri: str, ti
         return {"ok": False, "error": f"staging check timed out after {timeout}s", "predictions": None}
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
-        return {"ok": False, "error": "model failed to load or predict in a fresh process: " + " | ".join(tail), "predictions": None}
+        return {
+            "ok": False,
+            "error": "model failed to load or predict in a fresh process: " + " | ".join(tail),
+            "predictions": None,
+        }
     result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
     result["ok"] = True
     result["error"] = None
@@ -190,7 +194,11 @@ def apply_gates(
             challenger,
             None,
         )
-        gates.append(Gate(gate.name, gate.passed, f"{challenger[LATENCY]:.3g} ms per 1k rows (max {v.max_latency_ms_per_1k}): {gate.detail}"))
+        gates.append(
+            Gate(
+                gate.name, gate.passed, f"{challenger[LATENCY]:.3g} ms per 1k rows (max {v.max_latency_ms_per_1k}): {gate.detail}"
+            )
+        )
     return gates
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from retune.config import CategoricalParam, FloatParam, IntParam, ParamSpec
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STUDY_PREFIX = "retune-"
+STUDY_PREFIX = "retune."  # model names cannot contain ".", so prefixes never overlap
 
 
 def study_prefix(model_name: str) -> str:
     """The prefix every study of a model's retunes starts with."""
-    return f"{STUDY_PREFIX}{model_name}-"
+    return f"{STUDY_PREFIX}{model_name}."
 
 
 def clip_to_space(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[str, Any]:
@@ -50,16 +51,17 @@ def clip_to_space(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[s
         if name not in params:
             continue
         value = params[name]
-        if isinstance(spec, IntParam):
+        if isinstance(spec, (IntParam, FloatParam)):
             try:
-                out[name] = int(min(max(int(round(float(value))), spec.low), spec.high))
+                number = float(value)
             except (TypeError, ValueError):
                 continue
-        elif isinstance(spec, FloatParam):
-            try:
-                out[name] = float(min(max(float(value), spec.low), spec.high))
-            except (TypeError, ValueError):
+            if not math.isfinite(number):
                 continue
+            number = min(max(number, spec.low), spec.high)
+            if spec.step:  # snap onto the grid low, low + step, ... that Optuna samples from
+                number = min(spec.low + round((number - spec.low) / spec.step) * spec.step, spec.high)
+            out[name] = int(round(number)) if isinstance(spec, IntParam) else float(number)
         elif isinstance(spec, CategoricalParam) and value in spec.choices:
             out[name] = value
     return out
@@ -115,7 +117,9 @@ def previous_study_top_k(
     return latest.study_name, top
 
 
-def enqueue_seeds(study: optuna.Study, seeds: list[tuple[str, dict[str, Any]]], space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
+def enqueue_seeds(
+    study: optuna.Study, seeds: list[tuple[str, dict[str, Any]]], space: dict[str, ParamSpec]
+) -> list[dict[str, Any]]:
     """Enqueue warm-start seeds, clipped to the space, without duplicates.
 
     Args:

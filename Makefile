@@ -1,0 +1,57 @@
+# Retune: `make demo` runs the demo scenario, `make test` runs the checks and the tests.
+# Both create .venv and install what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
+DEMO   := $(CURDIR)/.demo
+
+# The embedded default: SQLite for Airflow, MLflow and Optuna, all under .demo/.
+DEMO_ENV := RETUNE_STATE_DIR=$(DEMO) \
+	AIRFLOW_HOME=$(DEMO)/airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	MLFLOW_TRACKING_URI=sqlite:///$(DEMO)/mlflow.db
+
+.PHONY: install demo test lint typecheck unit airflow-ui mlflow-ui clean
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	rm -rf $(DEMO)
+	$(DEMO_ENV) $(BIN)/python scripts/demo.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check include dags plugins scripts tests
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install lint typecheck
+	$(BIN)/python -m pytest
+
+unit: install
+	$(BIN)/python -m pytest tests/retune
+
+# The Airflow UI on the demo state (run `make demo` first): http://localhost:8080,
+# the login is printed by `airflow standalone`.
+airflow-ui: install
+	$(DEMO_ENV) $(BIN)/airflow standalone
+
+# The MLflow UI on the demo state: http://localhost:5000
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DEMO)/mlflow.db --port 5000
+
+clean:
+	rm -rf $(VENV) $(DEMO) .retune .pytest_cache .mypy_cache .ruff_cache

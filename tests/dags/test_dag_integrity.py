@@ -1,0 +1,108 @@
+"""DAG integrity: the DAG files import cleanly, follow the house rules and touch no database,
+connection or variable while they are parsed."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pendulum
+import pytest
+
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILES = sorted(DAGS_DIR.glob("*.py"))
+ALLOWED_TOP_LEVEL = {"airflow.sdk", "pendulum", "__future__"}
+EXPECTED_DAGS = {"monitor_drift", "retune_model"}
+
+
+@pytest.fixture(scope="module")
+def parse_log() -> dict:
+    """Parse the DAG folder once, counting SQL statements and connection/variable lookups."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import BaseHook, Connection, Variable
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    statements: list[str] = []
+    lookups: list[str] = []
+
+    def on_sql(conn, cursor, statement, *args):  # noqa: ANN001, ARG001
+        statements.append(statement)
+
+    patched = []
+    for owner, name in ((Variable, "get"), (Connection, "get"), (BaseHook, "get_connection")):
+        original = getattr(owner, name)
+
+        def spy(*args, _name=f"{owner.__name__}.{name}", **kwargs):  # noqa: ANN002, ANN003
+            lookups.append(_name)
+            raise AssertionError(f"{_name} called while parsing DAGs")
+
+        setattr(owner, name, staticmethod(spy) if isinstance(owner.__dict__.get(name), staticmethod) else spy)
+        patched.append((owner, name, original))
+    event.listen(Engine, "before_cursor_execute", on_sql)
+    try:
+        bag = DagBag(dag_folder=str(DAGS_DIR))
+    finally:
+        event.remove(Engine, "before_cursor_execute", on_sql)
+        for owner, name, original in patched:
+            setattr(owner, name, original)
+    return {"bag": bag, "statements": statements, "lookups": lookups}
+
+
+def test_no_import_errors(parse_log: dict) -> None:
+    errors = parse_log["bag"].import_errors
+    assert not errors, "DAG import errors:\n" + "\n".join(f"{path}: {err}" for path, err in errors.items())
+
+
+def test_expected_dags_present(parse_log: dict) -> None:
+    assert set(parse_log["bag"].dags) == EXPECTED_DAGS
+
+
+def test_no_db_query_or_lookup_while_parsing(parse_log: dict) -> None:
+    assert parse_log["statements"] == [], f"SQL run while parsing: {parse_log['statements'][:5]}"
+    assert parse_log["lookups"] == [], f"connection/variable lookups while parsing: {parse_log['lookups']}"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_dag_rules(parse_log: dict, dag_id: str) -> None:
+    dag = parse_log["bag"].dags[dag_id]
+    assert dag.tags, f"{dag_id} has no tags"
+    assert dag.catchup is False, f"{dag_id}: catchup must be False"
+    assert dag.doc_md and dag_id in dag.doc_md, f"{dag_id}: doc_md must be the module docstring naming the DAG"
+    assert dag.start_date is not None and dag.start_date.tzinfo is not None, f"{dag_id}: start_date must be fixed and aware"
+    assert dag.start_date.utcoffset() == pendulum.duration(0), f"{dag_id}: start_date must be UTC"
+    for task in dag.tasks:
+        retries = getattr(task, "retries", None)
+        assert retries is not None and retries >= 2, f"{dag_id}.{task.task_id}: retries is {retries!r}, want >= 2"
+
+
+def test_retune_model_shape(parse_log: dict) -> None:
+    dag = parse_log["bag"].dags["retune_model"]
+    assert dag.max_active_runs == 1
+    ids = {t.task_id for t in dag.tasks}
+    assert {
+        "retune.drift_gate",
+        "retune.load_data",
+        "retune.warm_start",
+        "retune.tune",
+        "retune.validate",
+        "retune.register",
+    } <= ids
+    assert {"config", "n_trials", "timeout", "pruner", "force"} <= set(dag.params.keys())
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
+def test_top_level_imports_are_light(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    stdlib = set(sys.stdlib_module_names)
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            ok = name in ALLOWED_TOP_LEVEL or name.split(".")[0] in stdlib
+            assert ok, f"{path.name}:{node.lineno}: top-level import of {name!r}; import it inside the task"

@@ -1,0 +1,122 @@
+"""End-to-end runs of both DAGs with dag.test() on the embedded default (SQLite everywhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests_e2e_helpers import fresh_dags, write_config  # type: ignore[import-not-found]
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "data": {"reference": {"start": "2025-01-01", "end": "2025-02-26"}},
+    "tuning": {"n_trials": 6, "pruner": {"type": "median", "args": {"n_startup_trials": 2}}},
+}
+
+
+def _queued_retunes() -> list[Any]:
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    with settings.Session() as session:
+        return list(session.scalars(select(DagRun).where(DagRun.dag_id == "retune_model", DagRun.state == "queued")).all())
+
+
+def _client() -> Any:
+    from retune import tracking
+    from retune.settings import get_settings
+
+    return tracking.client(get_settings())
+
+
+def _versions(cl: Any, name: str) -> list[str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return sorted(v.version for v in cl.search_model_versions(f"name = '{name}'"))
+    except MlflowException:
+        return []
+
+
+def test_monitor_triggers_warm_started_retune_that_promotes(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    from optuna import load_study
+
+    from retune import demo_data, registry
+    from retune.settings import get_settings
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=200, rows_per_day=60)
+    write_config(retune_env["configs"], "demo", SMALL)
+    cl = _client()
+
+    # 1. First model, trained on the reference period: cold start, becomes champion.
+    dr = fresh_dags()["retune_model"].test(
+        run_conf={"config": "demo", "window": "reference", "force": True, "trigger": "bootstrap"}
+    )
+    assert dr.state == "success"
+    v1 = registry.get_alias(cl, "demo-demand", "champion")
+    assert v1 is not None and v1.version == 1
+    parent_id = v1.tags["retune.parent_run_id"]
+    children = cl.search_runs(
+        [cl.get_run(parent_id).info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    assert len(children) == 6, "every trial is a child run of the parent run"
+    states = {c.data.tags["optuna.trial_state"] for c in children}
+    assert states <= {"COMPLETE", "PRUNED", "FAIL"}
+    assert cl.get_run(parent_id).data.tags["retune.warm_start"] == "cold"
+
+    # 2. A window in the same regime: no drift, nothing triggered.
+    dr = fresh_dags()["monitor_drift"].test(run_conf={"config": "demo", "window_end": "2025-03-20"})
+    assert dr.state == "success"
+    assert _queued_retunes() == []
+
+    # 3. After the regime change: drift, a retune run is triggered with the drift summary.
+    dr = fresh_dags()["monitor_drift"].test(run_conf={"config": "demo", "window_end": "2025-05-29"})
+    assert dr.state == "success"
+    queued = _queued_retunes()
+    assert len(queued) == 1
+    conf = queued[0].conf
+    assert conf["trigger"] == "drift" and conf["config"] == "demo"
+    assert conf["drift"]["summary"]["drift_detected"] is True
+
+    run = fresh_dags()["retune_model"].test(logical_date=queued[0].logical_date, run_conf=conf)
+    assert run.state == "success"
+    v2 = registry.get_alias(cl, "demo-demand", "champion")
+    assert v2 is not None and v2.version == 2, "the retuned model is the new champion"
+    assert registry.get_alias(cl, "demo-demand", "previous_champion").version == 1
+    tags = v2.tags
+    assert tags["retune.trigger"] == "drift"
+    assert float(tags["retune.drift_share"]) >= 0.25
+    assert tags["airflow.dag_id"] == "retune_model" and tags["airflow.run_id"] == run.run_id
+    assert len(tags["retune.data_digest"]) == 64
+    # Warm start: the champion's params and the previous study's best were enqueued and re-scored.
+    study = load_study(study_name=tags["retune.study"], storage=get_settings().optuna_storage)
+    seeds = [t for t in study.trials if "warm_start" in t.user_attrs]
+    assert {t.user_attrs["warm_start"] for t in seeds} >= {"champion"}
+    assert all(t.state.is_finished() for t in seeds)
+    champion_params = json.loads(v1.tags["retune.params"])
+    assert any(t.params == champion_params for t in seeds)
+    parent = cl.get_run(tags["retune.parent_run_id"])
+    assert parent.data.tags["retune.warm_start"] == "warm"
+    assert parent.data.metrics["challenger_mae"] < parent.data.metrics["champion_mae"]
+
+
+def test_manual_retune_without_drift_is_skipped_and_registers_nothing(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    from retune import demo_data, registry
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=100, rows_per_day=40)
+    write_config(retune_env["configs"], "demo", SMALL)
+    cl = _client()
+    assert fresh_dags()["retune_model"].test(run_conf={"config": "demo", "window": "reference", "force": True}).state == "success"
+    before = _versions(cl, "demo-demand")
+
+    dr = fresh_dags()["retune_model"].test(run_conf={"config": "demo", "window_end": "2025-03-20", "force": False})
+    assert dr.state == "success"
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    assert states["retune.drift_gate"] == "success"
+    assert states["retune.register"] == "skipped"
+    assert _versions(cl, "demo-demand") == before
+    assert registry.get_alias(cl, "demo-demand", "champion").version == 1

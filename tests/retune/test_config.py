@@ -1,0 +1,353 @@
+"""retune.config: the demo config loads, and every error names the file and the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from retune.config import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    config_path,
+    load_config,
+    parse_duration,
+    parse_timestamp,
+    resolve_path,
+)
+from retune.errors import ConfigError
+
+DEMO_YAML = Path(__file__).resolve().parents[2] / "include" / "configs" / "demo.yaml"
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message, f"the error does not name the file: {message}"
+    return message
+
+
+# --------------------------------------------------------------------------- the demo config
+
+
+def test_demo_config_loads_with_typed_fields() -> None:
+    cfg = load_config(DEMO_YAML)
+
+    assert cfg.name == "demo"
+    assert cfg.task == "regression"
+    assert cfg.source_file == str(DEMO_YAML.resolve())
+    assert cfg.data.window == timedelta(days=7)
+    assert cfg.data.train_window == timedelta(days=28)
+    assert cfg.data.reference.path is None
+    assert cfg.data.reference.start == datetime(2025, 1, 1, tzinfo=UTC)
+    assert cfg.data.reference.end == datetime(2025, 2, 26, tzinfo=UTC)
+    assert cfg.direction == "minimize"  # mae, derived from the metric name
+    space = cfg.model.search_space
+    assert isinstance(space["learning_rate"], FloatParam) and space["learning_rate"].type == "log_float"
+    assert isinstance(space["max_leaf_nodes"], IntParam) and space["max_leaf_nodes"].log is True
+    assert cfg.tuning.pruner.type == "median" and cfg.tuning.pruner.args == {"n_startup_trials": 4}
+    assert cfg.registry.model_name == "demo-demand"
+
+
+def test_snapshot_is_json_safe_and_drops_source_file() -> None:
+    import json
+
+    snap = load_config(DEMO_YAML).snapshot()
+    assert "source_file" not in snap
+    text = json.dumps(snap)
+    assert "learning_rate" in text
+
+
+def test_config_objects_are_frozen() -> None:
+    cfg = load_config(DEMO_YAML)
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.name = "other"  # type: ignore[misc]
+
+
+def test_defaults_fill_optional_sections(demo_dict, write_yaml) -> None:
+    for section in ("drift", "tuning", "validation", "description"):
+        demo_dict.pop(section)
+    cfg = load_config(write_yaml(demo_dict))
+    assert cfg.tuning.n_trials == 30
+    assert cfg.drift.drift_share == 0.5
+    assert cfg.validation.min_improvement == 0.0
+
+
+# --------------------------------------------------------------------------- file-level errors
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "ghost.yaml"
+    message = load_error(path)
+    assert "does not exist" in message
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: demo\nmodel: {family: [unclosed\n")
+    assert "not valid YAML" in load_error(path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    assert "expected a mapping" in load_error(path)
+
+
+# --------------------------------------------------------------------------- field errors
+
+
+def test_unknown_model_family(demo_dict, write_yaml) -> None:
+    demo_dict["model"]["family"] = "xgboost"
+    message = load_error(write_yaml(demo_dict))
+    assert "model.family" in message
+    assert "'xgboost'" in message
+    assert "hist_gradient_boosting" in message  # lists the valid choices
+
+
+def test_unknown_metric(demo_dict, write_yaml) -> None:
+    demo_dict["metric"]["name"] = "median_error"
+    message = load_error(write_yaml(demo_dict))
+    assert "metric.name" in message
+    assert "'median_error'" in message
+
+
+def test_metric_of_the_wrong_task(demo_dict, write_yaml) -> None:
+    demo_dict["metric"]["name"] = "roc_auc"  # a classification metric on a regression task
+    message = load_error(write_yaml(demo_dict))
+    assert "metric.name" in message
+    assert "classification" in message and "regression" in message
+
+
+def test_direction_contradicting_the_metric(demo_dict, write_yaml) -> None:
+    demo_dict["metric"]["direction"] = "maximize"
+    message = load_error(write_yaml(demo_dict))
+    assert "metric.direction" in message
+
+
+def test_matching_direction_is_accepted(demo_dict, write_yaml) -> None:
+    demo_dict["metric"]["direction"] = "minimize"
+    assert load_config(write_yaml(demo_dict)).direction == "minimize"
+
+
+@pytest.mark.parametrize(
+    ("param", "low", "high"),
+    [("learning_rate", 0.5, 0.1), ("min_samples_leaf", 80, 5)],
+)
+def test_search_space_low_above_high(demo_dict, write_yaml, param: str, low: float, high: float) -> None:
+    demo_dict["model"]["search_space"][param].update(low=low, high=high)
+    message = load_error(write_yaml(demo_dict))
+    assert "model.search_space" in message
+    assert param in message
+    assert f"low ({low}) > high ({high})" in message
+
+
+def test_search_space_low_equal_high_is_a_fixed_value(demo_dict, write_yaml) -> None:
+    demo_dict["model"]["search_space"]["min_samples_leaf"].update(low=20, high=20)
+    assert load_config(write_yaml(demo_dict)).model.search_space["min_samples_leaf"].low == 20
+
+
+@pytest.mark.parametrize(
+    ("param", "spec"),
+    [
+        ("learning_rate", {"type": "log_float", "low": 0.0, "high": 0.3}),
+        ("learning_rate", {"type": "log_float", "low": -1.0, "high": 0.3}),
+        ("max_leaf_nodes", {"type": "int", "low": 0, "high": 64, "log": True}),
+    ],
+)
+def test_log_range_needs_a_positive_low(demo_dict, write_yaml, param: str, spec: dict) -> None:
+    demo_dict["model"]["search_space"][param] = spec
+    message = load_error(write_yaml(demo_dict))
+    assert param in message
+    assert "log range needs low > 0" in message
+
+
+def test_linear_range_may_start_at_zero(demo_dict, write_yaml) -> None:
+    demo_dict["model"]["search_space"]["l2_regularization"] = {"type": "float", "low": 0.0, "high": 1.0}
+    assert load_config(write_yaml(demo_dict)).model.search_space["l2_regularization"].low == 0.0
+
+
+@pytest.mark.parametrize("section", ["search_space", "fixed_params"])
+def test_unknown_estimator_parameter(demo_dict, write_yaml, section: str) -> None:
+    if section == "search_space":
+        demo_dict["model"]["search_space"]["n_leaves"] = {"type": "int", "low": 2, "high": 8}
+    else:
+        demo_dict["model"]["fixed_params"]["n_leaves"] = 4
+    message = load_error(write_yaml(demo_dict))
+    assert "'n_leaves'" in message
+    assert "model.search_space/fixed_params" in message
+    assert "HistGradientBoostingRegressor" in message
+
+
+def test_parameters_are_checked_against_the_family_of_the_task(demo_dict, write_yaml) -> None:
+    # max_iter exists for HistGradientBoosting but not for Ridge (linear regression)
+    demo_dict["model"] = {
+        "family": "linear",
+        "fixed_params": {"max_iter": 10, "solver": "auto"},
+        "search_space": {"alpha": {"type": "log_float", "low": 0.01, "high": 10}},
+    }
+    assert load_config(write_yaml(demo_dict)).model.family == "linear"
+    demo_dict["model"]["fixed_params"] = {"C": 1.0}  # LogisticRegression's, not Ridge's
+    assert "'C'" in load_error(write_yaml(demo_dict))
+
+
+@pytest.mark.parametrize("value", ["7x", "0d", "seven days", "-3d", "7.5d"])
+def test_bad_duration(demo_dict, write_yaml, value: str) -> None:
+    demo_dict["data"]["window"] = value
+    message = load_error(write_yaml(demo_dict))
+    assert "data.window" in message
+    assert repr(value) in message
+
+
+def test_empty_search_space(demo_dict, write_yaml) -> None:
+    demo_dict["model"]["search_space"] = {}
+    assert "search_space is empty" in load_error(write_yaml(demo_dict))
+
+
+def test_unknown_param_type(demo_dict, write_yaml) -> None:
+    demo_dict["model"]["search_space"]["learning_rate"]["type"] = "uniform"
+    message = load_error(write_yaml(demo_dict))
+    assert "model.search_space.learning_rate" in message
+
+
+def test_misspelled_field_is_refused(demo_dict, write_yaml) -> None:
+    demo_dict["tuning"]["n_trial"] = 5
+    message = load_error(write_yaml(demo_dict))
+    assert "tuning.n_trial" in message
+    assert "Extra inputs are not permitted" in message
+
+
+def test_target_cannot_be_a_feature(demo_dict, write_yaml) -> None:
+    demo_dict["features"]["numerical"].append("demand")
+    message = load_error(write_yaml(demo_dict))
+    assert "features" in message and "'demand'" in message
+
+
+def test_column_cannot_be_numerical_and_categorical(demo_dict, write_yaml) -> None:
+    demo_dict["features"]["categorical"].append("price")
+    message = load_error(write_yaml(demo_dict))
+    assert "features" in message and "price" in message
+
+
+def test_reference_start_must_precede_end(demo_dict, write_yaml) -> None:
+    demo_dict["data"]["reference"].update(start="2025-03-01", end="2025-02-01")
+    assert "data.reference" in load_error(write_yaml(demo_dict))
+
+
+@pytest.mark.parametrize(("field", "value"), [("holdout_fraction", 0.0), ("holdout_fraction", 0.95), ("min_rows", 0)])
+def test_numeric_bounds(demo_dict, write_yaml, field: str, value: float) -> None:
+    demo_dict["data"][field] = value
+    assert f"data.{field}" in load_error(write_yaml(demo_dict))
+
+
+def test_every_error_is_reported_on_its_own_line(demo_dict, write_yaml) -> None:
+    demo_dict["data"]["window"] = "7x"
+    demo_dict["registry"]["model_name"] = "Demo Demand"
+    path = write_yaml(demo_dict)
+    lines = load_error(path).splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert {line.split(": ")[1] for line in lines} == {"data.window", "registry.model_name"}
+
+
+# --------------------------------------------------------------------------- names and paths
+
+
+@pytest.mark.parametrize("name", ["../etc", "..", "a/b", "Demo", "", "-demo", "demo.yaml", "x" * 64, "de mo"])
+def test_config_path_refuses_unsafe_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="not valid"):
+        config_path(name, tmp_path)
+
+
+def test_config_path_refuses_a_trailing_newline(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid"):
+        config_path("demo\n", tmp_path)
+
+
+def test_config_path_of_a_plain_name(tmp_path: Path) -> None:
+    assert config_path("demo_2-b", tmp_path) == tmp_path / "demo_2-b.yaml"
+
+
+@pytest.mark.parametrize("name", ["../demo", "Demo", "demo demand"])
+def test_config_name_field_is_checked(demo_dict, write_yaml, name: str) -> None:
+    demo_dict["name"] = name
+    message = load_error(write_yaml(demo_dict))
+    assert "name:" in message and repr(name) in message
+
+
+def test_resolve_path_expands_variables_and_relative_paths(tmp_path: Path) -> None:
+    base = tmp_path / "configs"
+    assert (
+        resolve_path("${RETUNE_STATE_DIR}/data/*.csv", base=base, variables={"RETUNE_STATE_DIR": "/state"}) == "/state/data/*.csv"
+    )
+    assert resolve_path("data/x.csv", base=base) == str(base / "data" / "x.csv")
+    assert resolve_path("/abs/x.csv", base=base) == "/abs/x.csv"
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7d", timedelta(days=7)),
+        (" 12h ", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("2w", timedelta(weeks=2)),
+        (3600, timedelta(hours=1)),
+        (timedelta(days=1), timedelta(days=1)),
+    ],
+)
+def test_parse_duration(value, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", [0, -5, timedelta(0), "0s"])
+def test_parse_duration_refuses_non_positive(value) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        parse_duration(value)
+
+
+def test_parse_timestamp_is_utc() -> None:
+    assert parse_timestamp("2025-01-01") == datetime(2025, 1, 1, tzinfo=UTC)
+    converted = parse_timestamp("2025-01-01T12:00:00+02:00")
+    assert converted.tzinfo == UTC and converted.hour == 10
+    assert parse_timestamp(datetime(2025, 1, 1, 5)).tzinfo == UTC
+
+
+def test_categorical_param_needs_a_choice(demo_dict, write_yaml) -> None:
+    demo_dict["model"]["search_space"]["learning_rate"] = {"type": "categorical", "choices": []}
+    assert "model.search_space.learning_rate" in load_error(write_yaml(demo_dict))
+    demo_dict["model"]["search_space"]["learning_rate"] = {"type": "categorical", "choices": [0.05, 0.1]}
+    spec = load_config(write_yaml(demo_dict)).model.search_space["learning_rate"]
+    assert isinstance(spec, CategoricalParam) and spec.choices == [0.05, 0.1]
+
+
+# --------------------------------------------------------------------------- known gaps (see the report)
+
+
+@pytest.mark.parametrize(
+    ("param", "spec"),
+    [
+        ("max_leaf_nodes", {"type": "int", "low": 8, "high": 64, "log": True, "step": 2}),
+        ("learning_rate", {"type": "log_float", "low": 0.02, "high": 0.3, "step": 0.01}),
+    ],
+)
+def test_log_range_with_step_is_refused(demo_dict, write_yaml, param: str, spec: dict) -> None:
+    demo_dict["model"]["search_space"][param] = spec
+    assert param in load_error(write_yaml(demo_dict))
+
+
+def test_bad_pruner_args_are_refused_on_load(demo_dict, write_yaml) -> None:
+    demo_dict["tuning"]["pruner"] = {"type": "median", "args": {"n_startup": 4}}
+    assert "tuning.pruner.args" in load_error(write_yaml(demo_dict))
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: drift methods are checked by Evidently at drift time, not on load")
+def test_unknown_drift_method_is_refused_on_load(demo_dict, write_yaml) -> None:
+    demo_dict["drift"]["method"] = "kolmogorov"
+    assert "drift.method" in load_error(write_yaml(demo_dict))

@@ -1,0 +1,263 @@
+"""Library-level end to end: bad input stops a retune with a clear error and leaves the registry alone.
+
+A champion is bootstrapped once for the module (prepare -> warm_start -> tune -> validate ->
+register on the reference period). Then every bad input must fail in ``prepare`` (or in
+loading the config) with an error naming the field, column or file, and the registered
+model must keep exactly the same versions, with ``champion`` on the same version.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from retune import demo_data, pipeline
+from retune.errors import ConfigError, DataError, RetuneError
+
+MODEL = "demo-demand"
+WINDOW_END = "2025-03-20"  # day 78 of 90: a full 28-day training window inside the data
+
+
+@dataclass
+class Boot:
+    root: Path
+    configs: Path
+    state: Path
+    config: dict[str, Any]
+    registered: dict[str, Any]
+    validation: dict[str, Any]
+    client: Any
+
+
+@pytest.fixture(scope="module")
+def boot(tmp_path_factory: pytest.TempPathFactory, demo_raw: dict[str, Any]) -> Iterator[Boot]:
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    root = tmp_path_factory.mktemp("pipeline")
+    state, configs = root / "state", root / "configs"
+    configs.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETUNE_STATE_DIR", str(state))
+        mp.setenv("RETUNE_CONFIG_DIR", str(configs))
+        mp.setenv("RETUNE_GIT_COMMIT", "unit-test")  # no git subprocess for lineage
+        for var in ("MLFLOW_TRACKING_URI", "RETUNE_OPTUNA_STORAGE", "RETUNE_ARTIFACT_ROOT"):
+            mp.delenv(var, raising=False)
+        # the pipeline sets MLflow's process-wide URIs: put them back afterwards
+        mp.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+        mp.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+
+        demo_data.write(state / "data" / "demo", days=90, rows_per_day=40)
+        cfg = copy.deepcopy(demo_raw)
+        cfg["data"]["reference"]["end"] = "2025-02-15"
+        cfg["data"]["min_rows"] = 20
+        cfg["model"]["fixed_params"]["max_iter"] = 30
+        cfg["tuning"].update(n_trials=4, n_steps=2, timeout=300)
+        (configs / "demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+        ctx = pipeline.prepare("demo", window_kind="reference", key="boot")
+        assert pipeline.warm_start(ctx)["mode"] == "cold"  # nothing to start from yet
+        outcome = pipeline.tune(ctx)
+        validation = pipeline.validate(ctx, outcome)
+        registered = pipeline.register(ctx, validation, outcome)
+        client = mlflow.MlflowClient(
+            tracking_uri=f"sqlite:///{state / 'mlflow.db'}", registry_uri=f"sqlite:///{state / 'mlflow.db'}"
+        )
+        yield Boot(root, configs, state, cfg, registered, validation, client)
+
+
+def snapshot(boot: Boot) -> dict[str, Any]:
+    """Registry versions and aliases, plus every MLflow run and Optuna study (to catch any side effect)."""
+    import optuna
+
+    cl = boot.client
+    versions = sorted((str(v.version), v.run_id, v.source) for v in cl.search_model_versions(f"name = '{MODEL}'"))
+    aliases = {k: str(v) for k, v in cl.get_registered_model(MODEL).aliases.items()}
+    experiments = [e.experiment_id for e in cl.search_experiments()]
+    runs = sorted(r.info.run_id for r in cl.search_runs(experiments, max_results=1000))
+    studies = sorted(optuna.get_all_study_names(f"sqlite:///{boot.state / 'optuna.db'}"))
+    return {"versions": versions, "aliases": aliases, "experiments": sorted(experiments), "runs": runs, "studies": studies}
+
+
+@pytest.fixture
+def unchanged(boot: Boot) -> Iterator[None]:
+    """Assert after the test that nothing was registered, promoted, logged or studied."""
+    before = snapshot(boot)
+    yield
+    after = snapshot(boot)
+    assert after["versions"] == before["versions"], "a model version was registered"
+    assert after["aliases"] == before["aliases"], "an alias moved"
+    assert after["aliases"]["champion"] == str(boot.registered["version"])
+    assert after == before, "bad input left a run, an experiment or a study behind"
+
+
+def write_config(boot: Boot, name: str, mutate: Callable[[dict[str, Any]], None] | None = None, csv: Path | None = None) -> Path:
+    cfg = copy.deepcopy(boot.config)
+    cfg["name"] = name
+    if csv is not None:
+        cfg["data"]["production"]["path"] = str(csv)
+    if mutate is not None:
+        mutate(cfg)
+    path = boot.configs / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def write_csv(boot: Boot, name: str, corrupt: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
+    df = demo_data.generate(days=90, rows_per_day=40, seed=0)
+    path = boot.root / "bad" / f"{name}.csv"
+    path.parent.mkdir(exist_ok=True)
+    corrupt(df.copy()).to_csv(path, index=False)
+    return path
+
+
+# --------------------------------------------------------------------------- the bootstrap
+
+
+def test_bootstrap_made_a_champion(boot: Boot) -> None:
+    reg = boot.registered
+    assert reg["created"] and reg["promoted"]
+    assert reg["champion_before"] is None and str(reg["champion_after"]) == str(reg["version"])
+    assert all(g["passed"] for g in boot.validation["gates"])
+    champion = boot.client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.tags["retune.key"] == "boot"
+    assert champion.tags["retune.window_kind"] == "reference"
+    assert champion.tags[pipeline.TRAIN_END_TAG].startswith("2025-02-15")
+
+
+def test_the_clean_copy_of_the_data_prepares(boot: Boot) -> None:
+    """The control for the bad-data cases: the same config on an intact copy works."""
+    csv = write_csv(boot, "clean", lambda df: df)
+    write_config(boot, "clean-copy", csv=csv)
+    before = snapshot(boot)
+    ctx = pipeline.prepare("clean-copy", window_end=WINDOW_END, key="clean")
+    assert ctx["rows"]["total"] == 28 * 40
+    after = snapshot(boot)
+    assert (after["versions"], after["aliases"]) == (before["versions"], before["aliases"])
+
+
+# --------------------------------------------------------------------------- bad data
+
+
+def drop_price(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=["price"])
+
+
+def price_as_text(df: pd.DataFrame) -> pd.DataFrame:
+    df["price"] = df["price"].map(lambda v: f"{v:.2f}".replace(".", ","))  # a decimal comma
+    return df
+
+
+def nan_target(df: pd.DataFrame) -> pd.DataFrame:
+    df.loc[df.index[::97], "demand"] = np.nan
+    return df
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(
+    ("case", "corrupt", "expected"),
+    [
+        ("missing-column", drop_price, "missing column(s) ['price']"),
+        ("wrong-dtype", price_as_text, "column 'price' is declared numerical but has dtype object"),
+        ("nan-target", nan_target, "target column 'demand' has"),
+    ],
+)
+def test_bad_data_is_refused(boot: Boot, case: str, corrupt, expected: str) -> None:
+    csv = write_csv(boot, case, corrupt)
+    write_config(boot, f"bad-{case}", csv=csv)
+    with pytest.raises(DataError) as info:
+        pipeline.prepare(f"bad-{case}", window_end=WINDOW_END, key=f"bad-{case}")
+    message = str(info.value)
+    assert expected in message
+    assert str(csv) in message  # names the source
+    assert "production [2025-02-20" in message  # and the window
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_empty_production_window_is_refused(boot: Boot) -> None:
+    with pytest.raises(DataError) as info:
+        pipeline.prepare("demo", window_end="2026-06-01", key="empty")
+    message = str(info.value)
+    assert "the window is empty (0 rows)" in message
+    assert "production [2026-05-04T00:00:00+00:00, 2026-06-01T00:00:00+00:00)" in message
+    assert str(boot.state / "data" / "demo") in message
+
+
+# --------------------------------------------------------------------------- bad configs
+
+
+def set_family(cfg: dict[str, Any]) -> None:
+    cfg["model"]["family"] = "xgboost"
+
+
+def set_metric(cfg: dict[str, Any]) -> None:
+    cfg["metric"]["name"] = "median_error"
+
+
+def invert_range(cfg: dict[str, Any]) -> None:
+    cfg["model"]["search_space"]["learning_rate"].update(low=0.5, high=0.1)
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(
+    ("case", "mutate", "expected"),
+    [
+        ("family", set_family, ["model.family", "'xgboost'"]),
+        ("metric", set_metric, ["metric.name", "'median_error'"]),
+        ("range", invert_range, ["model.search_space", "learning_rate", "low (0.5) > high (0.1)"]),
+    ],
+)
+def test_bad_config_is_refused(boot: Boot, case: str, mutate, expected: list[str]) -> None:
+    path = write_config(boot, f"bad-{case}", mutate)
+    with pytest.raises(ConfigError) as info:
+        pipeline.prepare(f"bad-{case}", window_end=WINDOW_END, key=f"bad-{case}")
+    message = str(info.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message
+    with pytest.raises(ConfigError, match=str(path)):
+        pipeline.load_named_config(f"bad-{case}")
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_missing_config_file_is_refused(boot: Boot) -> None:
+    with pytest.raises(ConfigError) as info:
+        pipeline.prepare("ghost", window_end=WINDOW_END)
+    assert str(boot.configs / "ghost.yaml") in str(info.value)
+    assert "does not exist" in str(info.value)
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize("name", ["../configs/demo", "Demo", "demo/../demo"])
+def test_unsafe_config_names_are_refused(boot: Boot, name: str) -> None:
+    with pytest.raises(ConfigError, match="is not valid"):
+        pipeline.prepare(name, window_end=WINDOW_END)
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_bad_pruner_and_window_arguments_are_refused(boot: Boot) -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        pipeline.prepare("demo", window_end=WINDOW_END, pruner="bogus")
+    with pytest.raises(RetuneError, match="window: must be 'latest' or 'reference'"):
+        pipeline.prepare("demo", window_end=WINDOW_END, window_kind="yesterday")
+
+
+# --------------------------------------------------------------------------- known gaps (see the report)
+
+
+def test_bad_pruner_args_in_the_config_are_refused_by_prepare(boot: Boot) -> None:
+    def bad_args(cfg: dict[str, Any]) -> None:
+        cfg["tuning"]["pruner"] = {"type": "median", "args": {"n_startup": 4}}
+
+    write_config(boot, "bad-pruner-args", bad_args)
+    with pytest.raises(ValueError, match=r"tuning\.pruner\.args"):
+        pipeline.prepare("bad-pruner-args", window_end=WINDOW_END, key="bad-pruner-args")

@@ -1,0 +1,175 @@
+"""retune.registry against a real MLflow registry (SQLite in a temp folder)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retune import registry
+
+MODEL = "unit-demand"
+
+
+@pytest.fixture(scope="module")
+def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str]]:
+    """A client on a fresh SQLite tracking/registry store and the URI of one logged sklearn model."""
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    tmp: Path = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        cl = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        exp_id = cl.create_experiment("registry-tests", artifact_location=(tmp / "artifacts").as_uri())
+        model = LinearRegression().fit(np.arange(10.0).reshape(-1, 1), np.arange(10.0) * 2)
+        with mlflow.start_run(experiment_id=exp_id):
+            info = mlflow.sklearn.log_model(model, name="model")
+        yield cl, info.model_uri
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+
+
+def versions(cl, name: str) -> list[str]:
+    return sorted(str(v.version) for v in cl.search_model_versions(f"name = '{name}'"))
+
+
+def aliases(cl, name: str) -> dict[str, str]:
+    return {k: str(v) for k, v in cl.get_registered_model(name).aliases.items()}
+
+
+def test_register_is_idempotent_by_key_and_promote_moves_aliases(mlflow_env) -> None:
+    cl, uri = mlflow_env
+
+    v1, created = registry.register(cl, MODEL, uri, key="retune-1", tags={"retune.params": json.dumps({"alpha": 1.0})})
+    assert created is True
+    assert versions(cl, MODEL) == [str(v1.version)]
+    assert aliases(cl, MODEL) == {"challenger": str(v1.version)}  # registered, not yet champion
+    assert cl.get_model_version(MODEL, str(v1.version)).tags[registry.KEY_TAG] == "retune-1"
+
+    again, created = registry.register(cl, MODEL, uri, key="retune-1", tags={"other": "x"})
+    assert created is False
+    assert str(again.version) == str(v1.version)
+    assert versions(cl, MODEL) == [str(v1.version)]  # no second version for a rerun
+
+    assert registry.promote(cl, MODEL, str(v1.version)) is None  # no previous champion
+    assert aliases(cl, MODEL) == {"challenger": str(v1.version), "champion": str(v1.version)}
+    assert registry.champion_params(cl, MODEL) == {"alpha": 1.0}
+
+    v2, created = registry.register(cl, MODEL, uri, key="retune-2", tags={"retune.params": json.dumps({"alpha": 2.0})})
+    assert created is True and str(v2.version) != str(v1.version)
+    assert versions(cl, MODEL) == sorted([str(v1.version), str(v2.version)])
+    assert aliases(cl, MODEL) == {"challenger": str(v2.version), "champion": str(v1.version)}
+
+    previous = registry.promote(cl, MODEL, str(v2.version))
+    assert str(previous) == str(v1.version)
+    assert aliases(cl, MODEL) == {
+        "challenger": str(v2.version),
+        "champion": str(v2.version),
+        "previous_champion": str(v1.version),
+    }
+    assert registry.champion_params(cl, MODEL) == {"alpha": 2.0}
+    assert str(registry.find_by_key(cl, MODEL, "retune-2").version) == str(v2.version)
+
+
+def test_lookups_on_a_missing_model(mlflow_env) -> None:
+    cl, _ = mlflow_env
+    assert registry.get_alias(cl, "no-such-model", registry.CHAMPION) is None
+    assert registry.champion_params(cl, "no-such-model") is None
+    assert registry.find_by_key(cl, "no-such-model", "k") is None
+
+
+def test_champion_without_params_tag(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    name = "unit-no-params"
+    version, _ = registry.register(cl, name, uri, key="k1", tags={})
+    registry.promote(cl, name, str(version.version))
+    assert registry.get_alias(cl, name, registry.CHAMPION) is not None
+    assert registry.champion_params(cl, name) is None
+
+
+def test_keys_are_per_model(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    a, created_a = registry.register(cl, "unit-model-a", uri, key="same-key", tags={})
+    b, created_b = registry.register(cl, "unit-model-b", uri, key="same-key", tags={})
+    assert created_a and created_b
+    assert versions(cl, "unit-model-a") == [str(a.version)] and versions(cl, "unit-model-b") == [str(b.version)]
+
+
+def test_promoting_the_champion_again_changes_nothing(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    name = "unit-repromote"
+    v1, _ = registry.register(cl, name, uri, key="a", tags={})
+    v2, _ = registry.register(cl, name, uri, key="b", tags={})
+    registry.promote(cl, name, str(v1.version))
+    registry.promote(cl, name, str(v2.version))
+    before = aliases(cl, name)
+    assert registry.promote(cl, name, str(v2.version)) is None
+    assert aliases(cl, name) == before
+
+
+def test_a_retried_register_still_promotes_a_version_that_passed(
+    mlflow_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw
+) -> None:
+    import yaml
+
+    from retune import pipeline
+
+    cl, uri = mlflow_env
+    name = "unit-retry"
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "demo.yaml").write_text(yaml.safe_dump({**demo_raw, "registry": {"model_name": name}}))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cl.tracking_uri)
+    parent = cl.create_run(cl.get_experiment_by_name("registry-tests").experiment_id).info.run_id
+    ctx = {
+        "config": "demo",
+        "key": "retune-42",
+        "trigger": "manual",
+        "window": {"kind": "production", "start": "2025-01-01T00:00:00+00:00", "end": "2025-01-29T00:00:00+00:00"},
+        "rows": {"total": 100},
+        "study_name": "retune-unit-retry-retune-42",
+        "parent_run_id": parent,
+        "data_digest": "0" * 64,
+    }
+    validation = {
+        "model_uri": uri,
+        "params": {"learning_rate": 0.1},
+        "challenger": {"mae": 1.0, "latency_ms_per_1k": 1.0},
+        "champion": None,
+        "gates": [{"name": "staging_load", "passed": True, "detail": "predictions match"}],
+    }
+    outcome = {
+        "study_name": ctx["study_name"],
+        "n_complete": 1,
+        "n_pruned": 0,
+        "n_failed": 0,
+        "stop_reason": "trial budget reached",
+        "best_trial": 0,
+        "best_params": {"learning_rate": 0.1},
+    }
+
+    # the first attempt registered the version, then the worker died before promoting it
+    version, _ = registry.register(cl, name, uri, key=ctx["key"], tags={})
+    result = pipeline.register(ctx, validation, outcome)
+
+    assert result["created"] is False and str(result["version"]) == str(version.version)
+    assert str(result["champion_after"]) == str(version.version)
+
+
+def test_register_refuses_a_key_that_cannot_be_matched_safely(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    name = "unit-quoted-key"
+    with pytest.raises(ValueError, match="retune key"):
+        registry.register(cl, name, uri, key="manual__it's", tags={})
+    assert len(versions(cl, name)) == 0

@@ -1,0 +1,104 @@
+"""retune.schedule: which configs a monitor run checks, by each config's own cron."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from retune.errors import ConfigError
+from retune.schedule import cron_fires, due_configs, list_configs
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- cron_fires
+
+
+@pytest.mark.parametrize(
+    ("expression", "start", "end", "fires"),
+    [
+        ("@daily", utc(2025, 1, 1, 23), utc(2025, 1, 2, 0), True),  # the end is included
+        ("@daily", utc(2025, 1, 1, 0), utc(2025, 1, 2, 0), True),
+        ("@daily", utc(2025, 1, 1, 0), utc(2025, 1, 1, 23, 59), False),  # the start is excluded
+        ("@daily", utc(2025, 1, 1, 1), utc(2025, 1, 1, 2), False),
+        ("@hourly", utc(2025, 1, 1, 1, 30), utc(2025, 1, 1, 2), True),
+        ("@hourly", utc(2025, 1, 1, 1, 30), utc(2025, 1, 1, 1, 59), False),
+        ("0 6 * * 1", utc(2025, 1, 6, 5), utc(2025, 1, 6, 7), True),  # 2025-01-06 is a Monday
+        ("0 6 * * 1", utc(2025, 1, 7, 5), utc(2025, 1, 7, 7), False),  # a Tuesday
+        ("*/15 * * * *", utc(2025, 1, 1, 0, 1), utc(2025, 1, 1, 0, 14), False),
+        ("*/15 * * * *", utc(2025, 1, 1, 0, 1), utc(2025, 1, 1, 0, 15), True),
+        ("@weekly", utc(2025, 1, 1), utc(2025, 1, 8), True),
+    ],
+)
+def test_cron_fires_in_half_open_interval(expression: str, start: datetime, end: datetime, fires: bool) -> None:
+    assert cron_fires(expression, start, end) is fires
+
+
+# --------------------------------------------------------------------------- list/due configs
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, demo_dict, write_yaml) -> Path:
+    folder = tmp_path / "configs"
+    for name, schedule in [("daily", "@daily"), ("hourly", "@hourly"), ("monday", "0 6 * * 1")]:
+        cfg = dict(demo_dict, name=name, drift={**demo_dict["drift"], "schedule": schedule})
+        write_yaml(cfg, name, folder)
+    (folder / "Not A Name.yaml").write_text("ignored: true\n")
+    (folder / "notes.txt").write_text("not a config\n")
+    (folder / "daily.yml").write_text("ignored: only .yaml counts\n")
+    return folder
+
+
+def test_list_configs_sorted_and_only_valid_yaml_names(config_dir: Path) -> None:
+    assert list_configs(str(config_dir)) == ["daily", "hourly", "monday"]
+
+
+def test_list_configs_defaults_to_the_settings(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(config_dir.parent / "state"))  # settings may create it
+    assert list_configs() == ["daily", "hourly", "monday"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (utc(2025, 1, 5, 23), utc(2025, 1, 6, 0), ["daily", "hourly"]),  # midnight, a Monday
+        (utc(2025, 1, 6, 5, 30), utc(2025, 1, 6, 6, 30), ["hourly", "monday"]),
+        (utc(2025, 1, 6, 6, 5), utc(2025, 1, 6, 6, 50), []),
+        (utc(2025, 1, 5), utc(2025, 1, 12), ["daily", "hourly", "monday"]),
+    ],
+)
+def test_due_configs_follow_each_cron(config_dir: Path, start: datetime, end: datetime, expected: list[str]) -> None:
+    assert due_configs(only=None, start=start, end=end, every=False, config_dir=str(config_dir)) == expected
+
+
+def test_every_checks_all_configs(config_dir: Path) -> None:
+    due = due_configs(only=None, start=utc(2025, 1, 6, 6, 5), end=utc(2025, 1, 6, 6, 50), every=True, config_dir=str(config_dir))
+    assert due == ["daily", "hourly", "monday"]
+
+
+def test_without_an_interval_all_configs_are_due(config_dir: Path) -> None:
+    assert due_configs(only=None, start=None, end=None, every=False, config_dir=str(config_dir)) == ["daily", "hourly", "monday"]
+
+
+def test_only_returns_that_config_whatever_its_cron(config_dir: Path) -> None:
+    due = due_configs(
+        only="monday", start=utc(2025, 1, 7, 6, 5), end=utc(2025, 1, 7, 6, 50), every=False, config_dir=str(config_dir)
+    )
+    assert due == ["monday"]
+
+
+def test_due_configs_uses_the_settings_folder(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(config_dir.parent / "state"))
+    assert due_configs(only=None, start=utc(2025, 1, 6, 5, 30), end=utc(2025, 1, 6, 6, 30), every=False) == ["hourly", "monday"]
+
+
+def test_an_invalid_config_is_reported_with_its_file(config_dir: Path) -> None:
+    (config_dir / "broken.yaml").write_text("name: broken\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        due_configs(only=None, start=utc(2025, 1, 5, 23), end=utc(2025, 1, 6, 0), every=False, config_dir=str(config_dir))

@@ -1,0 +1,282 @@
+"""retune.tuning: pruners, the search space, and the objective's trials and child runs."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from retune.config import CategoricalParam, FloatParam, IntParam, PrunerConfig
+from retune.data import FeatureSet, RetuneSplit
+from retune.tuning import WARM_START_ATTR, Objective, distributions, make_pruner, outcome_of, run_study, suggest
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {
+    "depth": IntParam(type="int", low=2, high=12, step=2),
+    "leaves": IntParam(type="int", low=4, high=256, log=True),
+    "rate": FloatParam(type="log_float", low=1e-4, high=10.0),
+    "frac": FloatParam(type="float", low=0.1, high=0.9),
+    "grid": FloatParam(type="float", low=0.0, high=1.0, step=0.25),
+    "kind": CategoricalParam(type="categorical", choices=["a", "b", 3]),
+}
+
+
+# --------------------------------------------------------------------------- pruners
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ("percentile", optuna.pruners.PercentilePruner),
+        ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("wilcoxon", optuna.pruners.WilcoxonPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
+def test_make_pruner_type(kind: str, cls: type) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for Wilcoxon
+        pruner = make_pruner(PrunerConfig(type=kind), n_steps=4)
+    assert type(pruner) is cls
+
+
+def test_make_pruner_passes_args() -> None:
+    pruner = make_pruner(PrunerConfig(type="percentile", args={"percentile": 10.0, "n_startup_trials": 1}), n_steps=4)
+    assert isinstance(pruner, optuna.pruners.PercentilePruner)
+    assert pruner._percentile == 10.0  # private: no public accessor
+    assert pruner._n_startup_trials == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "detail"),
+    [
+        ("median", {"n_startup": 3}, "unexpected keyword argument 'n_startup'"),
+        ("median", {"n_startup_trials": -1}, "cannot be negative"),
+        ("percentile", {"percentile": 150.0}, "between 0 and 100"),
+        ("successive_halving", {"reduction_factor": 1}, "reduction_factor"),
+        ("none", {"anything": 1}, "takes no arguments"),
+    ],
+)
+def test_make_pruner_bad_args_name_the_field(kind: str, args: dict, detail: str) -> None:
+    with pytest.raises(ValueError, match=r"tuning\.pruner\.args") as info:
+        make_pruner(PrunerConfig(type=kind, args=args), n_steps=4)
+    assert repr(kind) in str(info.value)
+    assert detail in str(info.value)
+
+
+# --------------------------------------------------------------------------- search space
+
+
+def test_suggest_returns_the_fixed_values() -> None:
+    fixed = {"depth": 6, "leaves": 32, "rate": 0.01, "frac": 0.5, "grid": 0.75, "kind": 3}
+    assert suggest(optuna.trial.FixedTrial(fixed), SPACE) == fixed
+
+
+def test_suggest_respects_types_ranges_steps_and_choices() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    samples = []
+    for _ in range(60):
+        trial = study.ask()
+        params = suggest(trial, SPACE)
+        samples.append(params)
+        study.tell(trial, 0.0)
+
+    for p in samples:
+        assert set(p) == set(SPACE)
+        assert isinstance(p["depth"], int) and 2 <= p["depth"] <= 12 and p["depth"] % 2 == 0
+        assert isinstance(p["leaves"], int) and 4 <= p["leaves"] <= 256
+        assert 1e-4 <= p["rate"] <= 10.0
+        assert 0.1 <= p["frac"] <= 0.9
+        assert p["grid"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+        assert p["kind"] in ("a", "b", 3)
+    # log ranges are sampled on a log scale: most draws fall far below the arithmetic midpoint
+    assert sum(p["rate"] < 5.0 for p in samples) >= 50
+    assert sum(p["frac"] < 0.5 for p in samples) < 45  # a linear range is not
+    assert len({p["kind"] for p in samples}) == 3
+
+
+def test_suggest_records_the_distributions() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    suggest(trial, SPACE)
+    assert trial.distributions == distributions(SPACE)
+    dists = distributions(SPACE)
+    assert dists["rate"].log and not dists["frac"].log
+    assert dists["leaves"].log and dists["depth"].step == 2
+    assert dists["grid"].step == 0.25
+    assert dists["kind"].choices == ("a", "b", 3)
+
+
+# --------------------------------------------------------------------------- objective
+
+
+@dataclass
+class FakeRun:
+    run_id: str
+    tags: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    status: str = "RUNNING"
+
+
+class FakeClient:
+    """Records what the objective tells MLflow (the parts of MlflowClient it uses)."""
+
+    def __init__(self) -> None:
+        self.runs: list[FakeRun] = []
+
+    def _run(self, run_id: str) -> FakeRun:
+        return next(r for r in self.runs if r.run_id == run_id)
+
+    def create_run(self, experiment_id: str, tags: dict[str, str]) -> Any:
+        run = FakeRun(f"run{len(self.runs)}", dict(tags))
+        self.runs.append(run)
+
+        class Info:
+            pass
+
+        out = Info()
+        out.info = Info()
+        out.info.run_id = run.run_id
+        return out
+
+    def log_batch(self, run_id: str, params=(), metrics=()) -> None:
+        self._run(run_id).params.update({p.key: p.value for p in params})
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int = 0) -> None:
+        self._run(run_id).metrics.setdefault(key, []).append((step, value))
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self._run(run_id).tags[key] = value
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self._run(run_id).status = status
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def split() -> RetuneSplit:
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": rng.choice(["a", "b"], n).astype(object)})
+    df["y"] = 2.0 * df["x"] + rng.normal(0, 0.1, n)
+    return RetuneSplit(train=df.iloc[:80].reset_index(drop=True), valid=df.iloc[80:].reset_index(drop=True), holdout=df.iloc[:0])
+
+
+@pytest.fixture
+def linear_cfg(make_cfg):
+    return make_cfg(
+        {
+            "target": "y",
+            "features!": {"numerical": ["x"], "categorical": ["g"]},
+            "model!": {"family": "linear", "search_space": {"alpha": {"type": "log_float", "low": 0.001, "high": 10.0}}},
+            "tuning": {"n_steps": 3, "seed": 1},
+        }
+    )
+
+
+def objective(cfg, split, client: FakeClient) -> Objective:
+    return Objective(cfg, split, FeatureSet(["x"], ["g"]), cl=client, experiment_id="1", parent_run_id="parent")
+
+
+def test_objective_tracks_each_trial_as_a_child_run(linear_cfg, split) -> None:
+    client = FakeClient()
+    study = optuna.create_study(study_name="s", sampler=optuna.samplers.TPESampler(seed=0), pruner=optuna.pruners.NopPruner())
+    outcome = run_study(study, objective(linear_cfg, split, client), n_trials=3, timeout=None)
+
+    assert (outcome.n_complete, outcome.n_pruned, outcome.n_failed) == (3, 0, 0)
+    assert outcome.stop_reason == "trial budget reached"
+    assert len(client.runs) == 3
+    for number, run in enumerate(client.runs):
+        trial = study.trials[number]
+        assert run.tags["mlflow.parentRunId"] == "parent"
+        assert run.tags["mlflow.runName"] == f"trial-{number:03d}"
+        assert run.tags["optuna.study"] == "s" and run.tags["optuna.trial_number"] == str(number)
+        assert run.tags["retune.warm_start"] == "none"
+        assert run.tags["optuna.trial_state"] == "COMPLETE" and run.status == "FINISHED"
+        assert float(run.params["alpha"]) == pytest.approx(trial.params["alpha"])
+        assert [s for s, _ in run.metrics["valid_mae"]] == [0, 1, 2]  # one value per stage
+        assert run.metrics["mae"] == [(0, trial.value)]
+        assert trial.intermediate_values == {s: v for s, v in run.metrics["valid_mae"]}
+        assert trial.user_attrs["mlflow_run_id"] == run.run_id
+    assert outcome.best_value == min(t.value for t in study.trials)
+    assert outcome.best_value < 0.5  # y = 2x + small noise: a ridge model fits it well
+
+
+def test_pruned_trials_end_killed(linear_cfg, split) -> None:
+    client = FakeClient()
+    study = optuna.create_study(pruner=AlwaysPrune())
+    outcome = run_study(study, objective(linear_cfg, split, client), n_trials=2, timeout=None)
+    assert (outcome.n_complete, outcome.n_pruned) == (0, 2)
+    assert outcome.best_value is None and outcome.best_params == {}
+    assert {(r.status, r.tags["optuna.trial_state"]) for r in client.runs} == {("KILLED", "PRUNED")}
+    assert all(len(r.metrics["valid_mae"]) == 1 for r in client.runs)  # stopped after the first stage
+
+
+def test_failing_trials_end_failed_and_do_not_stop_the_study(make_cfg, split) -> None:
+    cfg = make_cfg(
+        {
+            "target": "y",
+            "features!": {"numerical": ["x"], "categorical": ["g"]},
+            # Ridge refuses a negative alpha: every trial fails inside the estimator
+            "model!": {"family": "linear", "search_space": {"alpha": {"type": "float", "low": -2.0, "high": -1.0}}},
+        }
+    )
+    client = FakeClient()
+    study = optuna.create_study()
+    outcome = run_study(study, objective(cfg, split, client), n_trials=2, timeout=None)
+    assert (outcome.n_failed, outcome.n_complete) == (2, 0)
+    assert {(r.status, r.tags["optuna.trial_state"]) for r in client.runs} == {("FAILED", "FAIL")}
+
+
+def test_warm_start_seeds_are_tagged(linear_cfg, split) -> None:
+    client = FakeClient()
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.enqueue_trial({"alpha": 0.5}, user_attrs={WARM_START_ATTR: "champion"})
+    outcome = run_study(study, objective(linear_cfg, split, client), n_trials=2, timeout=None)
+    assert client.runs[0].tags["retune.warm_start"] == "champion"
+    assert float(client.runs[0].params["alpha"]) == 0.5
+    assert client.runs[1].tags["retune.warm_start"] == "none"
+    assert outcome.seeds == [{"trial": 0, "source": "champion", "state": "COMPLETE", "value": study.trials[0].value}]
+
+
+def test_run_study_resumes_and_counts_finished_trials(linear_cfg, split) -> None:
+    client = FakeClient()
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    run_study(study, objective(linear_cfg, split, client), n_trials=2, timeout=None)
+    outcome = run_study(study, objective(linear_cfg, split, client), n_trials=3, timeout=None)
+    assert len(study.trials) == 3  # only one more trial: two were already finished
+    assert outcome.n_complete == 3
+    again = run_study(study, objective(linear_cfg, split, client), n_trials=3, timeout=None)
+    assert len(study.trials) == 3 and again.stop_reason == "trial budget reached"
+
+
+def test_outcome_of_an_empty_study_is_json_safe() -> None:
+    import json
+
+    outcome = outcome_of(optuna.create_study(study_name="empty"), elapsed_s=1.23456, stop_reason="timeout reached")
+    data = json.loads(json.dumps(outcome.to_json(), allow_nan=False))
+    assert data["best_value"] is None and data["best_trial"] is None
+    assert data["elapsed_s"] == 1.235 and data["study_name"] == "empty"
+
+
+def test_non_finite_metric_fails_the_trial(linear_cfg, split, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = FakeClient()
+    obj = objective(linear_cfg, split, client)
+    monkeypatch.setattr(type(obj.metric), "score", lambda self, model, X, y: math.nan)
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    outcome = run_study(study, obj, n_trials=1, timeout=None)
+    assert outcome.n_failed == 1 and client.runs[0].status == "FAILED"
