@@ -15,7 +15,7 @@ DEMO_ENV := RETUNE_STATE_DIR=$(DEMO) \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	MLFLOW_TRACKING_URI=sqlite:///$(DEMO)/mlflow.db
 
-.PHONY: install demo test lint typecheck unit airflow-ui mlflow-ui clean
+.PHONY: install demo test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +53,16 @@ airflow-ui: install
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DEMO)/mlflow.db --port 5000
 
+# The production topology without Docker: PostgreSQL, MLflow server, Airflow services
+# (LocalExecutor) on loopback ports; see scripts/stack.py for the settings.
+stack-up: install
+	$(BIN)/python scripts/stack.py up
+
+stack-down: install
+	$(BIN)/python scripts/stack.py down
+
+stack-status: install
+	$(BIN)/python scripts/stack.py status
+
 clean:
-	rm -rf $(VENV) $(DEMO) .retune .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) .retune .stack .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,9 @@ drift summary), by hand from this form (`trigger=manual`), or by an alert.
   `reference` trains on the config's reference period (the first model).
 - `window_end`: end of the training window, ISO date or datetime (empty: now).
 - `n_trials`, `timeout`, `pruner`: override the config's tuning budget (empty: the config's).
+- `n_workers`: parallel trial workers (mapped `tune` tasks) on the one study; on PostgreSQL
+  they can run on different Airflow workers. A worker that dies mid-trial loses only that
+  trial: it is marked failed and retried (RDB storage heartbeats).
 - `force`: retune even when the drift gate finds no drift.
 
 Each retune is one MLflow parent run in experiment `retune/<config>` with one child run per
@@ -69,6 +72,14 @@ def _lineage() -> dict:
             title="Timeout (s)",
             description="Empty: the config's tuning.timeout.",
         ),
+        "n_workers": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=16,
+            title="Trial workers",
+            description="Parallel trial workers on one study (mapped tasks); empty: the config's tuning.n_workers.",
+        ),
         "pruner": Param(
             None, type=["null", "string"], enum=[None, *PRUNERS], title="Pruner", description="Empty: the config's tuning.pruner."
         ),
@@ -107,6 +118,7 @@ def retune_model() -> None:
                 n_trials=p["n_trials"],
                 timeout=p["timeout"],
                 pruner=p["pruner"],
+                n_workers=p["n_workers"],
                 trigger=p["trigger"],
                 drift=p["drift"],
                 key=f"{lineage['dag_id']}/{lineage['run_id']}",
@@ -121,11 +133,24 @@ def retune_model() -> None:
             return seed(run)
 
         @task
-        def tune(run: dict, seeds: dict) -> dict:
-            """Run the pruned study; each trial is a child run of the parent run."""
-            from retune.pipeline import tune as run_study
+        def workers(run: dict, seeds: dict) -> list[int]:
+            """One index per parallel trial worker."""
+            return list(range(int(run["n_workers"])))
 
-            return run_study(run)
+        @task(map_index_template="worker {{ task.op_kwargs['worker'] }}")
+        def tune(run: dict, worker: int) -> dict:
+            """A trial worker on the shared study; each trial is a child run of the parent run."""
+            from retune.pipeline import tune_worker
+
+            return tune_worker(run, worker)
+
+        @task
+        def study_summary(run: dict, ran: list[dict]) -> dict:
+            """Summarize the study once every worker is done; plots and metrics to MLflow."""
+            from retune.pipeline import summarize_study
+
+            print(f"workers: {list(ran)}")
+            return summarize_study(run)
 
         @task
         def validate(run: dict, outcome: dict) -> dict:
@@ -143,7 +168,8 @@ def retune_model() -> None:
 
         run = load_data()
         drift_gate() >> run
-        outcome = tune(run, warm_start(run))
+        ran = tune.partial(run=run).expand(worker=workers(run, warm_start(run)))
+        outcome = study_summary(run, ran)
         checked = validate(run, outcome)
         register(run, checked, outcome)
 

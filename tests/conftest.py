@@ -34,3 +34,16 @@ def datasets() -> Path:
             pytest.fail(f"{DATASETS} is missing; CI must run the real-data tests")
         pytest.skip(f"{DATASETS} is absent (the tests on real data need ../shared/datasets)")
     return DATASETS
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_uris(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep one test's MLflow URIs out of the next: ``mlflow.set_tracking_uri`` changes process
+    globals and the ``MLFLOW_TRACKING_URI`` variable, which Retune's settings read."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")  # recorded as absent: undone after the test
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")

@@ -19,10 +19,10 @@ import re
 import string
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from retune.errors import ConfigError
 
@@ -81,18 +81,120 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceConfig(_Strict):
-    """Where rows come from: a CSV or Parquet file, or a glob of them."""
+SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\Z")
+"""A table (``table`` or ``schema.table``) or column name a SQL source may use."""
 
-    path: str = Field(description="CSV or Parquet path or glob; relative paths are relative to the config file.")
+CONN_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+"""An Airflow connection id Retune reads from ``AIRFLOW_CONN_<ID>``: it must make a variable name."""
+
+_DSN_SECRETS = (
+    re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@/?#\s]*(?=@)"),  # URI user:password@
+    re.compile(r"(?P<keep>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE),  # password=... (key=value, ?query)
+)
+
+
+def redact_dsn(text: str) -> str:
+    """Mask the passwords of PostgreSQL DSNs (URI or ``key=value`` form) in a text.
+
+    Args:
+        text: A DSN, or any text that may quote one (an error message).
+
+    Returns:
+        The text with every password replaced by ``***``.
+
+    Example:
+        >>> redact_dsn("postgresql://retune:s3cret@db:5432/data")
+        'postgresql://retune:***@db:5432/data'
+    """
+    for pattern in _DSN_SECRETS:
+        text = pattern.sub(lambda m: f"{m.group('keep')}***", text)
+    return text
+
+
+class SqlConfig(_Strict):
+    """A PostgreSQL table or query; the window bounds are always bound parameters.
+
+    Exactly one of ``table`` and ``query``, and exactly one of ``dsn`` and ``conn_id``.
+    """
+
+    table: str | None = Field(None, description="``table`` or ``schema.table``; rows are filtered on data.time_column.")
+    query: str | None = Field(None, description="A SELECT with the placeholders %(start)s and %(end)s (write a literal % as %%).")
+    dsn: str | None = Field(None, description="libpq DSN or URI; ${VARS} expand. Keep the password in a variable.")
+    conn_id: str | None = Field(None, description="Airflow connection id, read from AIRFLOW_CONN_<CONN_ID> (URI form).")
+    chunk_rows: int = Field(50_000, ge=1, le=10_000_000, description="Rows fetched per round trip (server-side cursor).")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        if value is not None and not SQL_IDENTIFIER.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid table name: use table or schema.table "
+                "(letters, digits and '_', not starting with a digit)"
+            )
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        missing = [p for p in ("%(start)s", "%(end)s") if p not in value]
+        if missing:
+            raise ValueError(f"the query must filter on the window with %(start)s and %(end)s; missing {' and '.join(missing)}")
+        try:
+            value % {"start": "", "end": ""}
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"the query has a placeholder other than %(start)s and %(end)s, or a lone % ({exc!r}); write a literal % as %%"
+            ) from None
+        return value
+
+    @field_validator("conn_id")
+    @classmethod
+    def _conn_id(cls, value: str | None) -> str | None:
+        if value is not None and not CONN_ID_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a usable connection id (letters, digits and '_'; it names AIRFLOW_CONN_<ID>)")
+        return value
+
+    @field_serializer("dsn")
+    def _hide_password(self, value: str | None) -> str | None:
+        return None if value is None else redact_dsn(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SqlConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        if (self.dsn is None) == (self.conn_id is None):
+            raise ValueError("give exactly one of dsn or conn_id")
+        return self
+
+
+class SourceConfig(_Strict):
+    """Where rows come from: CSV or Parquet files (``path``) or a PostgreSQL table or query (``sql``)."""
+
+    source_required: ClassVar[bool] = True
+
+    path: str | None = Field(None, description="CSV or Parquet path or glob; relative paths are relative to the config file.")
+    sql: SqlConfig | None = Field(None, description="A PostgreSQL table or query instead of files.")
     format: Literal["auto", "csv", "parquet"] = "auto"
     read_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for pandas' reader.")
 
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceConfig:
+        if self.path is not None and self.sql is not None:
+            raise ValueError("give either path (files) or sql (a table or query), not both")
+        if self.path is None and self.sql is None and self.source_required:
+            raise ValueError("give path (CSV or Parquet files) or sql (a PostgreSQL table or query)")
+        if self.sql is not None and ("format" in self.model_fields_set or self.read_options):
+            raise ValueError("format and read_options apply to files (path), not to sql")
+        return self
+
 
 class ReferenceConfig(SourceConfig):
-    """The reference period the first model was trained on."""
+    """The reference period the first model was trained on; without path or sql, read from production."""
 
-    path: str | None = None  # type: ignore[assignment]
+    source_required: ClassVar[bool] = False
+
     start: datetime | None = None
     end: datetime | None = None
 
@@ -238,6 +340,10 @@ class TuningConfig(_Strict):
     n_steps: int = Field(4, ge=1, le=50, description="Intermediate values each trial reports.")
     warm_start_top_k: int = Field(3, ge=0, le=100)
     threads_per_trial: int = Field(1, ge=1, description="BLAS/OpenMP threads a trial may use (threadpoolctl).")
+    n_workers: int = Field(1, ge=1, le=64, description="Parallel trial workers on one study (Airflow mapped tasks).")
+    heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storage).")
+    grace_period: int = Field(60, ge=2, description="Seconds without a heartbeat before a trial counts as dead and is retried.")
+    max_retry: int = Field(2, ge=0, description="Retries of a trial whose worker died.")
 
     @model_validator(mode="after")
     def _pruner_args(self) -> TuningConfig:

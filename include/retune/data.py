@@ -1,6 +1,8 @@
 """Reading and checking data windows.
 
-A :class:`DataSource` returns the rows whose time column falls in ``[start, end)``.
+A :class:`DataSource` returns the rows whose time column falls in ``[start, end)``:
+:class:`FileSource` from CSV or Parquet files, :class:`SqlSource` from a PostgreSQL table
+or query (the bounds always bound parameters).
 :func:`load_window` reads a window and refuses bad data with a :class:`~retune.errors.DataError`
 that names the source and the column: a missing column, a wrong dtype, an empty window,
 NaN or inf in the target. Windows are addressed by their bounds, so tasks pass the bounds
@@ -18,15 +20,19 @@ from __future__ import annotations
 import abc
 import glob
 import hashlib
+import json
 import logging
 import os
+import string
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from retune.config import RetuneConfig, SourceConfig, resolve_path
-from retune.errors import DataError
+from retune.config import SQL_IDENTIFIER, RetuneConfig, SourceConfig, redact_dsn, resolve_path
+from retune.config import _expand as expand_variables
+from retune.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,18 +131,291 @@ def parse_time_column(df: pd.DataFrame, column: str, where: str) -> pd.DataFrame
     return df
 
 
-def make_source(spec: SourceConfig, cfg: RetuneConfig, variables: dict[str, str] | None = None) -> DataSource:
-    """Build the data source a config section describes.
+_AIRFLOW_SCHEMES = {"postgres": "postgresql", "postgresql": "postgresql"}
+_LIBPQ_EXTRAS = {
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "options",
+    "application_name",
+    "target_session_attrs",
+}
+
+
+def conn_id_dsn(conn_id: str) -> str:
+    """The DSN of an Airflow connection defined in the environment, without importing Airflow.
+
+    Airflow reads ``AIRFLOW_CONN_<CONN_ID>`` (upper case) as a connection in URI form
+    (``postgres://user:password@host:5432/db?sslmode=require``) or as JSON (``{"conn_type":
+    "postgres", "host": ..., "login": ..., "password": ..., "schema": ..., "port": ...}``).
+    Its ``postgres://`` scheme becomes ``postgresql://``.
+
+    Args:
+        conn_id: The connection id, for example ``"retune_data"``.
+
+    Returns:
+        A libpq DSN (URI or ``key=value`` form).
+
+    Raises:
+        DataError: If the variable is missing or not a PostgreSQL connection; the message
+            names the conn_id and the variable, never the password.
+    """
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    value = os.environ.get(var, "").strip()
+    if not value:
+        raise DataError(
+            f"conn_id {conn_id!r}: no connection found; set the environment variable {var} "
+            "(Airflow's URI form, e.g. postgres://user:password@host:5432/dbname)"
+        )
+    if value.startswith("{"):
+        return _json_conn_dsn(conn_id, var, value)
+    scheme, sep, rest = value.partition("://")
+    target = _AIRFLOW_SCHEMES.get(scheme.lower()) if sep else None
+    if target is None:
+        kind = scheme if sep else "not a URI"
+        raise DataError(f"conn_id {conn_id!r}: {var} is not a PostgreSQL connection ({kind}); use postgres://...")
+    return f"{target}://{rest}"
+
+
+def _json_conn_dsn(conn_id: str, var: str, value: str) -> str:
+    from psycopg2.extensions import make_dsn
+
+    try:
+        conn = json.loads(value)
+    except json.JSONDecodeError:
+        raise DataError(f"conn_id {conn_id!r}: {var} is neither a URI nor valid JSON") from None
+    if not isinstance(conn, dict) or str(conn.get("conn_type", "postgres")).lower() not in _AIRFLOW_SCHEMES:
+        raise DataError(f"conn_id {conn_id!r}: {var} is not a PostgreSQL connection")
+    extra = conn.get("extra") or {}
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra) if extra.strip() else {}
+        except json.JSONDecodeError:
+            raise DataError(f"conn_id {conn_id!r}: the extra of {var} is not valid JSON") from None
+    if not isinstance(extra, dict):
+        extra = {}
+    parts = {
+        "host": conn.get("host"),
+        "port": conn.get("port"),
+        "user": conn.get("login"),
+        "password": conn.get("password"),
+        "dbname": conn.get("schema"),
+        **{k: v for k, v in extra.items() if k in _LIBPQ_EXTRAS},
+    }
+    return str(make_dsn(**{k: str(v) for k, v in parts.items() if v not in (None, "")}))
+
+
+def _dsn_password(dsn: str) -> str | None:
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        password = parse_dsn(dsn).get("password")
+    except ProgrammingError:
+        return None
+    return password or None
+
+
+class SqlSource(DataSource):
+    """A PostgreSQL table or query, read with psycopg2 through a server-side cursor.
+
+    The window bounds are always bound parameters, never text in the statement. A table is
+    read with ``SELECT * FROM <table> WHERE <time> >= %(start)s AND <time> < %(end)s ORDER BY
+    <time>`` (an open side drops its condition), built with :mod:`psycopg2.sql` identifiers.
+    A query gets ``start`` and ``end`` as its ``%(start)s`` and ``%(end)s`` parameters; an
+    open side is bound as ``'-infinity'`` or ``'infinity'``. The session runs read-only in
+    UTC, so a ``timestamp`` column without a zone counts as UTC (as in files); ``numeric``
+    columns arrive as floats.
+
+    Args:
+        time_column: The column that orders rows in time.
+        table: ``table`` or ``schema.table``.
+        query: A query with ``%(start)s`` and ``%(end)s`` placeholders (instead of ``table``).
+        dsn: A libpq DSN or URI.
+        conn_id: An Airflow connection id read from ``AIRFLOW_CONN_<CONN_ID>`` (instead of ``dsn``).
+        chunk_rows: Rows per ``fetchmany``.
+
+    Raises:
+        ConfigError: If the arguments do not describe exactly one statement and one
+            connection, or a name is not a plain identifier.
+    """
+
+    def __init__(
+        self,
+        *,
+        time_column: str,
+        table: str | None = None,
+        query: str | None = None,
+        dsn: str | None = None,
+        conn_id: str | None = None,
+        chunk_rows: int = 50_000,
+    ):
+        if (table is None) == (query is None):
+            raise ConfigError("sql: give exactly one of table or query")
+        if (dsn is None) == (conn_id is None):
+            raise ConfigError("sql: give exactly one of dsn or conn_id")
+        if table is not None and not SQL_IDENTIFIER.match(table):
+            raise ConfigError(f"sql.table: {table!r} is not a valid table name (table or schema.table)")
+        if not SQL_IDENTIFIER.match(time_column) or "." in time_column:
+            raise ConfigError(f"data.time_column: {time_column!r} is not a valid SQL column name for a sql source")
+        if query is not None and not ("%(start)s" in query and "%(end)s" in query):
+            raise ConfigError("sql.query: the query must contain the placeholders %(start)s and %(end)s")
+        if chunk_rows < 1:
+            raise ConfigError(f"sql.chunk_rows: must be at least 1, got {chunk_rows}")
+        self.time_column = time_column
+        self.table = table
+        self.query = query
+        self.conn_id = conn_id
+        self.chunk_rows = chunk_rows
+        self._dsn = dsn
+
+    def describe(self) -> str:
+        what = f"table {self.table}" if self.table else f"query {' '.join((self.query or '').split())[:80]!r}"
+        via = f" (conn_id {self.conn_id})" if self.conn_id else ""
+        return f"postgresql {what}{via}"
+
+    def dsn(self) -> str:
+        """The connection string: the given DSN or the one of ``conn_id``.
+
+        Raises:
+            DataError: If the ``conn_id`` variable is missing or not a PostgreSQL connection.
+        """
+        if self.conn_id is not None:
+            return conn_id_dsn(self.conn_id)
+        assert self._dsn is not None
+        return self._dsn
+
+    def statement(self, start: datetime | None, end: datetime | None) -> tuple[Any, dict[str, Any]]:
+        """The statement and its parameters for the window ``[start, end)``.
+
+        Returns:
+            A :class:`psycopg2.sql.Composed` (table) or the query text, and the parameters.
+        """
+        from psycopg2 import sql
+
+        if self.query is not None:
+            return self.query, {
+                "start": start if start is not None else "-infinity",
+                "end": end if end is not None else "infinity",
+            }
+        assert self.table is not None
+        column = sql.Identifier(self.time_column)
+        conditions: list[sql.Composable] = []
+        params: dict[str, Any] = {}
+        if start is not None:
+            conditions.append(sql.SQL("{} >= %(start)s").format(column))
+            params["start"] = start
+        if end is not None:
+            conditions.append(sql.SQL("{} < %(end)s").format(column))
+            params["end"] = end
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        stmt = sql.SQL("SELECT * FROM {table}{where} ORDER BY {column}").format(
+            table=sql.Identifier(*self.table.split(".")), where=where, column=column
+        )
+        return stmt, params
+
+    def _fail(self, what: str, exc: Exception, dsn: str) -> DataError:
+        text = " ".join(str(exc).split())
+        password = _dsn_password(dsn)
+        if password:
+            text = text.replace(password, "***")
+        text = redact_dsn(text.replace(dsn, redact_dsn(dsn)))
+        return DataError(f"{self.describe()}: {what}: {text}")
+
+    def read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        import pandas as pd
+        import psycopg2
+        from psycopg2 import extensions
+
+        dsn = self.dsn()
+        stmt, params = self.statement(start, end)
+        log.info("reading %s for [%s, %s) in chunks of %d rows", self.describe(), start, end, self.chunk_rows)
+        try:
+            conn = psycopg2.connect(
+                dsn, application_name="retune", **({} if "connect_timeout" in dsn else {"connect_timeout": 15})
+            )
+        except psycopg2.Error as exc:
+            raise self._fail("cannot connect", exc, dsn) from None
+        frames: list[pd.DataFrame] = []
+        try:
+            numeric = extensions.new_type(extensions.DECIMAL.values, "RETUNE_NUMERIC_AS_FLOAT", _numeric_as_float)
+            extensions.register_type(numeric, conn)
+            conn.set_session(readonly=True)
+            with conn.cursor() as setup:
+                setup.execute("SET TIME ZONE 'UTC'")
+            with conn.cursor(name=f"retune_{uuid.uuid4().hex}") as cur:
+                cur.execute(stmt, params)
+                columns: list[str] | None = None
+                while True:
+                    rows = cur.fetchmany(self.chunk_rows)
+                    if columns is None:
+                        columns = [c.name for c in cur.description or []]
+                    if not rows:
+                        break
+                    frames.append(pd.DataFrame.from_records(rows, columns=columns, coerce_float=True))
+        except psycopg2.Error as exc:
+            raise self._fail("query failed", exc, dsn) from None
+        finally:
+            conn.close()
+        if frames:
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            df = df.infer_objects()  # a chunk of only NULLs leaves an object column behind
+        else:
+            df = pd.DataFrame({c: pd.Series(dtype=object) for c in columns or []})
+        df = parse_time_column(df, self.time_column, self.describe())
+        return df.sort_values(self.time_column, kind="stable").reset_index(drop=True)
+
+
+def _numeric_as_float(value: str | None, cursor: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def make_source(
+    spec: SourceConfig, cfg: RetuneConfig, variables: dict[str, str] | None = None, *, field: str = "data.production"
+) -> DataSource:
+    """Build the data source a config section describes: files (``path``) or SQL (``sql``).
 
     Args:
         spec: The ``data.production`` or ``data.reference`` section.
         cfg: The whole config (for the time column and the config's folder).
-        variables: Extra variables for ``${...}`` in paths.
+        variables: Extra variables for ``${...}`` in paths and DSNs.
+        field: The section's name in errors.
 
     Returns:
         A data source.
+
+    Raises:
+        ConfigError: If the section has neither ``path`` nor ``sql``, the time column is not
+            a plain SQL name for a SQL source, or a DSN uses a variable that is not set.
     """
-    assert spec.path is not None
+    where = cfg.source_file or "<config>"
+    if spec.sql is not None:
+        sql_spec = spec.sql
+        dsn = None
+        if sql_spec.dsn is not None:
+            known = {**os.environ, **(variables or {})}
+            unset = [v for v in string.Template(sql_spec.dsn).get_identifiers() if v not in known]
+            if unset:
+                raise ConfigError(f"{where}: {field}.sql.dsn: variable {', '.join(unset)} is not set (write a literal $ as $$)")
+            dsn = expand_variables(sql_spec.dsn, variables or {}).strip()
+            if not dsn:
+                raise ConfigError(f"{where}: {field}.sql.dsn: the DSN is empty after expanding variables")
+        try:
+            return SqlSource(
+                time_column=cfg.data.time_column,
+                table=sql_spec.table,
+                query=sql_spec.query,
+                dsn=dsn,
+                conn_id=sql_spec.conn_id,
+                chunk_rows=sql_spec.chunk_rows,
+            )
+        except ConfigError as exc:
+            message = str(exc)
+            raise ConfigError(f"{where}: {message if message.startswith('data.') else f'{field}.{message}'}") from None
+    if spec.path is None:
+        raise ConfigError(f"{where}: {field}: give path or sql")
     base = Path(cfg.source_file).parent if cfg.source_file else Path.cwd()
     return FileSource(
         resolve_path(spec.path, base=base, variables=variables),
@@ -315,11 +594,12 @@ def load_window(
         DataError: If the data is unusable; the message names the source and column.
     """
     spec: SourceConfig
-    if window.kind == "reference" and cfg.data.reference.path is not None:
-        spec = cfg.data.reference
+    ref = cfg.data.reference
+    if window.kind == "reference" and (ref.path is not None or ref.sql is not None):
+        spec, field = ref, "data.reference"
     else:
-        spec = cfg.data.production
-    source = make_source(spec, cfg, variables)
+        spec, field = cfg.data.production, "data.production"
+    source = make_source(spec, cfg, variables, field=field)
     df = source.read(window.start, window.end)
     where = f"{window.label()} of {source.describe()}"
     feats = features or resolve_features(cfg, df)

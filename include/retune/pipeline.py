@@ -255,6 +255,7 @@ def prepare(
     n_trials: int | None = None,
     timeout: int | None = None,
     pruner: str | None = None,
+    n_workers: int | None = None,
     trigger: str = "manual",
     drift: dict[str, Any] | None = None,
     key: str | None = None,
@@ -270,6 +271,7 @@ def prepare(
         n_trials: Trial budget (default: the config's).
         timeout: Seconds (default: the config's).
         pruner: Pruner type (default: the config's).
+        n_workers: Parallel trial workers (default: the config's ``tuning.n_workers``).
         trigger: What started the retune: ``schedule``, ``drift``, ``manual`` or ``alert``.
         drift: The drift result that triggered it, if any.
         key: Idempotency key (default: a new one); a retry with the same key reuses the run.
@@ -352,6 +354,7 @@ def prepare(
         "n_trials": n,
         "timeout": t,
         "pruner": pruner or cfg.tuning.pruner.type,
+        "n_workers": int(n_workers or cfg.tuning.n_workers),
         "drift_share": drift_share,
         "lineage": lineage or {},
     }
@@ -364,6 +367,7 @@ def prepare(
                 Param("n_trials", str(n)),
                 Param("timeout", str(t)),
                 Param("pruner", ctx["pruner"]),
+                Param("n_workers", str(ctx["n_workers"])),
                 Param("model_family", cfg.model.family),
                 Param("metric", cfg.metric.name),
                 Param("seed", str(cfg.tuning.seed)),
@@ -397,11 +401,12 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
     import optuna
 
     from retune.config import PrunerConfig
+    from retune.storage import open_storage
     from retune.tuning import make_pruner
 
     pruner_cfg = cfg.tuning.pruner if ctx["pruner"] == cfg.tuning.pruner.type else PrunerConfig(type=ctx["pruner"])
     return optuna.create_study(
-        storage=settings.optuna_storage,
+        storage=open_storage(settings, cfg.tuning, n_workers=int(ctx.get("n_workers", 1))),
         study_name=ctx["study_name"],
         direction=cfg.direction,
         sampler=optuna.samplers.TPESampler(seed=cfg.tuning.seed),
@@ -429,8 +434,10 @@ def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict
     champ = registry.champion_params(cl, cfg.registry.model_name)
     if champ:
         seeds.append(("champion", champ))
+    from retune.storage import lookup_storages
+
     previous, top = previous_study_top_k(
-        settings.optuna_storage,
+        lookup_storages(settings, cfg.tuning),
         cfg.registry.model_name,
         exclude=ctx["study_name"],
         k=cfg.tuning.warm_start_top_k,
@@ -447,13 +454,29 @@ def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict
 
 
 def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
-    """Run the pruned study; every trial is a child run of the parent run.
+    """Run the pruned study in this process and summarize it (one worker).
 
     Returns:
         The :class:`~retune.tuning.StudyOutcome` as JSON.
     """
-    from mlflow.entities import Metric as MlMetric
+    tune_worker(ctx, 0, settings=settings)
+    return summarize_study(ctx, settings=settings)
 
+
+def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None = None) -> dict[str, Any]:
+    """One trial worker on the retune's shared study; run several at once to spread trials.
+
+    Every trial is a child run of the retune's parent run. The workers share the trial
+    budget; each one stops when the study has reached it.
+
+    Args:
+        ctx: The retune context from :func:`prepare`.
+        worker: This worker's index (recorded on its trials).
+        settings: State locations.
+
+    Returns:
+        ``{"worker", "trials", "seconds"}``: what this worker ran.
+    """
     from retune import tracking
     from retune.tuning import Objective, run_study
 
@@ -463,8 +486,37 @@ def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, 
     df, features = _load_checked(cfg, ctx, settings)
     split = split_for_retune(df, cfg)
     study = _create_study(cfg, ctx, settings)
-    objective = Objective(cfg, split, features, cl=cl, experiment_id=ctx["experiment_id"], parent_run_id=ctx["parent_run_id"])
+    objective = Objective(
+        cfg, split, features, cl=cl, experiment_id=ctx["experiment_id"], parent_run_id=ctx["parent_run_id"], worker=worker
+    )
     outcome = run_study(study, objective, n_trials=int(ctx["n_trials"]), timeout=ctx["timeout"])
+    mine = sum(t.user_attrs.get("worker") == worker for t in study.get_trials(deepcopy=False))
+    log.info("worker %d of %s ran %d trial(s) in %.1f s", worker, ctx["study_name"], mine, outcome.elapsed_s)
+    return {"worker": worker, "trials": mine, "seconds": outcome.elapsed_s}
+
+
+def summarize_study(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
+    """Summarize the retune's study after its workers finished; log it to the parent run.
+
+    Returns:
+        The :class:`~retune.tuning.StudyOutcome` as JSON.
+
+    Raises:
+        RetuneError: If no trial completed.
+    """
+    from mlflow.entities import Metric as MlMetric
+
+    from retune import tracking
+    from retune.tuning import outcome_of, stop_reason_of
+
+    settings = settings or get_settings()
+    cfg = load_named_config(ctx["config"], settings)
+    cl = tracking.client(settings)
+    study = _create_study(cfg, ctx, settings)
+    started = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
+    ended = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete]
+    elapsed = (max(ended) - min(started)).total_seconds() if started and ended else 0.0
+    outcome = outcome_of(study, elapsed_s=elapsed, stop_reason=stop_reason_of(study, int(ctx["n_trials"])))
     if outcome.best_value is None:
         raise RetuneError(
             f"study {outcome.study_name}: no trial completed ({outcome.n_pruned} pruned, {outcome.n_failed} failed)"

@@ -94,7 +94,12 @@ def register(cl: MlflowClient, name: str, model_uri: str, *, key: str, tags: dic
         cl.create_registered_model(name, description="Registered by Retune.")
     except MlflowException:
         pass  # exists
-    version = cl.create_model_version(name, model_uri, tags={**tags, KEY_TAG: key})
+    from mlflow.store.artifact.utils.models import _parse_model_id_if_present
+
+    # A tracking server needs the logged model's id with a models:/<model_id> source.
+    version = cl.create_model_version(
+        name, model_uri, tags={**tags, KEY_TAG: key}, model_id=_parse_model_id_if_present(model_uri)
+    )
     cl.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("registered %s version %s as %s", name, version.version, CHALLENGER)
     return version, True

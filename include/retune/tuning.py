@@ -164,6 +164,7 @@ class Objective:
         cl: MLflow client.
         experiment_id: The retune experiment.
         parent_run_id: The retune's parent run.
+        worker: Which parallel worker runs the trials (recorded on each trial).
     """
 
     def __init__(
@@ -175,7 +176,9 @@ class Objective:
         cl: MlflowClient,
         experiment_id: str,
         parent_run_id: str,
+        worker: int = 0,
     ) -> None:
+        self.worker = worker
         self.cfg = cfg
         self.features = features
         self.metric = get_metric(cfg.metric.name, cfg.task)
@@ -200,10 +203,12 @@ class Objective:
             "optuna.study": trial.study.study_name,
             "optuna.trial_number": str(trial.number),
             "retune.warm_start": seed or "none",
+            "retune.worker": str(self.worker),
         }
         run = self.cl.create_run(self.experiment_id, tags=tags)
         run_id = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("worker", self.worker)
         from mlflow.entities import Param
 
         self.cl.log_batch(run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()])
@@ -245,9 +250,13 @@ def run_study(
     n_trials: int,
     timeout: float | None,
 ) -> StudyOutcome:
-    """Run (or resume) a study until it has ``n_trials`` finished trials or the timeout passes.
+    """Run (or resume) a study until it has ``n_trials`` complete or pruned trials, or the
+    timeout passes.
 
-    A retried task resumes the same study: trials already finished count towards the budget.
+    Several workers may run this on one study at once: the budget is shared (a worker stops
+    when the study as a whole reaches it, so at most one in-flight trial per other worker
+    runs past it). A retried task resumes the same study: finished trials count towards the
+    budget. Failed trials do not count, so a trial lost with its worker is made up for.
 
     Args:
         study: The study (with its warm-start seeds already enqueued).
@@ -262,7 +271,7 @@ def run_study(
     from optuna.trial import TrialState
 
     start = time.monotonic()
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
     already = len(study.get_trials(deepcopy=False, states=finished))
     remaining = max(0, n_trials - already)
     log.info("study %s: %d trial(s) to run (%d already finished), timeout=%s", study.study_name, remaining, already, timeout)
@@ -279,10 +288,15 @@ def run_study(
             gc_after_trial=False,
         )
     elapsed = time.monotonic() - start
-    trials = study.get_trials(deepcopy=False)
-    n_finished = sum(t.state in finished for t in trials)
-    stop_reason = "trial budget reached" if n_finished >= n_trials else "timeout reached"
-    return outcome_of(study, elapsed_s=elapsed, stop_reason=stop_reason)
+    return outcome_of(study, elapsed_s=elapsed, stop_reason=stop_reason_of(study, n_trials))
+
+
+def stop_reason_of(study: optuna.Study, n_trials: int) -> str:
+    """Why a study stopped: its budget, or (short of it) the timeout."""
+    from optuna.trial import TrialState
+
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return "trial budget reached" if done >= n_trials else "timeout reached"
 
 
 def outcome_of(study: optuna.Study, *, elapsed_s: float, stop_reason: str) -> StudyOutcome:

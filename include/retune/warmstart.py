@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from retune.config import CategoricalParam, FloatParam, IntParam, ParamSpec
@@ -68,7 +69,7 @@ def clip_to_space(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[s
 
 
 def previous_study_top_k(
-    storage: str | optuna.storages.BaseStorage,
+    storage: str | optuna.storages.BaseStorage | Sequence[str | optuna.storages.BaseStorage],
     model_name: str,
     *,
     exclude: str,
@@ -78,7 +79,7 @@ def previous_study_top_k(
     """The best ``k`` distinct param sets of the model's most recent other study.
 
     Args:
-        storage: Optuna storage.
+        storage: Optuna storage, or several (the newest study across all of them wins).
         model_name: The registered model name (studies are named after it).
         exclude: The current study's name.
         k: How many.
@@ -92,16 +93,18 @@ def previous_study_top_k(
 
     if k <= 0:
         return None, []
+    storages: list[Any] = list(storage) if isinstance(storage, (list, tuple)) else [storage]
     prefix = study_prefix(model_name)
-    summaries = [
-        s
-        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    candidates = [
+        (s.datetime_start, s.study_name, st)
+        for st in storages
+        for s in optuna.get_all_study_summaries(st, include_best_trial=False)
         if s.study_name.startswith(prefix) and s.study_name != exclude and s.datetime_start is not None
     ]
-    if not summaries:
+    if not candidates:
         return None, []
-    latest = max(summaries, key=lambda s: s.datetime_start)  # type: ignore[arg-type, return-value]
-    study = optuna.load_study(study_name=latest.study_name, storage=storage)
+    _, latest_name, latest_storage = max(candidates, key=lambda c: c[0])
+    study = optuna.load_study(study_name=latest_name, storage=latest_storage)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     complete.sort(key=lambda t: t.value, reverse=direction == "maximize")  # type: ignore[arg-type, return-value]
     seen: set[str] = set()
@@ -114,7 +117,7 @@ def previous_study_top_k(
         top.append(dict(t.params))
         if len(top) == k:
             break
-    return latest.study_name, top
+    return latest_name, top
 
 
 def enqueue_seeds(

@@ -85,11 +85,16 @@ def test_retune_model_shape(parse_log: dict) -> None:
         "retune.drift_gate",
         "retune.load_data",
         "retune.warm_start",
+        "retune.workers",
         "retune.tune",
+        "retune.study_summary",
         "retune.validate",
         "retune.register",
     } <= ids
-    assert {"config", "n_trials", "timeout", "pruner", "force"} <= set(dag.params.keys())
+    assert {"config", "n_trials", "timeout", "pruner", "force", "n_workers"} <= set(dag.params.keys())
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    assert isinstance(dag.task_dict["retune.tune"], MappedOperator), "trial workers are mapped tasks"
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])

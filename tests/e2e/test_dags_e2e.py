@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 SMALL = {
     "data": {"reference": {"start": "2025-01-01", "end": "2025-02-26"}},
-    "tuning": {"n_trials": 6, "pruner": {"type": "median", "args": {"n_startup_trials": 2}}},
+    "tuning": {"n_trials": 6, "n_workers": 2, "pruner": {"type": "median", "args": {"n_startup_trials": 2}}},
 }
 
 
@@ -46,7 +46,9 @@ def test_monitor_triggers_warm_started_retune_that_promotes(airflow_db: None, re
     from optuna import load_study
 
     from retune import demo_data, registry
+    from retune.config import TuningConfig
     from retune.settings import get_settings
+    from retune.storage import open_storage
 
     demo_data.write(retune_env["state"] / "data" / "demo", days=200, rows_per_day=60)
     write_config(retune_env["configs"], "demo", SMALL)
@@ -93,7 +95,12 @@ def test_monitor_triggers_warm_started_retune_that_promotes(airflow_db: None, re
     assert tags["airflow.dag_id"] == "retune_model" and tags["airflow.run_id"] == run.run_id
     assert len(tags["retune.data_digest"]) == 64
     # Warm start: the champion's params and the previous study's best were enqueued and re-scored.
-    study = load_study(study_name=tags["retune.study"], storage=get_settings().optuna_storage)
+    # Two mapped workers on the embedded default: the study lives in the journal file, not SQLite.
+    from retune.storage import journal_path
+
+    assert journal_path(get_settings()).exists()
+    study = load_study(study_name=tags["retune.study"], storage=open_storage(get_settings(), TuningConfig(), n_workers=2))
+    assert {t.user_attrs.get("worker") for t in study.trials} <= {0, 1}
     seeds = [t for t in study.trials if "warm_start" in t.user_attrs]
     assert {t.user_attrs["warm_start"] for t in seeds} >= {"champion"}
     assert all(t.state.is_finished() for t in seeds)

@@ -39,7 +39,7 @@ def write_config(folder: Path, name: str, changes: dict[str, Any] | None = None,
 
     def merge(dst: dict, src: dict) -> None:
         for k, v in src.items():
-            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            if isinstance(v, dict) and v and isinstance(dst.get(k), dict):  # {} replaces
                 merge(dst[k], v)
             else:
                 dst[k] = v

@@ -1,0 +1,107 @@
+"""Optuna storage for one or many trial workers.
+
+- PostgreSQL (or any RDB URL but SQLite): :class:`optuna.storages.RDBStorage` with trial
+  heartbeats. A worker that dies mid-trial stops beating; after ``grace_period`` seconds the
+  next worker to start a trial marks it FAIL and re-enqueues it (up to ``max_retry`` times),
+  and its MLflow child run is marked FAILED.
+- SQLite with one worker: a plain RDBStorage (the embedded default).
+- SQLite with more than one worker: Optuna's FAQ advises against SQLite for parallel
+  optimization ("database is locked"), so the study goes to a JournalStorage file beside it
+  (``<state>/optuna.journal``). JournalStorage has no heartbeats in Optuna 5: a trial whose
+  worker died stays RUNNING and does not count towards the budget.
+- ``journal:///path/to/file``: a JournalStorage file, explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retune.config import TuningConfig
+from retune.settings import Settings
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
+JOURNAL_SCHEME = "journal://"
+
+
+class StaleTrialCallback:
+    """Re-enqueue a trial whose worker died and mark its MLflow child run FAILED.
+
+    Args:
+        tracking_uri: MLflow tracking URI of the child runs.
+        max_retry: How often one trial may be retried.
+    """
+
+    def __init__(self, tracking_uri: str, max_retry: int) -> None:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        self.tracking_uri = tracking_uri
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        log.warning("trial %d of %s lost its worker (no heartbeat): marked FAIL, retrying", trial.number, study.study_name)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            try:
+                from mlflow import MlflowClient
+
+                cl = MlflowClient(tracking_uri=self.tracking_uri)
+                cl.set_tag(run_id, "optuna.trial_state", "FAIL")
+                cl.set_tag(run_id, "retune.failure", "worker died (heartbeat stale)")
+                cl.set_terminated(run_id, status="FAILED")
+            except Exception as exc:  # noqa: BLE001 - the retry matters more than the run's status
+                log.warning("could not mark MLflow run %s failed: %s", run_id, exc)
+        self.retry(study, trial)
+
+
+def journal_path(settings: Settings) -> Path:
+    """The JournalStorage file used for parallel studies on the embedded default."""
+    return settings.state_dir / "optuna.journal"
+
+
+def open_storage(settings: Settings, tuning: TuningConfig, *, n_workers: int = 1) -> optuna.storages.BaseStorage:
+    """The storage a study with ``n_workers`` parallel workers should use.
+
+    Args:
+        settings: Where state lives (``optuna_storage`` URL).
+        tuning: Heartbeat interval, grace period and retries.
+        n_workers: Parallel workers on the study.
+
+    Returns:
+        An Optuna storage.
+    """
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    url = settings.optuna_storage
+    if url.startswith(JOURNAL_SCHEME):
+        path = url[len(JOURNAL_SCHEME) :]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(path))
+    if url.startswith("sqlite"):
+        if n_workers > 1:
+            journal = journal_path(settings)
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            log.info("%d workers on SQLite: using the journal file %s (SQLite locks under parallel writers)", n_workers, journal)
+            return JournalStorage(JournalFileBackend(str(journal)))
+        return RDBStorage(url)
+    return RDBStorage(
+        url,
+        engine_kwargs={"pool_pre_ping": True},
+        heartbeat_interval=tuning.heartbeat_interval,
+        grace_period=tuning.grace_period,
+        heartbeat_stale_trial_callback=StaleTrialCallback(settings.tracking_uri, tuning.max_retry),
+    )
+
+
+def lookup_storages(settings: Settings, tuning: TuningConfig) -> list[Any]:
+    """Every storage a model's earlier studies may be in (for warm start)."""
+    out: list[Any] = [open_storage(settings, tuning)]
+    if settings.optuna_storage.startswith("sqlite") and journal_path(settings).exists():
+        out.append(open_storage(settings, tuning, n_workers=2))
+    return out

@@ -1,0 +1,294 @@
+"""The production topology on this machine, without Docker: ``make stack-up`` / ``make stack-down``.
+
+Starts, on loopback ports:
+
+- PostgreSQL: the server already running on 127.0.0.1:5432 (started from Debian's packages
+  with ``pg_ctlcluster`` when none runs), with one database each for Airflow, MLflow and Optuna;
+- the MLflow tracking server on PostgreSQL, serving artifacts from ``$RETUNE_STACK_DIR/mlartifacts``;
+- Airflow's api-server, scheduler, dag-processor and triggerer with the LocalExecutor on PostgreSQL.
+
+Waits until every health endpoint answers, then prints the URLs and the login, and writes
+``$RETUNE_STACK_DIR/env.sh`` (``source`` it to use the ``airflow`` CLI or Retune against the stack).
+
+Settings (environment): ``RETUNE_STACK_DIR`` (``.stack``), ``RETUNE_STACK_PG``
+(``postgresql://postgres@127.0.0.1:5432/postgres``, an admin connection), ``RETUNE_STACK_DB_PREFIX``
+(``retune``), ``RETUNE_STACK_AIRFLOW_PORT`` (8080), ``RETUNE_STACK_MLFLOW_PORT`` (5000),
+``RETUNE_CONFIG_DIR`` (``include/configs``). The database passwords are whatever the admin DSN
+carries (the local server uses trust auth); the Airflow JWT secret is generated per stack and kept
+in ``env.sh`` (mode 600), never in code.
+
+Usage: ``python scripts/stack.py up|down [--drop]|status``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def _cfg() -> dict[str, str]:
+    stack = Path(os.environ.get("RETUNE_STACK_DIR", ROOT / ".stack")).resolve()
+    return {
+        "dir": str(stack),
+        "pg": os.environ.get("RETUNE_STACK_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        "prefix": os.environ.get("RETUNE_STACK_DB_PREFIX", "retune"),
+        "airflow_port": os.environ.get("RETUNE_STACK_AIRFLOW_PORT", "8080"),
+        "mlflow_port": os.environ.get("RETUNE_STACK_MLFLOW_PORT", "5000"),
+        "config_dir": os.environ.get("RETUNE_CONFIG_DIR", str(ROOT / "include" / "configs")),
+    }
+
+
+def _db_url(admin: str, name: str, driver: str = "postgresql") -> str:
+    base = admin.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', driver + '://', 1)}/{name}"
+
+
+def _ensure_postgres(admin: str) -> None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(admin, connect_timeout=3).close()
+        return
+    except psycopg2.OperationalError:
+        pass
+    versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").is_dir() else []
+    if not versions or not shutil.which("pg_ctlcluster"):
+        raise SystemExit(f"PostgreSQL is not reachable at {admin} and no Debian cluster to start; install postgresql")
+    print(f"starting PostgreSQL {versions[-1].name} (pg_ctlcluster)")
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", "start"], check=True)
+    psycopg2.connect(admin, connect_timeout=10).close()
+
+
+def _databases(cfg: dict[str, str]) -> dict[str, str]:
+    return {kind: f"{cfg['prefix']}_{kind}" for kind in ("airflow", "mlflow", "optuna")}
+
+
+def _create_databases(cfg: dict[str, str]) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(cfg["pg"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in _databases(cfg).values():
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                print(f"created database {name}")
+    conn.close()
+
+
+def _drop_databases(cfg: dict[str, str]) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(cfg["pg"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in _databases(cfg).values():
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
+
+
+def stack_env(cfg: dict[str, str], jwt_secret: str) -> dict[str, str]:
+    """The environment every stack process (and a user's shell) uses."""
+    stack = Path(cfg["dir"])
+    dbs = _databases(cfg)
+    port = cfg["airflow_port"]
+    return {
+        "AIRFLOW_HOME": str(stack / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _db_url(cfg["pg"], dbs["airflow"], "postgresql+psycopg2"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": port,
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{cfg['mlflow_port']}",
+        "RETUNE_OPTUNA_STORAGE": _db_url(cfg["pg"], dbs["optuna"], "postgresql+psycopg2"),
+        "RETUNE_STATE_DIR": str(stack / "state"),
+        "RETUNE_CONFIG_DIR": cfg["config_dir"],
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+
+
+def _commands(cfg: dict[str, str]) -> dict[str, list[str]]:
+    stack = Path(cfg["dir"])
+    return {
+        "mlflow": [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            _db_url(cfg["pg"], _databases(cfg)["mlflow"], "postgresql+psycopg2"),
+            "--artifacts-destination",
+            (stack / "mlartifacts").as_uri(),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            cfg["mlflow_port"],
+            "--workers",
+            "1",
+        ],
+        "api-server": [str(BIN / "airflow"), "api-server", "--port", cfg["airflow_port"], "--host", "127.0.0.1"],
+        "scheduler": [str(BIN / "airflow"), "scheduler"],
+        "dag-processor": [str(BIN / "airflow"), "dag-processor"],
+        "triggerer": [str(BIN / "airflow"), "triggerer"],
+    }
+
+
+def _get_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = resp.read()
+    except OSError:
+        return None
+    try:
+        return dict(json.loads(body))
+    except ValueError:
+        return {"text": body.decode(errors="replace")}
+
+
+def _healthy(cfg: dict[str, str]) -> dict[str, bool]:
+    mlflow = _get_json(f"http://127.0.0.1:{cfg['mlflow_port']}/health") is not None
+    health = _get_json(f"http://127.0.0.1:{cfg['airflow_port']}/api/v2/monitor/health") or {}
+    out = {"mlflow": mlflow, "api-server": bool(health)}
+    for key, name in (("scheduler", "scheduler"), ("dag_processor", "dag-processor"), ("triggerer", "triggerer")):
+        out[name] = health.get(key, {}).get("status") == "healthy"
+    out["metadatabase"] = health.get("metadatabase", {}).get("status") == "healthy"
+    return out
+
+
+def _alive(pid_file: Path) -> int | None:
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def up(timeout: float = 240) -> int:
+    """Start the stack and wait until it is healthy."""
+    cfg = _cfg()
+    stack = Path(cfg["dir"])
+    (stack / "logs").mkdir(parents=True, exist_ok=True)
+    (stack / "pids").mkdir(exist_ok=True)
+    env_file = stack / "env.sh"
+    jwt = secrets.token_urlsafe(32)
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("export AIRFLOW__API_AUTH__JWT_SECRET="):
+                jwt = shlex.split(line.split("=", 1)[1])[0]
+    _ensure_postgres(cfg["pg"])
+    _create_databases(cfg)
+    env = {**os.environ, **stack_env(cfg, jwt)}
+    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stack_env(cfg, jwt).items()))
+    env_file.chmod(0o600)
+    print("migrating the Airflow database ...")
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    for name, cmd in _commands(cfg).items():
+        pid_file = stack / "pids" / f"{name}.pid"
+        if _alive(pid_file):
+            continue
+        with (stack / "logs" / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=stack)
+        pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    state = _healthy(cfg)
+    while not all(state.values()):
+        if time.monotonic() > deadline:
+            print(f"not healthy after {timeout:.0f} s: {state}; logs in {stack / 'logs'}; stopping", file=sys.stderr)
+            down()
+            return 1
+        for name in SERVICES:
+            if _alive(stack / "pids" / f"{name}.pid") is None:
+                tail = (stack / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
+                print(f"{name} exited:\n{tail}\nstopping the rest", file=sys.stderr)
+                down()
+                return 1
+        time.sleep(2)
+        state = _healthy(cfg)
+    password_file = stack / "airflow" / "simple_auth_manager_passwords.json.generated"
+    password = json.loads(password_file.read_text()).get("admin", "?") if password_file.exists() else "?"
+    print(
+        f"\nRetune stack is up.\n"
+        f"  Airflow UI/API : http://127.0.0.1:{cfg['airflow_port']}  (login admin / {password})\n"
+        f"  MLflow         : http://127.0.0.1:{cfg['mlflow_port']}\n"
+        f"  PostgreSQL     : {', '.join(_databases(cfg).values())} on {cfg['pg'].rsplit('/', 1)[0]}\n"
+        f"  environment    : source {env_file}\n"
+    )
+    return 0
+
+
+def down(drop: bool = False) -> int:
+    """Stop every stack process (and drop the databases with ``--drop``)."""
+    cfg = _cfg()
+    stack = Path(cfg["dir"])
+    for name in reversed(SERVICES):
+        pid_file = stack / "pids" / f"{name}.pid"
+        pid = _alive(pid_file)
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except OSError:
+                pass
+            for _ in range(50):
+                if _alive(pid_file) is None:
+                    break
+                time.sleep(0.2)
+            else:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        pid_file.unlink(missing_ok=True)
+    if drop:
+        _drop_databases(cfg)
+        print("dropped databases " + ", ".join(_databases(cfg).values()))
+    print("Retune stack is down.")
+    return 0
+
+
+def status() -> int:
+    """Print which services answer."""
+    state = _healthy(_cfg())
+    print(json.dumps(state, indent=2))
+    return 0 if all(state.values()) else 1
+
+
+def main(argv: list[str]) -> int:
+    """Entry point."""
+    if not argv or argv[0] not in ("up", "down", "status"):
+        print(__doc__)
+        return 2
+    if argv[0] == "up":
+        return up()
+    if argv[0] == "down":
+        return down(drop="--drop" in argv[1:])
+    return status()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
