@@ -41,14 +41,21 @@ RUN_EVERY = pendulum.duration(hours=1)
             None,
             type=["null", "string"],
             title="Model config",
-            description="Check only this config (empty: all).",
+            description=(
+                "Check only this config: <name>.yaml in the config folder (RETUNE_CONFIG_DIR, "
+                "default include/configs); empty: every config."
+            ),
             pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
         ),
         "window_end": Param(
             None,
             type=["null", "string"],
+            pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$",
             title="Window end",
-            description="ISO date or datetime; empty: the end of the data interval, or now.",
+            description=(
+                "End of the production window: ISO date or datetime, e.g. 2025-05-29 (UTC if no offset); "
+                "empty: the end of the data interval, or now."
+            ),
         ),
     },
 )
@@ -89,21 +96,16 @@ def monitor_drift() -> None:
 
     @task
     def retunes_to_trigger(results: list[dict]) -> list[dict]:
-        """Run confs for the models that drifted; an empty list triggers nothing."""
-        confs = []
-        for r in results:
-            if r["drift_detected"]:
-                confs.append(
-                    {
-                        "config": r["config"],
-                        "window": "latest",
-                        "window_end": r["window"]["end"],
-                        "force": False,
-                        "trigger": "drift",
-                        "drift": {"summary": r["summary"], "monitor_run_id": r["monitor_run_id"], "report_uri": r["report_uri"]},
-                    }
-                )
-        print(f"{len(confs)} of {len(results)} model(s) drifted: {[c['config'] for c in confs]}")
+        """Put each drifted model to the trigger policy; confs for the retunes it lets through."""
+        from retune.pipeline import plan_retunes
+
+        ctx = get_current_context()
+        source = "schedule" if str(ctx["dag_run"].run_type).lower().endswith("scheduled") else "drift"
+        results = list(results)
+        confs = plan_retunes(results, source=source)
+        print(
+            f"{sum(r['drift_detected'] for r in results)} of {len(results)} model(s) drifted; triggering {[c['config'] for c in confs]}"
+        )
         return confs
 
     confs = retunes_to_trigger(check_drift.expand(config_name=due_configs()))

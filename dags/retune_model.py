@@ -9,16 +9,24 @@ staging against the current champion and registers it in the MLflow Model Regist
 **Triggered** by `monitor_drift` when drift crosses the threshold (`trigger=drift`, with the
 drift summary), by hand from this form (`trigger=manual`), or by an alert.
 
-**Params**
-- `config`: the model config (`include/configs/<config>.yaml`).
+**Params** (the trigger form; the REST API takes the same keys in the run conf)
+- `config`: the model config, `<config>.yaml` in `RETUNE_CONFIG_DIR` (default
+  `include/configs`); lowercase letters, digits, `-`, `_`. A free string, not a drop-down:
+  listing the config folder would be file I/O at parse time. An unknown name fails the
+  run's first task at once, naming the file it looked for.
 - `window`: `latest` trains on the newest `data.train_window` before `window_end`;
   `reference` trains on the config's reference period (the first model).
 - `window_end`: end of the training window, ISO date or datetime (empty: now).
-- `n_trials`, `timeout`, `pruner`: override the config's tuning budget (empty: the config's).
-- `n_workers`: parallel trial workers (mapped `tune` tasks) on the one study; on PostgreSQL
-  they can run on different Airflow workers. A worker that dies mid-trial loses only that
-  trial: it is marked failed and retried (RDB storage heartbeats).
 - `force`: retune even when the drift gate finds no drift.
+- Tuning budget (empty: the config's): `n_trials` (1-1000), `timeout` (10-86400 s),
+  `pruner`, and `n_workers` (1-16), the parallel trial workers (mapped `tune` tasks) on the
+  one study; on PostgreSQL they can run on different Airflow workers. A worker that dies
+  mid-trial loses only that trial: it is marked failed and retried (RDB storage heartbeats).
+- Set by automation: `trigger` (`manual`, `drift`, `schedule`, `alert`, `bootstrap`) and
+  `drift` (the drift summary from `monitor_drift`).
+
+Values outside these ranges or choices are refused when the run is created (form or REST
+API, HTTP 400 naming the param).
 
 Each retune is one MLflow parent run in experiment `retune/<config>` with one child run per
 trial; the study is `retune-<model>-<dag run>` in the Optuna storage.
@@ -47,30 +55,78 @@ def _lineage() -> dict:
     tags=["retune", "tuning", "registry"],
     default_args={"owner": "retune", "retries": 2, "retry_delay": pendulum.duration(seconds=30)},
     params={
+        # The form shows the params without a section under "Run Parameters", open; a section
+        # is a folded accordion item (one open at a time), so only the automation's are in one.
+        # The config name is a free string on purpose: listing the config folder for an enum
+        # would be file I/O at parse time. A name with no config fails `load_data` at once.
         "config": Param(
             "demo",
             type="string",
             title="Model config",
-            description="Name of a config in include/configs.",
+            description=(
+                "Name of the model config: the file <name>.yaml in the config folder "
+                "(RETUNE_CONFIG_DIR, default include/configs), e.g. demo. "
+                "Lowercase letters, digits, '-' and '_'."
+            ),
             pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+            minLength=1,
+            maxLength=63,
         ),
-        "window": Param("latest", type="string", enum=["latest", "reference"], title="Training window"),
-        "window_end": Param(None, type=["null", "string"], title="Window end", description="ISO date or datetime; empty: now."),
+        "window": Param(
+            "latest",
+            type="string",
+            enum=["latest", "reference"],
+            values_display={
+                "latest": "Latest: the newest data.train_window before Window end",
+                "reference": "Reference: the config's reference period (first model)",
+            },
+            title="Training window",
+            description="The data the retune trains, validates and holds out on.",
+        ),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$",
+            title="Window end",
+            description="End of a 'latest' window: ISO date or datetime, e.g. 2025-05-29 or 2025-05-29T12:00:00+00:00 (UTC if no offset); empty: now.",
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force retune",
+            description="Retune even if the drift gate finds no drift in the window (a 'reference' window always retunes).",
+        ),
         "n_trials": Param(
             None,
             type=["null", "integer"],
             minimum=1,
             maximum=1000,
             title="Trials",
-            description="Empty: the config's tuning.n_trials.",
+            description="Optuna trials in the study, 1 to 1000; empty: the config's tuning.n_trials.",
         ),
         "timeout": Param(
             None,
             type=["null", "integer"],
             minimum=10,
             maximum=86400,
-            title="Timeout (s)",
-            description="Empty: the config's tuning.timeout.",
+            title="Timeout (seconds)",
+            description="Wall-clock limit of the study, 10 to 86400 s (24 h); empty: the config's tuning.timeout.",
+        ),
+        "pruner": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *PRUNERS],
+            values_display={
+                None: "Config default (tuning.pruner)",
+                "median": "Median",
+                "percentile": "Percentile",
+                "successive_halving": "Successive halving",
+                "hyperband": "Hyperband",
+                "wilcoxon": "Wilcoxon",
+                "none": "No pruning",
+            },
+            title="Pruner",
+            description="Stops unpromising trials early; empty: the config's tuning.pruner (with its args).",
         ),
         "n_workers": Param(
             None,
@@ -78,29 +134,55 @@ def _lineage() -> dict:
             minimum=1,
             maximum=16,
             title="Trial workers",
-            description="Parallel trial workers on one study (mapped tasks); empty: the config's tuning.n_workers.",
+            description="Parallel trial workers (mapped tune tasks) on the one study, 1 to 16; empty: the config's tuning.n_workers.",
         ),
-        "pruner": Param(
-            None, type=["null", "string"], enum=[None, *PRUNERS], title="Pruner", description="Empty: the config's tuning.pruner."
+        "trigger": Param(
+            "manual",
+            type="string",
+            enum=["manual", "drift", "schedule", "alert", "bootstrap"],
+            values_display={
+                "manual": "Manual (this form)",
+                "drift": "Drift (monitor_drift)",
+                "schedule": "Schedule",
+                "alert": "Alert (REST API)",
+                "bootstrap": "Bootstrap (first model)",
+            },
+            title="Trigger",
+            description="What started the retune; recorded on the MLflow run and the model version (tag retune.trigger).",
+            section="Set by automation",
         ),
-        "force": Param(False, type="boolean", title="Force", description="Retune even if no drift is found."),
-        "trigger": Param("manual", type="string", enum=["manual", "drift", "schedule", "alert", "bootstrap"], title="Trigger"),
-        "drift": Param(None, type=["null", "object"], title="Drift summary", description="Set by monitor_drift."),
+        "drift": Param(
+            None,
+            type=["null", "object"],
+            title="Drift summary",
+            description="The drift result that triggered the retune; set by monitor_drift, leave empty by hand.",
+            section="Set by automation",
+        ),
     },
 )
 def retune_model() -> None:
     @task_group(group_id="retune")
     def retune() -> None:
-        @task.short_circuit
+        @task.short_circuit(ignore_downstream_trigger_rules=False)
         def drift_gate() -> bool:
-            """Skip the retune when there is no drift, unless forced or training the first model."""
-            from retune.pipeline import should_retune
+            """Trigger policy, then drift gate: skip when another retune runs, in cooldown, duplicate, or no drift."""
+            from retune.pipeline import admit
 
-            p = get_current_context()["params"]
-            if p["window"] == "reference":
-                return True
-            decision = should_retune(p["config"], window_end=p["window_end"], drift=p["drift"], force=p["force"])
+            ctx = get_current_context()
+            p = ctx["params"]
+            lineage = _lineage()
+            decision = admit(
+                p["config"],
+                conf=dict(ctx["dag_run"].conf or {}),
+                run_key=f"{lineage['dag_id']}/{lineage['run_id']}",
+                window_kind=p["window"],
+                window_end=p["window_end"],
+                force=p["force"],
+                trigger=p["trigger"],
+                drift=p["drift"],
+            )
             print(decision["reason"])
+            ctx["ti"].xcom_push(key="policy_token", value=decision["token"])
             return bool(decision["retune"])
 
         @task
@@ -166,12 +248,27 @@ def retune_model() -> None:
 
             return reg(run, checked, outcome)
 
+        @task(trigger_rule="all_done")
+        def release_lock() -> str:
+            """Give the model's trigger-policy lock back, however the retune ended."""
+            from retune.pipeline import finish
+
+            ctx = get_current_context()
+            token = ctx["ti"].xcom_pull(task_ids="retune.drift_gate", key="policy_token")
+            registered = ctx["ti"].xcom_pull(task_ids="retune.register")
+            outcome = finish(ctx["params"]["config"], token, registered=registered)
+            print(outcome)
+            return outcome
+
+        gate = drift_gate()
         run = load_data()
-        drift_gate() >> run
+        gate >> run
         ran = tune.partial(run=run).expand(worker=workers(run, warm_start(run)))
         outcome = study_summary(run, ran)
         checked = validate(run, outcome)
-        register(run, checked, outcome)
+        released = release_lock()
+        register(run, checked, outcome) >> released
+        gate >> released
 
     retune()
 

@@ -363,6 +363,26 @@ class ValidationConfig(_Strict):
     staging_sample_rows: int = Field(1000, ge=10)
 
 
+class PolicyConfig(_Strict):
+    """When a requested retune may start (see :mod:`retune.policy`)."""
+
+    hysteresis: int = Field(1, ge=1, le=100, description="Consecutive drifted windows before the schedule retunes.")
+    cooldown: Duration = Field(timedelta(0), description="No new retune this soon after the last one started.")
+    lock_ttl: Duration = Field(timedelta(hours=6), description="A retune holding the lock longer is presumed dead.")
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, value: Any) -> timedelta:
+        if value in (0, "0", None):
+            return timedelta(0)
+        return parse_duration(value)
+
+    @field_validator("lock_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class RegistryConfig(_Strict):
     model_name: str
 
@@ -388,6 +408,7 @@ class RetuneConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     registry: RegistryConfig
     source_file: str | None = Field(None, exclude=True, description="The file this config was read from.")
 

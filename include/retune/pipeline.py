@@ -159,6 +159,9 @@ def check_drift(
         tracking.log_text(cl, run_id, result.html, "drift/report.html")
         report_uri = tracking.artifact_uri(cl, run_id, "drift/report.html")
     cl.set_terminated(run_id, "FINISHED")
+    from retune import policy
+
+    policy.record_window(cfg.name, end, drift_detected=summary.drift_detected, drift_share=summary.drift_share, settings=settings)
     verdict = "DRIFT" if summary.drift_detected else "no drift"
     log.info(
         "%s: %s (share %.2f of %d columns, threshold %.2f) in %s vs %s; drifted: %s",
@@ -224,6 +227,115 @@ def should_retune(
     reason = "drift detected" if detected else "no drift in the window: nothing to retune (use force to retune anyway)"
     log.info("drift gate for %s: %s", config_name, reason)
     return {"retune": detected, "reason": reason, "drift": drift}
+
+
+def plan_retunes(
+    results: list[dict[str, Any]], *, source: str = "drift", settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """Run confs of ``retune_model`` for the drift checks the trigger policy lets through.
+
+    Every drifted model is put to :func:`retune.policy.decide` (idempotency key
+    ``drift:<config>:<window end>``); a model whose retune is triggered gets a conf carrying
+    the policy token, which the retune releases when it ends.
+
+    Args:
+        results: Outputs of :func:`check_drift`.
+        source: ``drift`` (found by the monitor) or ``schedule``.
+        settings: State locations.
+
+    Returns:
+        Run confs, one per retune to start.
+    """
+    from retune import policy
+
+    confs = []
+    for r in results:
+        if not r["drift_detected"]:
+            continue
+        key = f"drift:{r['config']}:{r['window']['end']}"
+        decision = policy.decide(r["config"], source=source, key=key, settings=settings)
+        print(f"{r['config']}: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
+        if not decision.triggered:
+            continue
+        confs.append(
+            {
+                "config": r["config"],
+                "window": "latest",
+                "window_end": r["window"]["end"],
+                "force": False,
+                "trigger": "drift",
+                "drift": {"summary": r["summary"], "monitor_run_id": r["monitor_run_id"], "report_uri": r["report_uri"]},
+                "policy_token": decision.token,
+                "idempotency_key": key,
+            }
+        )
+    return confs
+
+
+def admit(
+    config_name: str,
+    *,
+    conf: dict[str, Any],
+    run_key: str,
+    window_kind: str,
+    window_end: str | None,
+    force: bool,
+    trigger: str,
+    drift: dict[str, Any] | None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The gate in front of a retune run: the trigger policy, then the drift gate.
+
+    A run started by the monitor or an alert carries the policy token of its decision; a run
+    started by a person or the REST API is put to the policy here (idempotency key: the
+    conf's ``idempotency_key``, else the run). Without drift (and without ``force``) the lock
+    is given back at once.
+
+    Returns:
+        ``{"retune": bool, "reason": str, "token": str | None}``.
+    """
+    from retune import policy
+
+    settings = settings or get_settings()
+    token = conf.get("policy_token")
+    if token:
+        if not policy.holds(config_name, token, settings=settings):
+            return {"retune": False, "reason": "the policy lock of this run expired or was released", "token": None}
+        reason = "admitted by the trigger policy"
+    else:
+        source = trigger if trigger in policy.SOURCES else "manual"
+        key = str(conf.get("idempotency_key") or run_key)
+        decision = policy.decide(
+            config_name, source=source, key=key, force=force or window_kind == "reference", settings=settings
+        )
+        print(f"trigger policy: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
+        if not decision.triggered:
+            return {"retune": False, "reason": decision.reason, "token": None}
+        token, reason = decision.token, decision.reason
+    if window_kind == "reference":
+        return {"retune": True, "reason": f"{reason}; reference window", "token": token}
+    gate = should_retune(config_name, window_end=window_end, drift=drift, force=force, settings=settings)
+    if not gate["retune"]:
+        policy.release(config_name, str(token), outcome=f"skipped: {gate['reason']}", settings=settings)
+        return {"retune": False, "reason": gate["reason"], "token": None}
+    return {"retune": True, "reason": f"{reason}; {gate['reason']}", "token": token}
+
+
+def finish(config_name: str, token: str | None, *, registered: dict[str, Any] | None, settings: Settings | None = None) -> str:
+    """Give the model's policy lock back when a retune run ends, however it ended.
+
+    Returns:
+        The outcome noted on the decision.
+    """
+    from retune import policy
+
+    if registered:
+        outcome = f"registered v{registered['version']}, " + ("promoted" if registered["promoted"] else "champion kept")
+    else:
+        outcome = "ended without registering (failed or skipped)"
+    if token:
+        policy.release(config_name, token, outcome=outcome, settings=settings)
+    return outcome
 
 
 def retune_window(cfg: RetuneConfig, *, window_end: str | datetime | None, kind: str) -> Window:

@@ -12,6 +12,8 @@ variable                   meaning                                     default
 ``MLFLOW_TRACKING_URI``    MLflow tracking server or database          ``sqlite:///<state>/mlflow.db``
 ``RETUNE_ARTIFACT_ROOT``   artifact root for new experiments           ``<state>/mlartifacts``
 ``RETUNE_OPTUNA_STORAGE``  Optuna storage URL                          ``sqlite:///<state>/optuna.db``
+``RETUNE_POLICY_DB``       trigger decisions and locks (SQLAlchemy)    the Optuna DB if PostgreSQL,
+                                                                       else ``sqlite:///<state>/policy.db``
 =========================  ==========================================  ==========================
 """
 
@@ -34,6 +36,7 @@ class Settings:
     tracking_uri: str
     artifact_root: str | None
     optuna_storage: str
+    policy_db: str
 
     @property
     def variables(self) -> dict[str, str]:
@@ -53,7 +56,10 @@ def get_settings() -> Settings:
     artifact_root = os.environ.get("RETUNE_ARTIFACT_ROOT")
     if artifact_root is None and tracking.startswith(("sqlite:", "file:", "/")):
         artifact_root = (state / "mlartifacts").as_uri()
-    if "sqlite:" in tracking or "sqlite:" in optuna_url:
+    policy_db = os.environ.get("RETUNE_POLICY_DB") or (
+        optuna_url if optuna_url.startswith("postgresql") else f"sqlite:///{state / 'policy.db'}"
+    )
+    if "sqlite:" in tracking or "sqlite:" in optuna_url or "sqlite:" in policy_db:
         state.mkdir(parents=True, exist_ok=True)
     return Settings(
         state_dir=state,
@@ -61,4 +67,5 @@ def get_settings() -> Settings:
         tracking_uri=tracking,
         artifact_root=artifact_root,
         optuna_storage=optuna_url,
+        policy_db=policy_db,
     )

@@ -106,6 +106,16 @@ def test_monitor_triggers_warm_started_retune_that_promotes(airflow_db: None, re
     assert all(t.state.is_finished() for t in seeds)
     champion_params = json.loads(v1.tags["retune.params"])
     assert any(t.params == champion_params for t in seeds)
+    # The trigger policy decided the drift retune, recorded why, and got its lock back.
+    from retune import policy
+
+    rows = policy.history("demo")
+    drift_rows = [r for r in rows if r["source"] == "drift"]
+    assert len(drift_rows) == 1
+    assert drift_rows[0]["triggered"] is True
+    assert drift_rows[0]["idempotency_key"] == conf["idempotency_key"]
+    assert drift_rows[0]["outcome"] == "registered v2, promoted"
+    assert not policy.holds("demo", conf["policy_token"])
     parent = cl.get_run(tags["retune.parent_run_id"])
     assert parent.data.tags["retune.warm_start"] == "warm"
     assert parent.data.metrics["challenger_mae"] < parent.data.metrics["champion_mae"]

@@ -1,0 +1,298 @@
+"""Trigger policy: when a retune may start, and a record of every decision.
+
+Retunes are asked for by the schedule (drift found by ``monitor_drift``), by a person (the
+Airflow form or the REST API) and by alerts. Before one starts, :func:`decide` applies, per
+model config (``policy`` section of the YAML):
+
+1. **idempotency**: a request whose key was already decided is a duplicate and is skipped;
+2. **hysteresis**: for drift from the schedule, drift must have been found in
+   ``policy.hysteresis`` consecutive windows;
+3. **cooldown**: no new retune within ``policy.cooldown`` of the last one that started;
+4. **one at a time**: a retune holds the model's lock until it ends (``release``); another
+   request meanwhile is skipped.
+
+``force`` skips 1 to 3, never 4. Every decision, triggered or skipped with its reason, is a
+row of the ``retune_decisions`` table (PostgreSQL in production, SQLite embedded) and a log
+line. The lock is a row of ``retune_locks`` whose primary key is the config name, so of many
+concurrent requests exactly one wins, on SQLite and PostgreSQL alike.
+
+Example:
+    >>> from retune.policy import decide  # doctest: +SKIP
+    >>> decide("demo", source="alert", key="alert:demo:abc").reason  # doctest: +SKIP
+    'triggered'
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from retune.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("drift", "schedule", "manual", "alert", "api", "bootstrap")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of the policy."""
+
+    triggered: bool
+    reason: str
+    config: str
+    source: str
+    key: str
+    token: str | None = None
+    decision_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A small dict for XCom and API answers."""
+        return asdict(self)
+
+
+_TABLES_LOCK = threading.Lock()
+
+
+def _tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
+    with _TABLES_LOCK:  # the first use from many threads at once creates the tables once
+        return _make_tables(url)
+
+
+@cache
+def _make_tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    meta = sa.MetaData()
+    decisions = sa.Table(
+        "retune_decisions",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("config", sa.String(64), nullable=False, index=True),
+        sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("idempotency_key", sa.String(512), nullable=False, index=True),
+        sa.Column("triggered", sa.Boolean, nullable=False),
+        sa.Column("forced", sa.Boolean, nullable=False, default=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("token", sa.String(64), nullable=True, index=True),
+        sa.Column("outcome", sa.String(256), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    windows = sa.Table(
+        "retune_windows",
+        meta,
+        sa.Column("config", sa.String(64), primary_key=True),
+        sa.Column("window_end", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("drift_detected", sa.Boolean, nullable=False),
+        sa.Column("drift_share", sa.Float, nullable=True),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    locks = sa.Table(
+        "retune_locks",
+        meta,
+        sa.Column("config", sa.String(64), primary_key=True),
+        sa.Column("token", sa.String(64), nullable=False),
+        sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    try:
+        meta.create_all(engine, checkfirst=True)
+    except sa.exc.SQLAlchemyError:  # created concurrently by another process
+        meta.create_all(engine, checkfirst=True)
+    return engine, decisions, windows, locks
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def record_window(
+    config_name: str, window_end: datetime, *, drift_detected: bool, drift_share: float | None, settings: Settings | None = None
+) -> None:
+    """Remember a drift check's verdict (for hysteresis); a repeated window replaces the old row."""
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, _, windows, _ = _tables(settings.policy_db)
+    end = _aware(window_end)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(windows).where(windows.c.config == config_name, windows.c.window_end == end))
+        conn.execute(
+            sa.insert(windows).values(
+                config=config_name, window_end=end, drift_detected=drift_detected, drift_share=drift_share, recorded_at=_now()
+            )
+        )
+
+
+def _consecutive_drifted(conn: Any, windows: sa.Table, config_name: str, n: int) -> int:
+    import sqlalchemy as sa
+
+    rows = conn.execute(
+        sa.select(windows.c.drift_detected).where(windows.c.config == config_name).order_by(windows.c.window_end.desc()).limit(n)
+    ).all()
+    count = 0
+    for (drifted,) in rows:
+        if not drifted:
+            break
+        count += 1
+    return count
+
+
+def decide(
+    config_name: str,
+    *,
+    source: str,
+    key: str,
+    force: bool = False,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide whether a retune of ``config_name`` may start now, record it, and take the lock.
+
+    Args:
+        config_name: The model config.
+        source: ``drift``, ``schedule``, ``manual``, ``alert``, ``api`` or ``bootstrap``.
+        key: Idempotency key: requests with the same key are one request.
+        force: Skip idempotency, hysteresis and cooldown (never the one-at-a-time lock).
+        settings: State locations (``policy_db``).
+        now: The time of the decision (tests).
+
+    Returns:
+        The decision; when triggered, ``token`` identifies the lock to :func:`release`.
+    """
+    import sqlalchemy as sa
+
+    from retune.pipeline import load_named_config
+
+    settings = settings or get_settings()
+    cfg = load_named_config(config_name, settings)
+    policy = cfg.policy
+    engine, decisions, windows, locks = _tables(settings.policy_db)
+    now = now or _now()
+    token: str | None = None
+    reason = ""
+    with engine.begin() as conn:
+        if not force:
+            dup = conn.execute(
+                sa.select(decisions.c.id, decisions.c.triggered)
+                .where(decisions.c.config == config_name, decisions.c.idempotency_key == key)
+                .order_by(decisions.c.id)
+                .limit(1)
+            ).first()
+            if dup is not None:
+                reason = f"duplicate of decision {dup.id} (same idempotency key)"
+        if not reason and not force and source in ("drift", "schedule") and policy.hysteresis > 1:
+            seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis)
+            if seen < policy.hysteresis:
+                reason = f"hysteresis: drift in {seen} of the last {policy.hysteresis} consecutive windows needed"
+        if not reason and not force and policy.cooldown.total_seconds() > 0:
+            last = conn.execute(
+                sa.select(sa.func.max(decisions.c.created_at)).where(
+                    decisions.c.config == config_name, decisions.c.triggered.is_(True)
+                )
+            ).scalar()
+            if last is not None and _aware(last) + policy.cooldown > now:
+                reason = f"cooldown: the last retune started {_aware(last).isoformat()}, cooldown {policy.cooldown}"
+        if not reason:
+            conn.execute(sa.delete(locks).where(locks.c.config == config_name, locks.c.expires_at < now))
+    if not reason:
+        token = secrets.token_hex(16)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.insert(locks).values(config=config_name, token=token, acquired_at=now, expires_at=now + policy.lock_ttl)
+                )
+        except sa.exc.IntegrityError:
+            token = None
+            with engine.connect() as conn:
+                holder = conn.execute(sa.select(locks.c.acquired_at).where(locks.c.config == config_name)).first()
+            since = _aware(holder.acquired_at).isoformat() if holder else "just now"
+            reason = f"a retune of {config_name} is already running (since {since}); one at a time"
+    triggered = token is not None
+    if triggered:
+        reason = "triggered (forced)" if force else "triggered"
+    with engine.begin() as conn:
+        inserted = conn.execute(
+            sa.insert(decisions).values(
+                created_at=now,
+                config=config_name,
+                source=source,
+                idempotency_key=key[:512],
+                triggered=triggered,
+                forced=force,
+                reason=reason,
+                token=token,
+            )
+        ).inserted_primary_key
+    decision = Decision(triggered, reason, config_name, source, key, token, int(inserted[0]) if inserted else None)
+    log.info("policy %s %s (source=%s key=%s): %s", config_name, "TRIGGER" if triggered else "SKIP", source, key, reason)
+    return decision
+
+
+def holds(config_name: str, token: str, *, settings: Settings | None = None) -> bool:
+    """Whether ``token`` still holds the model's lock."""
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, _, _, locks = _tables(settings.policy_db)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(locks.c.token).where(locks.c.config == config_name)).first()
+    return row is not None and row.token == token
+
+
+def release(config_name: str, token: str, *, outcome: str, settings: Settings | None = None) -> bool:
+    """Release the model's lock held by ``token`` and note how the retune ended.
+
+    Returns:
+        Whether the lock was held by ``token`` (releasing twice is harmless).
+    """
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, decisions, _, locks = _tables(settings.policy_db)
+    with engine.begin() as conn:
+        deleted = conn.execute(sa.delete(locks).where(locks.c.config == config_name, locks.c.token == token)).rowcount
+        conn.execute(
+            sa.update(decisions)
+            .where(decisions.c.token == token, decisions.c.outcome.is_(None))
+            .values(outcome=outcome[:256], finished_at=_now())
+        )
+    log.info("policy %s: released (%s)", config_name, outcome)
+    return bool(deleted)
+
+
+def history(config_name: str | None = None, *, limit: int = 50, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The newest decisions, newest first."""
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, decisions, _, _ = _tables(settings.policy_db)
+    query = sa.select(decisions).order_by(decisions.c.id.desc()).limit(limit)
+    if config_name:
+        query = query.where(decisions.c.config == config_name)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]

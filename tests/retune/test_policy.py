@@ -1,0 +1,129 @@
+"""The trigger policy: idempotency, hysteresis, cooldown, one retune at a time, decision table."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from retune import policy
+from retune.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    raw = yaml.safe_load((ROOT / "include" / "configs" / "demo.yaml").read_text())
+    raw["policy"] = {"hysteresis": 2, "cooldown": "6h", "lock_ttl": "2h"}
+    (configs / "demo.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("RETUNE_POLICY_DB", raising=False)
+    monkeypatch.delenv("RETUNE_OPTUNA_STORAGE", raising=False)
+    return get_settings()
+
+
+def test_first_request_triggers_and_takes_the_lock(env) -> None:  # noqa: ANN001
+    d = policy.decide("demo", source="manual", key="k1", now=T0)
+    assert d.triggered
+    assert d.token
+    assert policy.holds("demo", d.token)
+    rows = policy.history("demo")
+    assert rows[0]["triggered"] is True
+    assert rows[0]["reason"] == "triggered"
+
+
+def test_one_at_a_time_then_cooldown_then_duplicate(env) -> None:  # noqa: ANN001
+    first = policy.decide("demo", source="manual", key="k1", now=T0)
+    second = policy.decide("demo", source="alert", key="k2", now=T0 + timedelta(minutes=1), force=True)
+    assert not second.triggered, "force never overrides the one-at-a-time lock"
+    assert "already running" in second.reason
+    assert first.token is not None
+    assert policy.release("demo", first.token, outcome="registered v2")
+    assert not policy.release("demo", first.token, outcome="again"), "releasing twice is harmless"
+    cooling = policy.decide("demo", source="alert", key="k3", now=T0 + timedelta(hours=1))
+    assert not cooling.triggered
+    assert cooling.reason.startswith("cooldown")
+    dup = policy.decide("demo", source="manual", key="k1", now=T0 + timedelta(hours=7))
+    assert not dup.triggered
+    assert "duplicate" in dup.reason
+    forced = policy.decide("demo", source="manual", key="k1", now=T0 + timedelta(hours=1), force=True)
+    assert forced.triggered, "force overrides cooldown and idempotency"
+    outcome = [r for r in policy.history("demo") if r["token"] == first.token][0]
+    assert outcome["outcome"] == "registered v2"
+
+
+def test_hysteresis_needs_consecutive_drifted_windows(env) -> None:  # noqa: ANN001
+    policy.record_window("demo", T0, drift_detected=True, drift_share=0.5)
+    d = policy.decide("demo", source="drift", key="w1", now=T0)
+    assert not d.triggered
+    assert d.reason.startswith("hysteresis: drift in 1 of the last 2")
+    policy.record_window("demo", T0 + timedelta(days=1), drift_detected=False, drift_share=0.1)
+    policy.record_window("demo", T0 + timedelta(days=2), drift_detected=True, drift_share=0.6)
+    assert not policy.decide("demo", source="drift", key="w2", now=T0 + timedelta(days=2)).triggered
+    policy.record_window("demo", T0 + timedelta(days=3), drift_detected=True, drift_share=0.6)
+    assert policy.decide("demo", source="drift", key="w3", now=T0 + timedelta(days=3)).triggered
+    # Alerts and people are not subject to hysteresis.
+    assert "hysteresis" not in policy.decide("demo", source="alert", key="a1", now=T0 + timedelta(days=3)).reason
+
+
+def test_an_expired_lock_is_taken_over(env) -> None:  # noqa: ANN001
+    dead = policy.decide("demo", source="manual", key="k1", now=T0)
+    assert dead.triggered
+    later = policy.decide("demo", source="manual", key="k2", now=T0 + timedelta(hours=8))
+    assert later.triggered, "a lock past lock_ttl (2h) and past the cooldown (6h) is presumed dead"
+    assert dead.token is not None
+    assert not policy.holds("demo", dead.token)
+
+
+def _burst(n: int) -> list[policy.Decision]:
+    out: list[policy.Decision] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n)
+
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            d = policy.decide("demo", source="alert", key=f"alert:demo:{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            return
+        with lock:
+            out.append(d)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return out
+
+
+def test_a_burst_of_ten_triggers_exactly_one_on_sqlite(env) -> None:  # noqa: ANN001
+    decisions = _burst(10)
+    assert sum(d.triggered for d in decisions) == 1
+    assert len(policy.history("demo")) == 10
+    # The losers see the winner's lock, or (once its decision is committed) its cooldown.
+    assert all("already running" in d.reason or d.reason.startswith("cooldown") for d in decisions if not d.triggered)
+
+
+@pytest.mark.postgres
+def test_a_burst_of_ten_triggers_exactly_one_on_postgres(env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from pg import temp_database  # type: ignore[import-not-found]
+
+    with temp_database("retune_policy") as url:
+        monkeypatch.setenv("RETUNE_POLICY_DB", url.replace("postgresql://", "postgresql+psycopg2://"))
+        decisions = _burst(10)
+        assert sum(d.triggered for d in decisions) == 1
+        assert len(policy.history("demo")) == 10
+        policy._make_tables.cache_clear()
