@@ -86,6 +86,7 @@ def _retune_row(cl: Any, run_id: str) -> dict[str, Any]:
     return {
         "parent_run_id": r.info.run_id,
         "warm_start": t.get("retune.warm_start"),
+        "mode": t.get("retune.mode"),
         "trials_complete": int(m.get("trials_complete", 0)),
         "trials_pruned": int(m.get("trials_pruned", 0)),
         "best_valid": m.get("best_valid_mae"),
@@ -180,15 +181,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             return "-"
         return format(v, spec) if spec else str(v)
 
-    header = f"{'window end':<11} {'drift':>5}  {'action':<32} {'trials c/p':>10} {'best valid':>10} {'holdout':>8} {'champion':>9} {'version':>7}"
+    header = (
+        f"{'window end':<11} {'drift':>5}  {'action':<32} {'mode':<8} {'trials c/p':>10} {'best valid':>10} "
+        f"{'holdout':>8} {'stale':>8} {'champion':>9} {'version':>7}"
+    )
     print("\n" + header)
     print("-" * len(header))
     for r in rows:
         trials = f"{r['trials_complete']}/{r['trials_pruned']}" if "trials_complete" in r else "-"
         champ = f"{fmt(r.get('champion_before'))}->{fmt(r.get('champion_after'))}"
         print(
-            f"{r['window_end']:<11} {fmt(r.get('drift_share'), '.2f'):>5}  {r.get('action', ''):<32} {trials:>10} "
-            f"{fmt(r.get('best_valid'), '.3f'):>10} {fmt(r.get('holdout_challenger'), '.3f'):>8} {champ:>9} {fmt(r.get('version')):>7}"
+            f"{r['window_end']:<11} {fmt(r.get('drift_share'), '.2f'):>5}  {r.get('action', ''):<32} {fmt(r.get('mode')):<8} "
+            f"{trials:>10} {fmt(r.get('best_valid'), '.3f'):>10} {fmt(r.get('holdout_challenger'), '.3f'):>8} "
+            f"{fmt(r.get('holdout_champion'), '.3f'):>8} {champ:>9} {fmt(r.get('version')):>7}"
         )
 
 

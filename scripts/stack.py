@@ -103,7 +103,7 @@ def _drop_databases(cfg: dict[str, str]) -> None:
     conn.close()
 
 
-def stack_env(cfg: dict[str, str], jwt_secret: str) -> dict[str, str]:
+def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> dict[str, str]:
     """The environment every stack process (and a user's shell) uses."""
     stack = Path(cfg["dir"])
     dbs = _databases(cfg)
@@ -121,6 +121,8 @@ def stack_env(cfg: dict[str, str], jwt_secret: str) -> dict[str, str]:
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+        "RETUNE_ALERT_TOKEN": alert_token,
+        "RETUNE_MLFLOW_UI_URL": f"http://127.0.0.1:{cfg['mlflow_port']}",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{cfg['mlflow_port']}",
         "RETUNE_OPTUNA_STORAGE": _db_url(cfg["pg"], dbs["optuna"], "postgresql+psycopg2"),
@@ -195,16 +197,18 @@ def up(timeout: float = 240) -> int:
     (stack / "logs").mkdir(parents=True, exist_ok=True)
     (stack / "pids").mkdir(exist_ok=True)
     env_file = stack / "env.sh"
-    jwt = secrets.token_urlsafe(32)
-    if env_file.exists():
+    jwt, alert = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    if env_file.exists():  # keep the secrets of an earlier stack-up
         for line in env_file.read_text().splitlines():
             if line.startswith("export AIRFLOW__API_AUTH__JWT_SECRET="):
                 jwt = shlex.split(line.split("=", 1)[1])[0]
+            if line.startswith("export RETUNE_ALERT_TOKEN="):
+                alert = shlex.split(line.split("=", 1)[1])[0]
     _ensure_postgres(cfg["pg"])
     _create_databases(cfg)
-    env = {**os.environ, **stack_env(cfg, jwt)}
+    env = {**os.environ, **stack_env(cfg, jwt, alert)}
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
-    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stack_env(cfg, jwt).items()))
+    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stack_env(cfg, jwt, alert).items()))
     env_file.chmod(0o600)
     print("migrating the Airflow database ...")
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -236,6 +240,8 @@ def up(timeout: float = 240) -> int:
         f"\nRetune stack is up.\n"
         f"  Airflow UI/API : http://127.0.0.1:{cfg['airflow_port']}  (login admin / {password})\n"
         f"  MLflow         : http://127.0.0.1:{cfg['mlflow_port']}\n"
+        f"  Alert webhook  : http://127.0.0.1:{cfg['airflow_port']}/retune/alerts/alertmanager (and /grafana); "
+        f"Bearer token: $RETUNE_ALERT_TOKEN in env.sh\n"
         f"  PostgreSQL     : {', '.join(_databases(cfg).values())} on {cfg['pg'].rsplit('/', 1)[0]}\n"
         f"  environment    : source {env_file}\n"
     )

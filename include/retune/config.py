@@ -266,6 +266,13 @@ class CategoricalParam(_Strict):
 ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
 
 
+def parse_space(raw: dict[str, Any]) -> dict[str, IntParam | FloatParam | CategoricalParam]:
+    """A search space from its JSON form (as carried in the retune context)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(dict[str, ParamSpec]).validate_python(raw)
+
+
 class ModelConfig(_Strict):
     """Model family, fixed parameters and the search space."""
 
@@ -330,6 +337,27 @@ class PrunerConfig(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class AdaptiveConfig(_Strict):
+    """Drift-aware retuning: mode, space and budget from the drift share (see :mod:`retune.adaptive`)."""
+
+    enabled: bool = True
+    mild_below: float = Field(0.3, ge=0.0, le=1.0, description="Drift share below this is mild drift.")
+    severe_at: float = Field(0.6, ge=0.0, le=1.0, description="Drift share at or above this is severe drift.")
+    mild_budget: float = Field(0.5, gt=0.0, le=10.0, description="Mild drift: n_trials x this.")
+    mild_narrow: float = Field(
+        0.125, gt=0.0, le=1.0, description="Mild drift: half-width of the narrowed ranges, share of the width."
+    )
+    severe_budget: float = Field(1.5, gt=0.0, le=10.0, description="Severe drift: n_trials x this.")
+    severe_widen: float = Field(0.25, ge=0.0, le=5.0, description="Severe drift: widen each range by this share of its width.")
+    severe_cold: bool = Field(False, description="Severe drift: start cold (no warm-start seeds).")
+
+    @model_validator(mode="after")
+    def _order(self) -> AdaptiveConfig:
+        if self.mild_below > self.severe_at:
+            raise ValueError(f"mild_below ({self.mild_below}) > severe_at ({self.severe_at})")
+        return self
+
+
 class TuningConfig(_Strict):
     """The study budget and how it prunes."""
 
@@ -344,6 +372,29 @@ class TuningConfig(_Strict):
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storage).")
     grace_period: int = Field(60, ge=2, description="Seconds without a heartbeat before a trial counts as dead and is retried.")
     max_retry: int = Field(2, ge=0, description="Retries of a trial whose worker died.")
+    early_stop_patience: int | None = Field(
+        None, ge=1, description="Stop the study after this many finished trials without improving the best (None: off)."
+    )
+    early_stop_min_delta: float = Field(0.0, ge=0.0, description="An improvement smaller than this does not count.")
+    adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)
+    objectives: list[str] = Field(
+        default_factory=lambda: ["metric"],
+        description="What the study optimizes: the metric alone, or with prediction latency (ms per 1,000 rows) and model size (KiB).",
+    )
+    max_latency_ms_per_1k: float | None = Field(None, gt=0, description="Multi-objective: the winner's latency bound.")
+    max_size_kb: float | None = Field(None, gt=0, description="Multi-objective: the winner's size bound.")
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[str]) -> list[str]:
+        if not value or value[0] != "metric" or len(set(value)) != len(value) or not set(value) <= {"metric", "latency", "size"}:
+            raise ValueError(f"must start with 'metric', then 'latency' and/or 'size', without repeats; got {value}")
+        return value
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has more than one objective (no pruning then)."""
+        return len(self.objectives) > 1
 
     @model_validator(mode="after")
     def _pruner_args(self) -> TuningConfig:

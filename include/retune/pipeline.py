@@ -182,6 +182,7 @@ def check_drift(
         "window": prod_window.to_json(),
         "reference": ref_window.to_json(),
         "monitor_run_id": run_id,
+        "experiment_id": exp_id,
         "report_uri": report_uri,
     }
 
@@ -449,7 +450,16 @@ def prepare(
         tracking.log_json(cl, parent_id, digests, "data/digests.json")
         if drift:
             tracking.log_json(cl, parent_id, drift, "drift/trigger.json")
-    n = n_trials or cfg.tuning.n_trials
+    from retune import adaptive, registry
+
+    plan = adaptive.plan(
+        cfg.tuning.adaptive,
+        cfg.model.search_space,
+        n_trials=cfg.tuning.n_trials,
+        drift_share=drift_share,
+        champion_params=registry.champion_params(cl, cfg.registry.model_name),
+    )
+    n = n_trials or plan.n_trials  # an explicit budget wins over the mode's
     t = timeout if timeout is not None else cfg.tuning.timeout
     ctx = {
         "config": cfg.name,
@@ -468,6 +478,11 @@ def prepare(
         "pruner": pruner or cfg.tuning.pruner.type,
         "n_workers": int(n_workers or cfg.tuning.n_workers),
         "drift_share": drift_share,
+        "mode": plan.mode,
+        "mode_reason": plan.reason,
+        "warm": plan.warm,
+        "space": plan.space_json(),
+        "meta_features": _meta_features(cfg, split.tuning, features),
         "lineage": lineage or {},
     }
     from mlflow.entities import Param
@@ -480,6 +495,7 @@ def prepare(
                 Param("timeout", str(t)),
                 Param("pruner", ctx["pruner"]),
                 Param("n_workers", str(ctx["n_workers"])),
+                Param("mode", plan.mode),
                 Param("model_family", cfg.model.family),
                 Param("metric", cfg.metric.name),
                 Param("seed", str(cfg.tuning.seed)),
@@ -490,6 +506,9 @@ def prepare(
                 Param("study_name", ctx["study_name"]),
             ],
         )
+    cl.set_tag(parent_id, "retune.mode", plan.mode)
+    tracking.log_json(cl, parent_id, {"mode": plan.mode, "reason": plan.reason, "space": ctx["space"]}, "study/plan.json")
+    log.info("mode %s: %s", plan.mode, plan.reason)
     log.info(
         "retune %s of %s: %d rows (%s), study %s, %d trials, pruner %s",
         key,
@@ -501,6 +520,12 @@ def prepare(
         ctx["pruner"],
     )
     return ctx
+
+
+def _meta_features(cfg: RetuneConfig, df: pd.DataFrame, features: FeatureSet) -> dict[str, float]:
+    from retune.metalearn import meta_features
+
+    return meta_features(df, target=cfg.target, task=cfg.task, numerical=features.numerical, categorical=features.categorical)
 
 
 def _study_prefix(cfg: RetuneConfig) -> str:
@@ -517,12 +542,14 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
     from retune.tuning import make_pruner
 
     pruner_cfg = cfg.tuning.pruner if ctx["pruner"] == cfg.tuning.pruner.type else PrunerConfig(type=ctx["pruner"])
+    multi = cfg.tuning.multi_objective
     return optuna.create_study(
         storage=open_storage(settings, cfg.tuning, n_workers=int(ctx.get("n_workers", 1))),
         study_name=ctx["study_name"],
-        direction=cfg.direction,
+        directions=[cfg.direction] + ["minimize"] * (len(cfg.tuning.objectives) - 1) if multi else None,  # type: ignore[operator]
+        direction=None if multi else cfg.direction,
         sampler=optuna.samplers.TPESampler(seed=cfg.tuning.seed),
-        pruner=make_pruner(pruner_cfg, n_steps=cfg.tuning.n_steps),
+        pruner=optuna.pruners.NopPruner() if multi else make_pruner(pruner_cfg, n_steps=cfg.tuning.n_steps),
         load_if_exists=True,
     )
 
@@ -542,6 +569,9 @@ def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict
     cfg = load_named_config(ctx["config"], settings)
     cl = tracking.client(settings)
     study = _create_study(cfg, ctx, settings)
+    from retune.config import parse_space
+
+    space = parse_space(ctx["space"]) if "space" in ctx else cfg.model.search_space
     seeds: list[tuple[str, dict[str, Any]]] = []
     champ = registry.champion_params(cl, cfg.registry.model_name)
     if champ:
@@ -556,13 +586,37 @@ def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict
         direction=cfg.direction,
     )
     seeds.extend(("previous_study", p) for p in top)
-    enqueued = enqueue_seeds(study, seeds, cfg.model.search_space)
+    similar: list[dict[str, Any]] = []
+    if not seeds and ctx.get("meta_features"):
+        # No history of its own: seed from the most similar past tasks (meta-learning).
+        from retune.metalearn import nearest_tasks, seeds_from
+
+        similar = nearest_tasks(
+            settings,
+            features=ctx["meta_features"],
+            family=cfg.model.family,
+            task=cfg.task,
+            exclude_config=cfg.name,
+            k=max(1, cfg.tuning.warm_start_top_k),
+        )
+        seeds.extend(seeds_from(similar))
+        if similar:
+            log.info("no history: seeding from similar tasks %s", [(s["config"], round(s["distance"], 3)) for s in similar])
+    if not ctx.get("warm", True) and not similar:
+        log.info("mode %s starts cold: %d seed(s) not used", ctx.get("mode"), len(seeds))
+        seeds = []
+    enqueued = enqueue_seeds(study, seeds, space)
     mode = "warm" if enqueued else "cold"
     cl.set_tag(ctx["parent_run_id"], "retune.warm_start", mode)
     cl.set_tag(ctx["parent_run_id"], "retune.warm_start_sources", ",".join(e["source"] for e in enqueued) or "none")
-    tracking.log_json(cl, ctx["parent_run_id"], {"previous_study": previous, "seeds": enqueued}, "warm_start/seeds.json")
+    similar_json = [{k: s[k] for k in ("config", "distance", "id")} for s in similar]
+    tracking.log_json(
+        cl, ctx["parent_run_id"], {"previous_study": previous, "seeds": enqueued, "similar_tasks": similar_json}, "warm_start/seeds.json"
+    )
+    if similar_json:
+        cl.set_tag(ctx["parent_run_id"], "retune.similar_tasks", ",".join(s["config"] for s in similar_json))
     log.info("%s start for %s: %d seed(s), previous study %s", mode, ctx["study_name"], len(enqueued), previous)
-    return {"study_name": ctx["study_name"], "previous_study": previous, "seeds": enqueued, "mode": mode}
+    return {"study_name": ctx["study_name"], "previous_study": previous, "seeds": enqueued, "mode": mode, "similar_tasks": similar_json}
 
 
 def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
@@ -598,8 +652,17 @@ def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None =
     df, features = _load_checked(cfg, ctx, settings)
     split = split_for_retune(df, cfg)
     study = _create_study(cfg, ctx, settings)
+    from retune.config import parse_space
+
     objective = Objective(
-        cfg, split, features, cl=cl, experiment_id=ctx["experiment_id"], parent_run_id=ctx["parent_run_id"], worker=worker
+        cfg,
+        split,
+        features,
+        cl=cl,
+        experiment_id=ctx["experiment_id"],
+        parent_run_id=ctx["parent_run_id"],
+        worker=worker,
+        space=parse_space(ctx["space"]) if "space" in ctx else None,
     )
     outcome = run_study(study, objective, n_trials=int(ctx["n_trials"]), timeout=ctx["timeout"])
     mine = sum(t.user_attrs.get("worker") == worker for t in study.get_trials(deepcopy=False))
@@ -628,7 +691,16 @@ def summarize_study(ctx: dict[str, Any], *, settings: Settings | None = None) ->
     started = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
     ended = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete]
     elapsed = (max(ended) - min(started)).total_seconds() if started and ended else 0.0
-    outcome = outcome_of(study, elapsed_s=elapsed, stop_reason=stop_reason_of(study, int(ctx["n_trials"])))
+    outcome = outcome_of(
+        study,
+        elapsed_s=elapsed,
+        stop_reason=stop_reason_of(study, int(ctx["n_trials"])),
+        objectives=cfg.tuning.objectives,
+        max_latency_ms_per_1k=cfg.tuning.max_latency_ms_per_1k,
+        max_size_kb=cfg.tuning.max_size_kb,
+    )
+    if outcome.best_value is None and outcome.pareto_front:
+        raise RetuneError(f"study {outcome.study_name}: {outcome.selection}; nothing to validate")
     if outcome.best_value is None:
         raise RetuneError(
             f"study {outcome.study_name}: no trial completed ({outcome.n_pruned} pruned, {outcome.n_failed} failed)"
@@ -645,7 +717,23 @@ def summarize_study(ctx: dict[str, Any], *, settings: Settings | None = None) ->
         ],
     )
     tracking.log_json(cl, ctx["parent_run_id"], outcome.to_json(), "study/outcome.json")
-    _log_study_plots(cl, ctx["parent_run_id"], study)
+    if ctx.get("meta_features") and outcome.best_value is not None and not _already_recorded(cl, ctx):
+        from retune.metalearn import record_task, search_space_hash
+
+        record_task(
+            settings,
+            config=cfg.name,
+            family=cfg.model.family,
+            task=cfg.task,
+            metric=cfg.metric.name,
+            direction=cfg.direction,
+            features=ctx["meta_features"],
+            best_params=outcome.best_params,
+            best_value=outcome.best_value,
+            search_space_hash=search_space_hash(cfg.model.search_space),
+        )
+        cl.set_tag(ctx["parent_run_id"], "retune.meta_recorded", "true")
+    _log_study_plots(cl, ctx["parent_run_id"], study, objectives=cfg.tuning.objectives, metric=cfg.metric.name)
     log.info(
         "study %s done (%s): %d complete, %d pruned, %d failed; best %s=%.6g (trial %s%s)",
         outcome.study_name,
@@ -661,8 +749,14 @@ def summarize_study(ctx: dict[str, Any], *, settings: Settings | None = None) ->
     return outcome.to_json()
 
 
-def _log_study_plots(cl: MlflowClient, run_id: str, study: Any) -> None:
-    """Optimization history and intermediate values, as interactive HTML and PNG."""
+def _already_recorded(cl: MlflowClient, ctx: dict[str, Any]) -> bool:
+    """A retried summary must not record the same retune twice for meta-learning."""
+    return cl.get_run(ctx["parent_run_id"]).data.tags.get("retune.meta_recorded") == "true"
+
+
+def _log_study_plots(cl: MlflowClient, run_id: str, study: Any, *, objectives: list[str], metric: str) -> None:
+    """Optimization history, intermediate values, parameter importances and parallel
+    coordinates (of the metric), and the Pareto front of a multi-objective study: HTML and PNG."""
     import warnings
 
     import matplotlib
@@ -674,18 +768,63 @@ def _log_study_plots(cl: MlflowClient, run_id: str, study: Any) -> None:
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
 
-    for name, plotly_fn, mpl_fn in (
-        ("optimization_history", vis.plot_optimization_history, vis_mpl.plot_optimization_history),
-        ("intermediate_values", vis.plot_intermediate_values, vis_mpl.plot_intermediate_values),
-    ):
+    multi = len(objectives) > 1
+    names = [metric if o == "metric" else o for o in objectives]
+    kwargs: dict[str, Any] = {"target": (lambda t: t.values[0]), "target_name": metric} if multi else {}
+    plots: list[tuple[str, Any, Any, dict[str, Any]]] = [
+        ("optimization_history", vis.plot_optimization_history, vis_mpl.plot_optimization_history, kwargs),
+        ("param_importances", vis.plot_param_importances, vis_mpl.plot_param_importances, kwargs),
+        ("parallel_coordinate", vis.plot_parallel_coordinate, vis_mpl.plot_parallel_coordinate, kwargs),
+    ]
+    if multi:
+        plots.append(("pareto_front", vis.plot_pareto_front, vis_mpl.plot_pareto_front, {"target_names": names}))
+    else:
+        plots.append(("intermediate_values", vis.plot_intermediate_values, vis_mpl.plot_intermediate_values, {}))
+    for name, plotly_fn, mpl_fn, kw in plots:
         try:
-            cl.log_figure(run_id, plotly_fn(study), f"plots/{name}.html")
-            ax = mpl_fn(study)
+            cl.log_figure(run_id, plotly_fn(study, **kw), f"plots/{name}.html")
+            ax = mpl_fn(study, **kw)
             fig = ax.figure if hasattr(ax, "figure") else ax
             cl.log_figure(run_id, fig, f"plots/{name}.png")
             plt.close("all")
-        except (ValueError, RuntimeError, ImportError) as exc:  # plots are a courtesy, never a failure
+        except (ValueError, RuntimeError, ImportError, TypeError) as exc:  # plots are a courtesy, never a failure
             log.warning("could not plot %s: %s", name, exc)
+
+
+def _log_feature_importances(
+    cl: MlflowClient, run_id: str, model: Any, metric: Any, X: pd.DataFrame, y: pd.Series, *, seed: int
+) -> None:
+    """Permutation importances of the challenger on (a sample of) the holdout: JSON and a bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.inspection import permutation_importance
+
+    from retune import tracking
+
+    sample = X.iloc[:2000]
+    ys = y.iloc[:2000]
+
+    def scorer(est: Any, Xs: Any, yv: Any) -> float:
+        value = metric.score(est, Xs, yv)
+        return value if metric.greater_is_better else -value
+
+    try:
+        result = permutation_importance(model, sample, ys, scoring=scorer, n_repeats=3, random_state=seed, n_jobs=1)
+    except (ValueError, TypeError) as exc:  # a courtesy, never a failure
+        log.warning("could not compute feature importances: %s", exc)
+        return
+    order = sorted(range(len(sample.columns)), key=lambda i: -result.importances_mean[i])
+    table = {str(sample.columns[i]): float(result.importances_mean[i]) for i in order}
+    tracking.log_json(cl, run_id, table, "model/feature_importances.json")
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(order) + 1))
+    ax.barh([str(sample.columns[i]) for i in reversed(order)], [result.importances_mean[i] for i in reversed(order)])
+    ax.set_xlabel(f"drop in {metric.name} when shuffled (holdout)")
+    ax.set_title("Challenger feature importances (permutation)")
+    fig.tight_layout()
+    tracking.log_figure(cl, run_id, fig, "plots/feature_importances.png")
+    plt.close(fig)
 
 
 def _score(model: Any, metric: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
@@ -780,6 +919,7 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
         "passed": passed,
     }
     tracking.log_json(cl, ctx["parent_run_id"], result, "validation/gates.json")
+    _log_feature_importances(cl, ctx["parent_run_id"], pipe, metric, X_hold, y_hold, seed=cfg.tuning.seed)
     for g in gates:
         log.info("gate %-16s %s  %s", g.name, "PASS" if g.passed else "FAIL", g.detail)
     return result
@@ -864,7 +1004,8 @@ def render_summary(ctx: dict[str, Any], outcome: dict[str, Any], validation: dic
         f"# Retune of `{ctx['config']}` ({ctx['trigger']})",
         "",
         f"- window: {Window.from_json(ctx['window']).label()}, rows {ctx['rows']}",
-        f"- drift share: {ctx.get('drift_share')}",
+        f"- drift share: {ctx.get('drift_share')}; mode **{ctx.get('mode', 'moderate')}**: {ctx.get('mode_reason', '')}",
+        f"- budget: {ctx.get('n_trials')} trials, {ctx.get('n_workers', 1)} worker(s), pruner {ctx.get('pruner')}",
         f"- study `{outcome['study_name']}`: {outcome['n_complete']} complete, {outcome['n_pruned']} pruned, "
         f"{outcome['n_failed']} failed ({outcome['stop_reason']})",
         f"- warm-start seeds: {len(outcome.get('seeds', []))}; best trial {outcome['best_trial']} "

@@ -115,6 +115,8 @@ class StudyOutcome:
     elapsed_s: float
     stop_reason: str
     seeds: list[dict[str, Any]] = field(default_factory=list)
+    pareto_front: list[dict[str, Any]] = field(default_factory=list)
+    selection: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A small dict for XCom."""
@@ -136,9 +138,10 @@ class ProgressLogger:
         pruned = sum(t.state == TrialState.PRUNED for t in done)
         failed = sum(t.state == TrialState.FAIL for t in done)
         complete = [t for t in done if t.state == TrialState.COMPLETE]
-        best = (min if self.direction == "minimize" else max)((t.value for t in complete if t.value is not None), default=None)
+        first = [t.values[0] for t in complete if t.values]  # the metric, also in a multi-objective study
+        best = (min if self.direction == "minimize" else max)(first, default=None)
         seed = trial.user_attrs.get(WARM_START_ATTR)
-        value = trial.value
+        value = trial.values[0] if trial.values else None
         if value is None and trial.intermediate_values:
             value = trial.intermediate_values[max(trial.intermediate_values)]
         log.info(
@@ -154,6 +157,93 @@ class ProgressLogger:
         )
 
 
+OBJECTIVE_METRICS = {"latency": "latency_ms_per_1k", "size": "size_kb"}
+
+
+def objective_values(objectives: list[str], metric_value: float, model: Any, X: Any) -> tuple[float, ...]:
+    """The objective values of a fitted trial: the metric, then latency and/or size."""
+    import pickle
+
+    from retune.validation import latency_ms_per_1k
+
+    out = [metric_value]
+    for name in objectives[1:]:
+        if name == "latency":
+            out.append(latency_ms_per_1k(model, X))
+        elif name == "size":
+            out.append(len(pickle.dumps(model)) / 1024.0)
+    return tuple(out)
+
+
+def select_winner(
+    front: list[optuna.trial.FrozenTrial],
+    *,
+    objectives: list[str],
+    direction: str,
+    max_latency_ms_per_1k: float | None,
+    max_size_kb: float | None,
+) -> tuple[optuna.trial.FrozenTrial | None, str]:
+    """Pick the winner of a multi-objective study from its Pareto front: among the trials
+    within the latency and size bounds, the best metric.
+
+    Returns:
+        The winner (``None`` if no trial meets the bounds) and why it won.
+    """
+    bounds = {"latency": max_latency_ms_per_1k, "size": max_size_kb}
+
+    def ok(t: optuna.trial.FrozenTrial) -> bool:
+        return all(
+            bounds[name] is None or t.values[i] <= bounds[name]  # type: ignore[operator]
+            for i, name in enumerate(objectives)
+            if name in bounds
+        )
+
+    feasible = [t for t in front if ok(t)]
+    if not feasible:
+        return None, f"no Pareto-optimal trial meets the bounds {bounds}"
+    best = (min if direction == "minimize" else max)(feasible, key=lambda t: t.values[0])
+    return best, f"best metric among {len(feasible)} of {len(front)} Pareto-optimal trials within {bounds}"
+
+
+class EarlyStopping:
+    """Stop the study when the best value has not improved for ``patience`` finished trials.
+
+    Works across parallel workers: each worker checks the shared study after its trials.
+
+    Args:
+        patience: Finished (complete or pruned) trials without improvement before stopping.
+        min_delta: An improvement smaller than this does not count.
+        direction: ``"minimize"`` or ``"maximize"``.
+    """
+
+    def __init__(self, patience: int, *, min_delta: float = 0.0, direction: str = "minimize") -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.sign = 1.0 if direction == "minimize" else -1.0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from optuna.trial import TrialState
+
+        done = sorted(
+            (t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)),
+            key=lambda t: (t.datetime_complete or t.datetime_start, t.number),  # type: ignore[arg-type, return-value]
+        )
+        best: float | None = None
+        since = 0
+        for t in done:
+            value = t.value if t.state == TrialState.COMPLETE else None
+            if value is not None and (best is None or self.sign * (best - value) > self.min_delta):
+                best, since = value, 0
+            else:
+                since += 1
+        if best is not None and since >= self.patience:
+            reason = f"converged: no improvement in {since} trials (patience {self.patience})"
+            if study.user_attrs.get("stop_reason") != reason:
+                study.set_user_attr("stop_reason", reason)
+            log.info("early stop of %s: %s", study.study_name, reason)
+            study.stop()
+
+
 class Objective:
     """Trains one trial in stages, reports each stage, and tracks it as an MLflow child run.
 
@@ -165,6 +255,7 @@ class Objective:
         experiment_id: The retune experiment.
         parent_run_id: The retune's parent run.
         worker: Which parallel worker runs the trials (recorded on each trial).
+        space: The search space of this retune (default: the config's; see :mod:`retune.adaptive`).
     """
 
     def __init__(
@@ -177,8 +268,10 @@ class Objective:
         experiment_id: str,
         parent_run_id: str,
         worker: int = 0,
+        space: dict[str, ParamSpec] | None = None,
     ) -> None:
         self.worker = worker
+        self.space = space if space is not None else cfg.model.search_space
         self.cfg = cfg
         self.features = features
         self.metric = get_metric(cfg.metric.name, cfg.task)
@@ -191,11 +284,11 @@ class Objective:
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         import optuna
         from threadpoolctl import threadpool_limits
 
-        params = suggest(trial, self.cfg.model.search_space)
+        params = suggest(trial, self.space)
         seed = trial.user_attrs.get(WARM_START_ATTR)
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
@@ -213,6 +306,7 @@ class Objective:
 
         self.cl.log_batch(run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()])
         status, state = "FAILED", "FAIL"
+        multi = self.cfg.tuning.multi_objective
         try:
             pipe = self.family.build(
                 self.cfg.task,
@@ -229,6 +323,8 @@ class Objective:
                     value = self.metric.score(fitted, self.X_valid, self.y_valid)
                     self.cl.log_metric(run_id, f"valid_{self.metric.name}", value, step=i)
                     self.cl.log_metric(run_id, "budget", float(budget), step=i)
+                    if multi:
+                        continue  # Optuna cannot prune multi-objective trials
                     trial.report(value, i)
                     if trial.should_prune():
                         status, state = "KILLED", "PRUNED"
@@ -237,6 +333,11 @@ class Objective:
                 raise ValueError(f"trial {trial.number} produced a non-finite {self.metric.name}: {value}")
             self.cl.log_metric(run_id, self.metric.name, value)
             status, state = "FINISHED", "COMPLETE"
+            if multi:
+                values = objective_values(self.cfg.tuning.objectives, value, pipe, self.X_valid)
+                for name, v in zip(self.cfg.tuning.objectives[1:], values[1:], strict=True):
+                    self.cl.log_metric(run_id, OBJECTIVE_METRICS[name], v)
+                return values
             return value
         finally:
             self.cl.set_tag(run_id, "optuna.trial_state", state)
@@ -271,11 +372,17 @@ def run_study(
     from optuna.trial import TrialState
 
     start = time.monotonic()
+    tuning = objective.cfg.tuning
+    callbacks: list[Any] = []
+    if tuning.early_stop_patience and not tuning.multi_objective:
+        callbacks.append(
+            EarlyStopping(tuning.early_stop_patience, min_delta=tuning.early_stop_min_delta, direction=objective.cfg.direction)
+        )
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     already = len(study.get_trials(deepcopy=False, states=finished))
     remaining = max(0, n_trials - already)
     log.info("study %s: %d trial(s) to run (%d already finished), timeout=%s", study.study_name, remaining, already, timeout)
-    if remaining:
+    if remaining and "stop_reason" not in study.user_attrs:
         study.optimize(
             objective,
             n_trials=remaining,
@@ -283,44 +390,76 @@ def run_study(
             callbacks=[
                 MaxTrialsCallback(n_trials, states=finished),
                 ProgressLogger(n_trials, objective.cfg.direction),
+                *callbacks,
             ],
             catch=(ValueError, ArithmeticError),
             gc_after_trial=False,
         )
     elapsed = time.monotonic() - start
-    return outcome_of(study, elapsed_s=elapsed, stop_reason=stop_reason_of(study, n_trials))
+    return outcome_of(
+        study,
+        elapsed_s=elapsed,
+        stop_reason=stop_reason_of(study, n_trials),
+        objectives=tuning.objectives,
+        max_latency_ms_per_1k=tuning.max_latency_ms_per_1k,
+        max_size_kb=tuning.max_size_kb,
+    )
 
 
 def stop_reason_of(study: optuna.Study, n_trials: int) -> str:
-    """Why a study stopped: its budget, or (short of it) the timeout."""
+    """Why a study stopped: convergence (early stopping), its budget, or the timeout."""
     from optuna.trial import TrialState
 
+    if "stop_reason" in study.user_attrs:
+        return str(study.user_attrs["stop_reason"])
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     return "trial budget reached" if done >= n_trials else "timeout reached"
 
 
-def outcome_of(study: optuna.Study, *, elapsed_s: float, stop_reason: str) -> StudyOutcome:
-    """Summarize a study."""
+def outcome_of(
+    study: optuna.Study,
+    *,
+    elapsed_s: float,
+    stop_reason: str,
+    objectives: list[str] | None = None,
+    max_latency_ms_per_1k: float | None = None,
+    max_size_kb: float | None = None,
+) -> StudyOutcome:
+    """Summarize a study; a multi-objective one by its Pareto front and the constrained winner."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     seeds = [
-        {"trial": t.number, "source": t.user_attrs[WARM_START_ATTR], "state": t.state.name, "value": t.value}
+        {"trial": t.number, "source": t.user_attrs[WARM_START_ATTR], "state": t.state.name, "value": t.values[0] if t.values else None}
         for t in trials
         if WARM_START_ATTR in t.user_attrs
     ]
-    best = study.best_trial if complete else None
+    front: list[dict[str, Any]] = []
+    selection = None
+    if len(study.directions) > 1:
+        best, selection = (None, "no complete trial") if not complete else select_winner(
+            study.best_trials,
+            objectives=list(objectives or []),
+            direction=study.directions[0].name.lower(),
+            max_latency_ms_per_1k=max_latency_ms_per_1k,
+            max_size_kb=max_size_kb,
+        )
+        front = [{"trial": t.number, "values": list(t.values), "params": dict(t.params)} for t in study.best_trials]
+    else:
+        best = study.best_trial if complete else None
     return StudyOutcome(
         study_name=study.study_name,
         n_complete=len(complete),
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
         n_failed=sum(t.state == TrialState.FAIL for t in trials),
-        best_value=None if best is None else float(best.value),  # type: ignore[arg-type]
+        best_value=None if best is None else float(best.values[0]),
         best_params={} if best is None else dict(best.params),
         best_trial=None if best is None else best.number,
         best_is_warm_start=None if best is None else best.user_attrs.get(WARM_START_ATTR),
         elapsed_s=round(elapsed_s, 3),
         stop_reason=stop_reason,
         seeds=seeds,
+        pareto_front=front,
+        selection=selection,
     )

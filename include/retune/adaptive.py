@@ -1,0 +1,155 @@
+"""Drift-aware retuning: how much to trust the past depends on how far the data moved.
+
+From the drift share that triggered a retune, :func:`plan` picks a mode:
+
+- ``mild`` (share below ``adaptive.mild_below``): the search space is narrowed around the
+  champion's params and the budget shrinks (``mild_budget`` x n_trials);
+- ``moderate``: the configured space and budget, warm-started;
+- ``severe`` (share at or above ``adaptive.severe_at``): the space is widened by
+  ``severe_widen`` of each range's width, the budget grows (``severe_budget``), and with
+  ``severe_cold`` the study starts cold;
+- ``cold``: no champion to start from (the first model).
+
+Example:
+    >>> from retune.config import AdaptiveConfig, FloatParam
+    >>> space = {"lr": FloatParam(type="float", low=0.0, high=1.0)}
+    >>> p = plan(AdaptiveConfig(), space, n_trials=20, drift_share=0.2, champion_params={"lr": 0.5})
+    >>> p.mode, p.n_trials, (p.space["lr"].low, p.space["lr"].high)
+    ('mild', 10, (0.375, 0.625))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from retune.config import AdaptiveConfig, CategoricalParam, FloatParam, IntParam, ParamSpec
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The mode of one retune and what it implies."""
+
+    mode: str
+    reason: str
+    space: dict[str, ParamSpec]
+    n_trials: int
+    warm: bool
+
+    def space_json(self) -> dict[str, Any]:
+        """The search space as JSON (for the retune context)."""
+        return {k: v.model_dump() for k, v in self.space.items()}
+
+
+def _is_log(spec: IntParam | FloatParam) -> bool:
+    return (isinstance(spec, FloatParam) and spec.type == "log_float") or (isinstance(spec, IntParam) and spec.log)
+
+
+def _bounds(spec: IntParam | FloatParam, lo: float, hi: float) -> ParamSpec:
+    if isinstance(spec, IntParam):
+        lo_i, hi_i = int(math.floor(lo)), int(math.ceil(hi))
+        if hi_i < lo_i:
+            lo_i, hi_i = hi_i, lo_i
+        return spec.model_copy(update={"low": lo_i, "high": max(hi_i, lo_i), "step": 1 if spec.log else spec.step})
+    return spec.model_copy(update={"low": float(lo), "high": float(max(hi, lo))})
+
+
+def narrow(space: dict[str, ParamSpec], center: dict[str, Any], fraction: float) -> dict[str, ParamSpec]:
+    """Shrink each numeric range to ``center +- fraction x width`` (log ranges in log space),
+    inside the configured range; params without a center keep their range.
+
+    Args:
+        space: The configured space.
+        center: The champion's params.
+        fraction: Half-width of the new range as a share of the old width.
+
+    Returns:
+        The narrowed space.
+    """
+    out: dict[str, ParamSpec] = {}
+    for name, spec in space.items():
+        if isinstance(spec, CategoricalParam) or name not in center:
+            out[name] = spec
+            continue
+        value = float(center[name])
+        if _is_log(spec):
+            lo, hi, c = math.log(spec.low), math.log(spec.high), math.log(min(max(value, spec.low), spec.high))
+            half = fraction * (hi - lo)
+            out[name] = _bounds(spec, math.exp(max(lo, c - half)), math.exp(min(hi, c + half)))
+        else:
+            half = fraction * (spec.high - spec.low)
+            c = min(max(value, spec.low), spec.high)
+            out[name] = _bounds(spec, max(spec.low, c - half), min(spec.high, c + half))
+    return out
+
+
+def widen(space: dict[str, ParamSpec], fraction: float) -> dict[str, ParamSpec]:
+    """Grow each numeric range by ``fraction x width`` on both sides (log ranges in log
+    space), never below zero for a range that started at or above zero, nor below 1 for an
+    integer range that started at or above 1.
+    """
+    if fraction <= 0:
+        return dict(space)
+    out: dict[str, ParamSpec] = {}
+    for name, spec in space.items():
+        if isinstance(spec, CategoricalParam):
+            out[name] = spec
+            continue
+        if _is_log(spec):
+            lo, hi = math.log(spec.low), math.log(spec.high)
+            pad = fraction * max(hi - lo, math.log(2.0))
+            out[name] = _bounds(spec, math.exp(lo - pad), math.exp(hi + pad))
+            continue
+        pad = fraction * (spec.high - spec.low)
+        lo_f, hi_f = spec.low - pad, spec.high + pad
+        floor = 1.0 if isinstance(spec, IntParam) and spec.low >= 1 else (0.0 if spec.low >= 0 else -math.inf)
+        out[name] = _bounds(spec, max(lo_f, floor), hi_f)
+    return out
+
+
+def plan(
+    cfg: AdaptiveConfig,
+    space: dict[str, ParamSpec],
+    *,
+    n_trials: int,
+    drift_share: float | None,
+    champion_params: dict[str, Any] | None,
+) -> Plan:
+    """Pick the retune mode from the drift share and shape the space and budget.
+
+    Args:
+        cfg: ``tuning.adaptive`` of the config.
+        space: The configured search space.
+        n_trials: The requested budget.
+        drift_share: Share of drifted columns that triggered the retune (``None``: unknown).
+        champion_params: The champion's params (``None``: no champion).
+
+    Returns:
+        The plan.
+    """
+    if not champion_params:
+        return Plan("cold", "no champion to start from", dict(space), n_trials, warm=False)
+    if not cfg.enabled or drift_share is None:
+        why = "adaptive mode off" if not cfg.enabled else "no drift share given (manual or forced retune)"
+        return Plan("moderate", why, dict(space), n_trials, warm=True)
+    if drift_share < cfg.mild_below:
+        budget = max(1, int(round(n_trials * cfg.mild_budget)))
+        return Plan(
+            "mild",
+            f"drift share {drift_share:.2f} < {cfg.mild_below}: narrow around the champion, {budget} trials",
+            narrow(space, champion_params, cfg.mild_narrow),
+            budget,
+            warm=True,
+        )
+    if drift_share >= cfg.severe_at:
+        budget = max(1, int(round(n_trials * cfg.severe_budget)))
+        return Plan(
+            "severe",
+            f"drift share {drift_share:.2f} >= {cfg.severe_at}: widen the space by {cfg.severe_widen}, "
+            f"{budget} trials{', cold start' if cfg.severe_cold else ''}",
+            widen(space, cfg.severe_widen),
+            budget,
+            warm=not cfg.severe_cold,
+        )
+    return Plan("moderate", f"drift share {drift_share:.2f}: configured space and budget", dict(space), n_trials, warm=True)

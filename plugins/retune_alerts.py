@@ -1,0 +1,427 @@
+"""Alert receiver: Prometheus Alertmanager and Grafana webhooks start ``retune_model`` runs.
+
+A FastAPI app mounted in the Airflow api-server under ``/retune``:
+
+- ``POST /retune/alerts/alertmanager``: Alertmanager webhook payload (version 4);
+- ``POST /retune/alerts/grafana``: Grafana unified-alerting webhook payload;
+- ``GET /retune/health``: liveness, no authentication.
+
+Requests carry ``Authorization: Bearer <token>``, compared in constant time with the
+``RETUNE_ALERT_TOKEN`` environment variable of the api-server. Without that variable every
+alert request is refused (401).
+
+An alert names its model with the label ``retune_config`` (a config name) or ``model`` (a
+config's ``registry.model_name``). A firing alert goes to the trigger policy
+(``retune.policy.decide``), which records the decision and says whether to retune; if it
+does, a ``retune_model`` run is created in the metadata database with ``trigger=alert``, the
+alert and the policy's token in its conf. Resolved alerts are acknowledged and do nothing.
+
+Only the standard library, FastAPI and pydantic are imported here; Retune and the Airflow
+models are imported when a request needs them, so the api-server starts fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import FastAPI, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "RETUNE_ALERT_TOKEN"
+RETUNE_DAG_ID = "retune_model"
+CONFIG_LABEL = "retune_config"
+MODEL_LABEL = "model"
+MAX_BODY_BYTES = 1 << 20
+"""Alertmanager caps a group at its ``max_alerts``; a MiB is far beyond a sane group."""
+
+# --------------------------------------------------------------------------- payloads
+
+
+class _Lenient(BaseModel):
+    """Senders add fields over versions: unknown fields are ignored, known ones are checked."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Alert(_Lenient):
+    """One alert, as both Alertmanager and Grafana send it."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: AwareDatetime
+    endsAt: AwareDatetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9_.:-]*$")
+
+
+class AlertmanagerPayload(_Lenient):
+    """Prometheus Alertmanager webhook payload, version 4."""
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str
+    alerts: list[Alert] = Field(min_length=1, max_length=1000)
+    groupKey: str = ""
+    truncatedAlerts: int = 0
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+
+
+class GrafanaAlert(Alert):
+    """A Grafana alert: an Alertmanager alert plus the query values and links."""
+
+    values: dict[str, Any] | None = None
+    valueString: str = ""
+    dashboardURL: str = ""
+    panelURL: str = ""
+    silenceURL: str = ""
+
+
+class GrafanaPayload(_Lenient):
+    """Grafana unified-alerting webhook payload."""
+
+    receiver: str
+    status: Literal["firing", "resolved"]
+    orgId: int
+    alerts: list[GrafanaAlert] = Field(min_length=1, max_length=1000)
+    groupKey: str = ""
+    truncatedAlerts: int = 0
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    version: str = ""
+    title: str = ""
+    state: str = ""
+    message: str = ""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _problem(code: int, detail: Any, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if code == status.HTTP_401_UNAUTHORIZED else None
+    return JSONResponse({"detail": detail, **extra}, status_code=code, headers=headers)
+
+
+def check_token(authorization: str | None) -> str | None:
+    """Why a request is refused, or None when its bearer token is the configured one.
+
+    The configured token is read on every request and never logged or echoed.
+    """
+    expected = os.environ.get(TOKEN_ENV, "")
+    if not expected:
+        return f"{TOKEN_ENV} is not set on the api-server: the alert receiver refuses every request"
+    if not authorization:
+        return "missing Authorization header (expected 'Bearer <token>')"
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return "the Authorization header must be 'Bearer <token>'"
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return "invalid token"
+    return None
+
+
+def iso_utc(moment: datetime) -> str:
+    """A timestamp as ISO 8601 in UTC with a ``Z``, the same for every spelling of an instant."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def labels_digest(labels: dict[str, str]) -> str:
+    """SHA-256 of the sorted labels: stands in for a missing fingerprint."""
+    return hashlib.sha256(json.dumps(sorted(labels.items()), separators=(",", ":")).encode()).hexdigest()
+
+
+def idempotency_key(config: str, alert: Alert) -> str:
+    """``alert:<config>:<fingerprint or sha256 of sorted labels>:<startsAt>``.
+
+    Alertmanager and Grafana resend a firing alert with the same fingerprint and start time
+    until it resolves, so every resend maps to the same key.
+    """
+    return f"alert:{config}:{alert.fingerprint or labels_digest(alert.labels)}:{iso_utc(alert.startsAt)}"
+
+
+def run_id_for(config: str, key: str, now: datetime | None = None) -> str:
+    """A readable, unique run id: ``alert__<config>__<UTC time>_<key digest>``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
+    return f"alert__{config}__{stamp}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+class ConfigIndex:
+    """The model configs of this request, loaded once, by name and by registered model."""
+
+    def __init__(self) -> None:
+        from retune.schedule import list_configs
+
+        self.names = list_configs()
+        self._by_model: dict[str, list[str]] | None = None
+
+    def _load(self, name: str) -> Any:
+        from retune.pipeline import load_named_config
+
+        return load_named_config(name)
+
+    def resolve(self, labels: dict[str, str]) -> tuple[list[str], str]:
+        """The configs an alert's labels name, and why none when the list is empty."""
+        if CONFIG_LABEL in labels:
+            name = labels[CONFIG_LABEL]
+            if name not in self.names:
+                return [], f"label {CONFIG_LABEL}={name!r} names no model config"
+            try:
+                self._load(name)
+            except Exception as exc:  # noqa: BLE001 (ConfigError, or a YAML/IO error: the alert cannot map)
+                return [], f"config {name!r} cannot be loaded: {exc}"
+            return [name], ""
+        if MODEL_LABEL in labels:
+            model = labels[MODEL_LABEL]
+            names = self.by_model().get(model, [])
+            return names, "" if names else f"label {MODEL_LABEL}={model!r} is no config's registry.model_name"
+        return [], f"the alert has neither a {CONFIG_LABEL!r} nor a {MODEL_LABEL!r} label"
+
+    def by_model(self) -> dict[str, list[str]]:
+        if self._by_model is None:
+            self._by_model = {}
+            for name in self.names:
+                try:
+                    cfg = self._load(name)
+                except Exception:  # noqa: BLE001 (one broken config must not hide the others)
+                    log.warning("model config %s cannot be loaded; alerts cannot map to it", name, exc_info=True)
+                    continue
+                self._by_model.setdefault(cfg.registry.model_name, []).append(name)
+        return self._by_model
+
+
+# --------------------------------------------------------------------------- Airflow
+
+
+def retune_dag_problem() -> str | None:
+    """Why ``retune_model`` cannot get a run now (not in the metadata DB, stale, import errors), or None."""
+    from airflow.models.dag import DagModel
+
+    dm = DagModel.get_current(RETUNE_DAG_ID)
+    if dm is None or dm.is_stale:
+        return f"DAG {RETUNE_DAG_ID} is not in the metadata database (is the dag-processor running, or run `airflow dags reserialize`)"
+    if dm.has_import_errors:
+        return f"DAG {RETUNE_DAG_ID} has import errors"
+    return None
+
+
+def create_retune_run(*, run_id: str, conf: dict[str, Any], note: str) -> str:
+    """Create a queued ``retune_model`` run in the metadata database, as the REST API does.
+
+    ``airflow.api.common.trigger_dag.trigger_dag`` is the function behind ``airflow dags
+    trigger``: it takes the newest serialized version of the DAG from the database, checks the
+    conf against the DAG's Params and creates the run (state queued) with its task instances.
+
+    Returns:
+        The run id.
+    """
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    run = trigger_dag(
+        RETUNE_DAG_ID,
+        run_id=run_id,
+        conf=conf,
+        triggered_by=DagRunTriggeredByType.REST_API,
+        triggering_user_name="retune-alert-receiver",
+        note=note,
+    )
+    if run is None:  # pragma: no cover (trigger_dag raises instead)
+        raise RuntimeError(f"no run created for {RETUNE_DAG_ID}")
+    return str(run.run_id)
+
+
+def _release(config: str, token: str | None, outcome: str) -> None:
+    """Give back the lock of a decision whose run could not be created, so the model is not
+    blocked until the lock expires (``retune.policy.release``)."""
+    if not token:
+        return
+    try:
+        from retune.policy import release
+
+        release(config, token, outcome=outcome[:256])
+    except Exception:  # noqa: BLE001 (the lock then expires after policy.lock_ttl)
+        log.exception("could not release the policy lock of %s", config)
+
+
+def _policy() -> Any:
+    """``retune.policy.decide``; ImportError when the policy module is missing."""
+    from retune.policy import decide
+
+    return decide
+
+
+# --------------------------------------------------------------------------- the work
+
+
+def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
+    """Map, decide and trigger for one payload (blocking: runs in a worker thread)."""
+    index = ConfigIndex()
+    mapped: list[tuple[Alert, list[str]]] = []
+    unknown = []
+    for i, alert in enumerate(alerts):
+        names, why = index.resolve(alert.labels)
+        if alert.status == "firing" and not names:
+            unknown.append({"alert": i, "labels": alert.labels, "reason": why})
+        mapped.append((alert, names))
+    if unknown:
+        log.warning("%s alert(s) from %s map to no model config: %s", len(unknown), source, unknown)
+        return _problem(status.HTTP_404_NOT_FOUND, "alert labels map to no model config; nothing was triggered", alerts=unknown)
+
+    results: list[dict[str, Any]] = []
+    decide: Any = None
+    if any(alert.status == "firing" for alert, _ in mapped):
+        try:
+            decide = _policy()
+        except ImportError as exc:
+            log.error("trigger policy unavailable: %s", exc)
+            return _problem(status.HTTP_503_SERVICE_UNAVAILABLE, f"trigger policy unavailable (retune.policy): {exc}")
+        problem = retune_dag_problem()
+        if problem:
+            log.error("cannot trigger retunes: %s", problem)
+            return _problem(status.HTTP_503_SERVICE_UNAVAILABLE, problem)
+
+    failed = False
+    for alert, names in mapped:
+        targets: list[str | None] = list(names) or [None]  # a resolved alert may map to nothing
+        for name in targets:
+            entry: dict[str, Any] = {
+                "config": name,
+                "status": alert.status,
+                "fingerprint": alert.fingerprint or None,
+                "triggered": False,
+                "dag_run_id": None,
+            }
+            results.append(entry)
+            if alert.status == "resolved" or name is None:
+                entry["reason"] = "resolved: acknowledged, nothing to trigger"
+                continue
+            key = idempotency_key(name, alert)
+            entry["idempotency_key"] = key
+            try:
+                decision = decide(name, source="alert", key=key, force=False)
+            except Exception as exc:  # noqa: BLE001 (reported to the sender, who retries)
+                failed = True
+                entry["reason"] = f"the trigger policy failed: {exc}"
+                log.exception("trigger policy failed for %s (%s)", name, key)
+                continue
+            entry["reason"] = decision.reason
+            if not decision.triggered:
+                log.info("%s alert for %s not triggered (%s): %s", source, name, key, decision.reason)
+                continue
+            conf = {
+                "config": name,
+                "trigger": "alert",
+                "force": False,
+                "window": "latest",
+                "alert": {
+                    "labels": alert.labels,
+                    "annotations": alert.annotations,
+                    "startsAt": iso_utc(alert.startsAt),
+                    "fingerprint": alert.fingerprint or None,
+                    "receiver": receiver,
+                    "source": source,
+                },
+                "policy_token": decision.token,
+                "idempotency_key": key,
+            }
+            alertname = alert.labels.get("alertname", "alert")
+            try:
+                entry["dag_run_id"] = create_retune_run(
+                    run_id=run_id_for(name, key), conf=conf, note=f"{source} alert {alertname!r} ({receiver})"
+                )
+            except Exception as exc:  # noqa: BLE001 (reported to the sender, who retries)
+                failed = True
+                entry["reason"] = f"the policy triggered, but creating the {RETUNE_DAG_ID} run failed: {exc}"
+                log.exception("creating a %s run for %s (%s) failed", RETUNE_DAG_ID, name, key)
+                _release(name, decision.token, f"alert receiver: creating the {RETUNE_DAG_ID} run failed: {exc}")
+                continue
+            entry["triggered"] = True
+            log.info("%s alert %r for %s: %s run %s (%s)", source, alertname, name, RETUNE_DAG_ID, entry["dag_run_id"], key)
+    body = {"source": source, "receiver": receiver, "results": results}
+    return JSONResponse(body, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_202_ACCEPTED)
+
+
+async def _read_capped(request: Request) -> bytes | None:
+    """The request body, or None as soon as it passes ``MAX_BODY_BYTES`` (never read whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _receive(request: Request, model: type[AlertmanagerPayload] | type[GrafanaPayload], source: str) -> JSONResponse:
+    refused = check_token(request.headers.get("authorization"))
+    if refused:
+        log.warning("%s alert from %s refused: %s", source, request.client.host if request.client else "?", refused)
+        return _problem(status.HTTP_401_UNAUTHORIZED, refused)
+    body = await _read_capped(request)
+    if body is None:
+        return _problem(status.HTTP_413_CONTENT_TOO_LARGE, f"payload over {MAX_BODY_BYTES} bytes")
+    try:
+        payload = model.model_validate_json(body)
+    except ValidationError as exc:
+        # exc.json() makes every error context JSON-safe; the input is not echoed back.
+        return _problem(status.HTTP_422_UNPROCESSABLE_CONTENT, json.loads(exc.json(include_url=False, include_input=False)))
+    return await run_in_threadpool(handle, source, payload.receiver, list(payload.alerts))
+
+
+# --------------------------------------------------------------------------- app and plugin
+
+app = FastAPI(
+    title="Retune alert receiver",
+    description="Alertmanager and Grafana webhooks that start retune_model runs through the trigger policy.",
+    version="1",
+)
+
+
+@app.get("/health")
+def health() -> dict[str, Any]:
+    """Liveness; says whether a token is configured and the trigger policy is installed."""
+    import importlib.util
+
+    try:
+        policy = importlib.util.find_spec("retune.policy") is not None
+    except ImportError:
+        policy = False
+    return {"status": "ok", "token_configured": bool(os.environ.get(TOKEN_ENV)), "policy_available": policy}
+
+
+@app.post("/alerts/alertmanager", status_code=status.HTTP_202_ACCEPTED)
+async def alertmanager(request: Request) -> JSONResponse:
+    """Prometheus Alertmanager webhook (payload version 4)."""
+    return await _receive(request, AlertmanagerPayload, "alertmanager")
+
+
+@app.post("/alerts/grafana", status_code=status.HTTP_202_ACCEPTED)
+async def grafana(request: Request) -> JSONResponse:
+    """Grafana unified-alerting webhook."""
+    return await _receive(request, GrafanaPayload, "grafana")
+
+
+class RetuneAlertsPlugin(AirflowPlugin):
+    """Mounts the alert receiver in the api-server under ``/retune``."""
+
+    name = "retune_alerts"
+    fastapi_apps = [{"app": app, "url_prefix": "/retune", "name": "Retune alert receiver"}]

@@ -1,0 +1,411 @@
+"""The alert receiver's FastAPI app (``plugins/retune_alerts.py``) with TestClient: auth,
+validation, mapping to configs, resolved alerts, payload parsing and the trigger path through
+the real trigger policy. Run creation is recorded here; ``test_plugin_metadata_db.py`` creates
+real runs in a metadata DB."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from types import ModuleType
+from typing import Any
+
+import pytest
+from retune_alert_samples import TOKEN, alertmanager_payload, grafana_payload
+
+AM = "/alerts/alertmanager"
+GF = "/alerts/grafana"
+
+
+def _post(client: Any, path: str, payload: Any, headers: dict[str, str] | None = None) -> Any:
+    body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
+    return client.post(path, content=body, headers={"Content-Type": "application/json", **(headers or {})})
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+def test_plugin_mounts_the_app_under_retune(alerts: ModuleType) -> None:
+    from airflow.plugins_manager import AirflowPlugin
+
+    plugin = alerts.RetuneAlertsPlugin
+    assert issubclass(plugin, AirflowPlugin)
+    assert plugin.fastapi_apps == [{"app": alerts.app, "url_prefix": "/retune", "name": "Retune alert receiver"}]
+    paths = {(route.path, tuple(sorted(route.methods))) for route in alerts.app.routes if hasattr(route, "methods")}
+    assert {("/alerts/alertmanager", ("POST",)), ("/alerts/grafana", ("POST",)), ("/health", ("GET",))} <= paths
+
+
+def test_module_imports_no_retune_at_the_top(alerts: ModuleType) -> None:
+    """The api-server imports the plugin at start: Retune and its ML stack load per request."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(alerts))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top for a in n.names} | {n.module for n in top if isinstance(n, ast.ImportFrom)}
+    assert not {n for n in names if n and n.split(".")[0] in ("retune", "mlflow", "optuna", "evidently", "sklearn")}
+
+
+def test_health_needs_no_token(client: Any, monkeypatch: pytest.MonkeyPatch, policy: ModuleType) -> None:
+    monkeypatch.delenv("RETUNE_ALERT_TOKEN", raising=False)
+    resp = client.get("/health")
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "ok", "token_configured": False, "policy_available": True}
+    monkeypatch.setenv("RETUNE_ALERT_TOKEN", "x")
+    assert client.get("/health").json()["token_configured"] is True
+
+
+# --------------------------------------------------------------------------- 401
+
+
+def test_no_token_configured_refuses_every_request(client: Any, monkeypatch: pytest.MonkeyPatch, created_runs: list) -> None:
+    monkeypatch.delenv("RETUNE_ALERT_TOKEN", raising=False)
+    for path, payload in ((AM, alertmanager_payload()), (GF, grafana_payload())):
+        for headers in ({}, {"Authorization": "Bearer anything"}, {"Authorization": "Bearer "}):
+            resp = _post(client, path, payload, headers)
+            assert resp.status_code == 401, resp.text
+            assert "RETUNE_ALERT_TOKEN is not set" in resp.json()["detail"]
+    assert created_runs == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "missing Authorization header"),
+        ({"Authorization": ""}, "missing Authorization header"),
+        ({"Authorization": f"Basic {TOKEN}"}, "must be 'Bearer <token>'"),
+        ({"Authorization": "Bearer"}, "must be 'Bearer <token>'"),
+        ({"Authorization": "Bearer    "}, "must be 'Bearer <token>'"),
+        ({"Authorization": "Bearer wrong-token"}, "invalid token"),
+        ({"Authorization": f"Bearer {TOKEN}x"}, "invalid token"),
+        ({"Authorization": f"Bearer {TOKEN[:-1]}"}, "invalid token"),
+        ({"Authorization": "Bearer tökén".encode("latin-1")}, "invalid token"),  # non-ASCII bytes
+    ],
+)
+@pytest.mark.parametrize("path", [AM, GF])
+def test_bad_credentials_are_401(
+    client: Any, token: str, created_runs: list, caplog: pytest.LogCaptureFixture, path: str, headers: dict, message: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    resp = _post(client, path, alertmanager_payload() if path == AM else grafana_payload(), headers)
+    assert resp.status_code == 401
+    assert message in resp.json()["detail"]
+    assert resp.headers["www-authenticate"] == "Bearer"
+    assert token not in resp.text
+    assert token not in caplog.text
+    assert created_runs == []
+
+
+def test_auth_comes_before_parsing(client: Any, token: str) -> None:
+    """An unauthenticated sender learns nothing about the payload schema."""
+    resp = _post(client, AM, "{not json", {"Authorization": "Bearer nope"})
+    assert resp.status_code == 401
+
+
+def test_bearer_scheme_is_case_insensitive(client: Any, token: str, retune_state: dict, created_runs: list) -> None:
+    payload = alertmanager_payload(status="resolved")
+    assert _post(client, AM, payload, {"Authorization": f"bearer {token}"}).status_code == 202
+
+
+# --------------------------------------------------------------------------- 422
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ("{not json", None),
+        ("[]", None),
+        (json.dumps({k: v for k, v in alertmanager_payload().items() if k != "alerts"}), "alerts"),
+        (json.dumps({**alertmanager_payload(), "alerts": []}), "alerts"),
+        (json.dumps({**alertmanager_payload(), "version": "3"}), "version"),
+        (json.dumps({**alertmanager_payload(), "status": "pending"}), "status"),
+        (json.dumps(alertmanager_payload(status="unknown")), "status"),
+        (json.dumps(alertmanager_payload(labels={"model": 7})), "labels"),
+        (json.dumps(alertmanager_payload(labels=["model=demo-demand"])), "labels"),
+        (json.dumps(alertmanager_payload(startsAt="yesterday")), "startsAt"),
+        (json.dumps(alertmanager_payload(startsAt="2025-06-01T10:15:30")), "startsAt"),  # no zone
+        (json.dumps(alertmanager_payload(fingerprint="../../etc")), "fingerprint"),
+    ],
+)
+def test_malformed_alertmanager_payload_is_422(client: Any, auth: dict, created_runs: list, body: str, where: str | None) -> None:
+    resp = _post(client, AM, body, auth)
+    assert resp.status_code == 422, resp.text
+    if where:
+        assert any(where in [str(p) for p in err["loc"]] for err in resp.json()["detail"]), resp.json()
+    assert created_runs == []
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"orgId": "main"}, "orgId"),
+        ({"receiver": None}, "receiver"),
+        ({"alerts": [{"status": "firing", "labels": {"retune_config": "shop"}}]}, "startsAt"),
+    ],
+)
+def test_malformed_grafana_payload_is_422(client: Any, auth: dict, created_runs: list, change: dict, where: str) -> None:
+    resp = _post(client, GF, {**grafana_payload(), **change}, auth)
+    assert resp.status_code == 422, resp.text
+    assert any(where in [str(p) for p in err["loc"]] for err in resp.json()["detail"])
+    assert created_runs == []
+
+
+def test_grafana_payload_is_not_an_alertmanager_payload(client: Any, auth: dict, created_runs: list) -> None:
+    """Grafana's payload has version "1": posted to the Alertmanager endpoint it is refused."""
+    assert _post(client, AM, grafana_payload(), auth).status_code == 422
+
+
+def test_oversized_payload_is_413(client: Any, auth: dict, alerts: ModuleType, created_runs: list) -> None:
+    payload = alertmanager_payload(annotations={"description": "x" * alerts.MAX_BODY_BYTES})
+    assert _post(client, AM, payload, auth).status_code == 413
+    chunked = (b"x" * 65536 for _ in range(alerts.MAX_BODY_BYTES // 65536 + 2))  # no Content-Length
+    resp = client.post(AM, content=chunked, headers={"Content-Type": "application/json", **auth})
+    assert resp.status_code == 413
+    assert created_runs == []
+
+
+# --------------------------------------------------------------------------- 404
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ({"alertname": "TestAlert", "instance": "Grafana"}, "neither"),
+        ({"alertname": "X", "model": "nobody-knows"}, "no config's registry.model_name"),
+        ({"alertname": "X", "retune_config": "nope"}, "names no model config"),
+        ({"alertname": "X", "retune_config": "../configs/demo"}, "names no model config"),
+        ({"alertname": "X", "retune_config": "Demo"}, "names no model config"),
+    ],
+)
+def test_unknown_model_is_404(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, labels: dict, message: str
+) -> None:
+    resp = _post(client, AM, alertmanager_payload(labels=labels), auth)
+    assert resp.status_code == 404, resp.text
+    body = resp.json()
+    assert body["alerts"][0]["alert"] == 0
+    assert message in body["alerts"][0]["reason"]
+    assert created_runs == []
+
+
+def test_one_unknown_alert_fails_the_whole_payload(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    payload = alertmanager_payload()
+    unknown = dict(payload["alerts"][0], labels={"alertname": "Other", "model": "unknown-model"})
+    payload["alerts"].append(unknown)
+    resp = _post(client, AM, payload, auth)
+    assert resp.status_code == 404
+    assert [a["alert"] for a in resp.json()["alerts"]] == [2]
+    assert created_runs == []
+    assert policy.history() == []  # nothing was put to the policy
+
+
+def test_broken_config_is_skipped_for_model_labels(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    (retune_state["configs"] / "broken.yaml").write_text("name: broken\ntask: [not, valid\n")
+    resp = _post(client, AM, alertmanager_payload(), auth)
+    assert resp.status_code == 202, resp.text
+    resp = _post(client, AM, alertmanager_payload(labels={"retune_config": "broken"}), auth)
+    assert resp.status_code == 404
+    assert "cannot be loaded" in resp.json()["alerts"][0]["reason"]
+
+
+# --------------------------------------------------------------------------- resolved
+
+
+def test_resolved_alerts_trigger_nothing(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    payload = alertmanager_payload(status="resolved", endsAt="2025-06-01T11:00:00Z")
+    payload["status"] = "resolved"
+    payload["alerts"].append(dict(payload["alerts"][0], labels={"alertname": "NotOurs"}))  # resolved: no mapping needed
+    resp = _post(client, AM, payload, auth)
+    assert resp.status_code == 202, resp.text
+    results = resp.json()["results"]
+    assert [(r["config"], r["status"], r["triggered"], r["dag_run_id"]) for r in results] == [
+        ("demo", "resolved", False, None),
+        ("demo", "resolved", False, None),
+        (None, "resolved", False, None),
+    ]
+    assert all(r["reason"].startswith("resolved") for r in results)
+    assert created_runs == []
+    assert policy.history() == []
+
+
+# --------------------------------------------------------------------------- parsing and keys
+
+
+def test_alertmanager_sample_parses(alerts: ModuleType) -> None:
+    payload = alerts.AlertmanagerPayload.model_validate(alertmanager_payload())
+    assert (payload.version, payload.status, payload.receiver, len(payload.alerts)) == ("4", "firing", "retune", 2)
+    first = payload.alerts[0]
+    assert first.labels["model"] == "demo-demand"
+    assert first.fingerprint == "c6d3c1a4d0b5f3e2"
+    assert alerts.iso_utc(first.startsAt) == "2025-06-01T10:15:30.123456Z"  # nanoseconds cut to microseconds
+    assert payload.alerts[1].status == "resolved"
+    assert payload.groupKey.startswith("{}/")
+
+
+def test_grafana_sample_parses(alerts: ModuleType) -> None:
+    payload = alerts.GrafanaPayload.model_validate(grafana_payload())
+    assert (payload.receiver, payload.status, payload.orgId, payload.state) == ("retune-webhook", "firing", 1, "alerting")
+    alert = payload.alerts[0]
+    assert alert.labels["retune_config"] == "shop"
+    assert alert.values == {"B": 0.42, "C": 1}
+    assert alerts.iso_utc(alert.startsAt) == "2025-06-01T10:20:00Z"  # +02:00 to UTC
+    assert payload.title.startswith("[FIRING:1]")
+
+
+def test_unknown_fields_are_ignored(alerts: ModuleType) -> None:
+    payload = alertmanager_payload(newField={"a": 1})
+    payload["someFutureField"] = True
+    assert alerts.AlertmanagerPayload.model_validate(payload).alerts[0].fingerprint == "c6d3c1a4d0b5f3e2"
+
+
+def test_idempotency_key(alerts: ModuleType) -> None:
+    alert = alerts.Alert.model_validate(alertmanager_payload()["alerts"][0])
+    assert alerts.idempotency_key("demo", alert) == "alert:demo:c6d3c1a4d0b5f3e2:2025-06-01T10:15:30.123456Z"
+    same_instant = alerts.Alert.model_validate(
+        dict(alertmanager_payload()["alerts"][0], startsAt="2025-06-01T12:15:30.123456+02:00")
+    )
+    assert alerts.idempotency_key("demo", same_instant) == alerts.idempotency_key("demo", alert)
+
+
+def test_idempotency_key_without_fingerprint_hashes_sorted_labels(alerts: ModuleType) -> None:
+    labels = {"b": "2", "a": "1", "model": "demo-demand"}
+    one = alerts.Alert(status="firing", labels=labels, startsAt="2025-06-01T10:00:00Z")
+    other = alerts.Alert(status="firing", labels=dict(reversed(labels.items())), startsAt="2025-06-01T10:00:00Z")
+    digest = hashlib.sha256(json.dumps(sorted(labels.items()), separators=(",", ":")).encode()).hexdigest()
+    assert alerts.idempotency_key("demo", one) == f"alert:demo:{digest}:2025-06-01T10:00:00Z"
+    assert alerts.idempotency_key("demo", other) == alerts.idempotency_key("demo", one)
+    changed = alerts.Alert(status="firing", labels={**labels, "a": "x"}, startsAt="2025-06-01T10:00:00Z")
+    assert alerts.idempotency_key("demo", changed) != alerts.idempotency_key("demo", one)
+
+
+def test_run_id_is_a_valid_airflow_run_id(alerts: ModuleType) -> None:
+    import re
+    from datetime import UTC, datetime
+
+    run_id = alerts.run_id_for("demo", "alert:demo:abc:2025-06-01T10:00:00Z", now=datetime(2025, 6, 1, 10, 0, 5, tzinfo=UTC))
+    assert run_id.startswith("alert__demo__20250601T100005_")
+    assert re.match(r"^[A-Za-z0-9_.~:+-]+$", run_id)
+
+
+# --------------------------------------------------------------------------- triggering (real policy)
+
+
+def test_alertmanager_firing_alert_triggers_one_retune(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    resp = _post(client, AM, alertmanager_payload(), auth)
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert (body["source"], body["receiver"]) == ("alertmanager", "retune")
+    fired, resolved = body["results"]
+    assert fired["config"] == "demo" and fired["triggered"] is True and fired["reason"] == "triggered"
+    assert resolved == {
+        "config": "demo",
+        "status": "resolved",
+        "fingerprint": "0a1b2c3d4e5f6071",
+        "triggered": False,
+        "dag_run_id": None,
+        "reason": "resolved: acknowledged, nothing to trigger",
+    }
+    [run] = created_runs
+    assert fired["dag_run_id"] == run["run_id"]
+    key = "alert:demo:c6d3c1a4d0b5f3e2:2025-06-01T10:15:30.123456Z"
+    [decision] = policy.history("demo")
+    assert (decision["source"], decision["idempotency_key"], decision["triggered"]) == ("alert", key, True)
+    assert run["conf"] == {
+        "config": "demo",
+        "trigger": "alert",
+        "force": False,
+        "window": "latest",
+        "alert": {
+            "labels": alertmanager_payload()["alerts"][0]["labels"],
+            "annotations": alertmanager_payload()["alerts"][0]["annotations"],
+            "startsAt": "2025-06-01T10:15:30.123456Z",
+            "fingerprint": "c6d3c1a4d0b5f3e2",
+            "receiver": "retune",
+            "source": "alertmanager",
+        },
+        "policy_token": decision["token"],
+        "idempotency_key": key,
+    }
+    assert "ModelErrorHigh" in run["note"]
+
+    # Alertmanager resends the firing alert every repeat_interval: the same key, nothing new.
+    again = _post(client, AM, alertmanager_payload(), auth).json()["results"][0]
+    assert (again["triggered"], again["dag_run_id"]) == (False, None)
+    assert "duplicate" in again["reason"]
+    assert len(created_runs) == 1
+
+
+def test_grafana_firing_alert_triggers_by_config_label(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    resp = _post(client, GF, grafana_payload(), auth)
+    assert resp.status_code == 202, resp.text
+    [result] = resp.json()["results"]
+    assert (result["config"], result["triggered"]) == ("shop", True)
+    [run] = created_runs
+    assert run["conf"]["config"] == "shop"
+    assert run["conf"]["alert"]["source"] == "grafana"
+    assert run["conf"]["alert"]["receiver"] == "retune-webhook"
+    assert run["conf"]["idempotency_key"] == "alert:shop:57c6d9296de2ad39:2025-06-01T10:20:00Z"
+    assert run["run_id"].startswith("alert__shop__")
+
+
+def test_second_alert_while_a_retune_runs_is_not_triggered(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    assert _post(client, AM, alertmanager_payload(), auth).json()["results"][0]["triggered"] is True
+    later = alertmanager_payload(startsAt="2025-06-01T11:00:00Z", fingerprint="ffffeeee00001111")
+    result = _post(client, AM, later, auth).json()["results"][0]
+    assert result["triggered"] is False
+    assert "already running" in result["reason"]
+    assert len(created_runs) == 1
+
+
+def test_failed_run_creation_is_500_and_gives_the_lock_back(
+    client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
+) -> None:
+    def broken(**_: Any) -> str:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
+    monkeypatch.setattr(alerts, "create_retune_run", broken)
+    resp = _post(client, AM, alertmanager_payload(), auth)
+    assert resp.status_code == 500
+    result = resp.json()["results"][0]
+    assert (result["triggered"], result["dag_run_id"]) == (False, None)
+    assert "database is locked" in result["reason"]
+    [decision] = policy.history("demo")
+    assert decision["outcome"].startswith("alert receiver: creating the retune_model run failed")
+    assert not policy.holds("demo", decision["token"])
+
+
+def test_missing_dag_is_503_before_the_policy(
+    client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
+) -> None:
+    monkeypatch.setattr(alerts, "retune_dag_problem", lambda: "DAG retune_model is not in the metadata database")
+    resp = _post(client, AM, alertmanager_payload(), auth)
+    assert resp.status_code == 503
+    assert "not in the metadata database" in resp.json()["detail"]
+    assert policy.history() == []
+
+
+def test_missing_policy_is_503(
+    client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, created_runs: list
+) -> None:
+    def missing() -> Any:
+        raise ImportError("No module named 'retune.policy'")
+
+    monkeypatch.setattr(alerts, "_policy", missing)
+    resp = _post(client, GF, grafana_payload(), auth)
+    assert resp.status_code == 503
+    assert "retune.policy" in resp.json()["detail"]
+    assert created_runs == []

@@ -1,0 +1,124 @@
+"""Drift-aware retuning: mode from drift share, narrowing and widening, early stopping,
+and reproducible best params."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from retune.adaptive import narrow, plan, widen
+from retune.config import AdaptiveConfig, CategoricalParam, FloatParam, IntParam
+from retune.tuning import EarlyStopping, stop_reason_of
+
+SPACE = {
+    "lr": FloatParam(type="log_float", low=0.01, high=1.0),
+    "leaf": IntParam(type="int", low=8, high=64),
+    "l2": FloatParam(type="float", low=0.0, high=10.0),
+    "kind": CategoricalParam(type="categorical", choices=["a", "b"]),
+}
+CHAMP = {"lr": 0.1, "leaf": 32, "l2": 5.0, "kind": "b"}
+CFG = AdaptiveConfig(mild_below=0.3, severe_at=0.6, mild_budget=0.5, mild_narrow=0.125, severe_budget=2.0, severe_widen=0.5)
+
+
+@pytest.mark.parametrize(
+    ("share", "champion", "mode", "trials", "warm"),
+    [
+        (0.1, CHAMP, "mild", 10, True),
+        (0.29, CHAMP, "mild", 10, True),
+        (0.3, CHAMP, "moderate", 20, True),
+        (0.59, CHAMP, "moderate", 20, True),
+        (0.6, CHAMP, "severe", 40, True),
+        (1.0, CHAMP, "severe", 40, True),
+        (None, CHAMP, "moderate", 20, True),
+        (0.9, None, "cold", 20, False),
+    ],
+)
+def test_mode_from_drift_share(share: float | None, champion: dict | None, mode: str, trials: int, warm: bool) -> None:
+    p = plan(CFG, SPACE, n_trials=20, drift_share=share, champion_params=champion)
+    assert (p.mode, p.n_trials, p.warm) == (mode, trials, warm)
+    assert p.reason
+
+
+def test_severe_can_go_cold_and_disabled_is_moderate() -> None:
+    cold = plan(CFG.model_copy(update={"severe_cold": True}), SPACE, n_trials=20, drift_share=0.9, champion_params=CHAMP)
+    assert cold.mode == "severe"
+    assert cold.warm is False
+    off = plan(CFG.model_copy(update={"enabled": False}), SPACE, n_trials=20, drift_share=0.05, champion_params=CHAMP)
+    assert off.mode == "moderate"
+    assert off.space == SPACE
+
+
+def test_narrowing_centres_on_the_champion_inside_the_configured_range() -> None:
+    out = narrow(SPACE, CHAMP, 0.125)
+    assert out["l2"].low == pytest.approx(3.75)
+    assert out["l2"].high == pytest.approx(6.25)
+    assert (out["leaf"].low, out["leaf"].high) == (25, 39)  # 32 +- 7, widened to whole numbers
+    # log range: +-12.5% of the log-width around log(0.1)
+    half = 0.125 * math.log(100.0)
+    assert out["lr"].low == pytest.approx(0.1 * math.exp(-half))
+    assert out["lr"].high == pytest.approx(0.1 * math.exp(half))
+    assert out["kind"] == SPACE["kind"]
+    edge = narrow(SPACE, {"l2": 9.9}, 0.125)
+    assert edge["l2"].high == 10.0, "never beyond the configured range"
+    assert edge["l2"].low == pytest.approx(9.9 - 1.25)
+
+
+def test_widening_grows_ranges_but_keeps_natural_floors() -> None:
+    out = widen(SPACE, 0.5)
+    assert out["l2"].low == 0.0, "a range starting at 0 stays non-negative"
+    assert out["l2"].high == pytest.approx(15.0)
+    assert out["leaf"].low == 1, "an integer range starting at >= 1 stays >= 1"
+    assert out["leaf"].high == 92
+    assert out["lr"].low < 0.01
+    assert out["lr"].high > 1.0
+    assert out["lr"].low > 0.0
+    assert widen(SPACE, 0.0) == SPACE
+
+
+def test_early_stopping_stops_after_patience_without_improvement() -> None:
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    values = iter([5.0, 4.0, 3.0] + [3.5] * 50)
+    study.optimize(lambda t: next(values) + 0 * t.suggest_float("x", 0, 1), n_trials=50, callbacks=[EarlyStopping(4)])
+    assert len(study.trials) == 3 + 4, "three improvements, then four trials without"
+    assert stop_reason_of(study, 50).startswith("converged: no improvement in 4 trials")
+
+
+def test_early_stopping_min_delta_ignores_tiny_gains() -> None:
+    study = optuna.create_study(direction="maximize")
+    values = iter([1.0] + [1.0 + 1e-6 * i for i in range(1, 40)])
+    study.optimize(
+        lambda t: next(values) + 0 * t.suggest_float("x", 0, 1),
+        n_trials=40,
+        callbacks=[EarlyStopping(3, min_delta=1e-3, direction="maximize")],
+    )
+    assert len(study.trials) == 4
+
+
+@pytest.mark.slow
+def test_same_data_config_and_seed_reproduce_the_best_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retune import demo_data, pipeline
+
+    root = Path(__file__).resolve().parents[2]
+    raw = yaml.safe_load((root / "include" / "configs" / "demo.yaml").read_text())
+    raw["data"]["reference"] = {"start": "2025-01-01", "end": "2025-02-20"}
+    raw["tuning"]["n_trials"] = 6
+    results = []
+    for attempt in ("a", "b"):
+        state, configs = tmp_path / attempt / "state", tmp_path / attempt / "configs"
+        configs.mkdir(parents=True)
+        (configs / "demo.yaml").write_text(yaml.safe_dump(raw))
+        demo_data.write(state / "data" / "demo", days=60, rows_per_day=40, seed=3)
+        monkeypatch.setenv("RETUNE_STATE_DIR", str(state))
+        monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
+        ctx = pipeline.prepare("demo", window_kind="reference", key=f"repro-{attempt}")
+        pipeline.warm_start(ctx)
+        results.append((ctx["data_digest"], pipeline.tune(ctx)))
+    (digest_a, a), (digest_b, b) = results
+    assert digest_a == digest_b
+    assert a["best_params"] == b["best_params"]
+    assert a["best_value"] == pytest.approx(b["best_value"], rel=1e-12)
+    assert (a["n_complete"], a["n_pruned"]) == (b["n_complete"], b["n_pruned"])

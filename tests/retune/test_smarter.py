@@ -1,0 +1,116 @@
+"""Multi-objective studies (Pareto front, constrained winner) and meta-learning warm start,
+run through the pipeline on the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+
+from retune.tuning import select_winner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _trial(number: int, values: list[float]) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        values=values, params={"x": float(number)}, distributions={"x": optuna.distributions.FloatDistribution(0, 100)}
+    )
+
+
+def test_winner_is_the_best_metric_within_the_bounds() -> None:
+    front = [_trial(0, [1.0, 50.0]), _trial(1, [2.0, 10.0]), _trial(2, [3.0, 1.0])]
+    best, why = select_winner(
+        front, objectives=["metric", "latency"], direction="minimize", max_latency_ms_per_1k=20.0, max_size_kb=None
+    )
+    assert best is front[1]
+    assert "2 of 3" in why
+    unbounded, _ = select_winner(
+        front, objectives=["metric", "latency"], direction="minimize", max_latency_ms_per_1k=None, max_size_kb=None
+    )
+    assert unbounded is front[0]
+    none, why = select_winner(
+        front, objectives=["metric", "latency"], direction="minimize", max_latency_ms_per_1k=0.5, max_size_kb=None
+    )
+    assert none is None
+    assert "no Pareto-optimal trial" in why
+    maxi, _ = select_winner(
+        [_trial(0, [0.9, 5.0, 900.0]), _trial(1, [0.8, 1.0, 10.0])],
+        objectives=["metric", "latency", "size"],
+        direction="maximize",
+        max_latency_ms_per_1k=None,
+        max_size_kb=100.0,
+    )
+    assert maxi is not None
+    assert maxi.params["x"] == 1.0, "the 900 KiB model is out of bounds"
+
+
+def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configs: dict[str, dict[str, Any]]) -> None:
+    from retune import demo_data
+
+    state, folder = tmp_path / "state", tmp_path / "configs"
+    folder.mkdir()
+    base = yaml.safe_load((ROOT / "include" / "configs" / "demo.yaml").read_text())
+    for name, changes in configs.items():
+        raw = yaml.safe_load(yaml.safe_dump(base))
+        raw["name"] = name
+        raw["registry"]["model_name"] = f"{name}-model"
+        raw["data"]["reference"] = {"start": "2025-01-01", "end": "2025-02-20"}
+        for section, values in changes.items():
+            raw[section].update(values) if isinstance(raw.get(section), dict) else raw.__setitem__(section, values)
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+    demo_data.write(state / "data" / "demo", days=60, rows_per_day=40, seed=4)
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(state))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(folder))
+
+
+@pytest.mark.slow
+def test_multi_objective_study_returns_a_front_and_the_constrained_winner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retune import pipeline, tracking
+    from retune.settings import get_settings
+
+    _setup(
+        tmp_path,
+        monkeypatch,
+        {"mo": {"tuning": {"n_trials": 8, "objectives": ["metric", "latency", "size"], "max_size_kb": 2000.0}}},
+    )
+    ctx = pipeline.prepare("mo", window_kind="reference", key="mo-1")
+    pipeline.warm_start(ctx)
+    outcome = pipeline.tune(ctx)
+    front = outcome["pareto_front"]
+    assert front, "a multi-objective study keeps its Pareto front"
+    assert all(len(p["values"]) == 3 for p in front)
+    feasible = [p for p in front if p["values"][2] <= 2000.0]
+    assert outcome["best_value"] == pytest.approx(min(p["values"][0] for p in feasible))
+    assert outcome["best_trial"] in {p["trial"] for p in feasible}
+    assert "Pareto-optimal" in outcome["selection"]
+    cl = tracking.client(get_settings())
+    artifacts = {a.path for a in cl.list_artifacts(ctx["parent_run_id"], "plots")}
+    assert "plots/pareto_front.png" in artifacts
+    assert "plots/pareto_front.html" in artifacts
+    checked = pipeline.validate(ctx, outcome)
+    assert checked["params"] == outcome["best_params"], "the staging gates apply to the chosen winner"
+
+
+@pytest.mark.slow
+def test_a_model_without_history_is_seeded_from_the_nearest_past_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retune import pipeline, tracking
+    from retune.settings import get_settings
+
+    small = {"tuning": {"n_trials": 4}}
+    _setup(tmp_path, monkeypatch, {"alpha": small, "beta": small})
+    first = pipeline.prepare("alpha", window_kind="reference", key="alpha-1")
+    seeds = pipeline.warm_start(first)
+    assert seeds["seeds"] == [], "the very first model anywhere starts cold"
+    pipeline.tune(first)
+    second = pipeline.prepare("beta", window_kind="reference", key="beta-1")
+    seeded = pipeline.warm_start(second)
+    assert [s["config"] for s in seeded["similar_tasks"]] == ["alpha"]
+    assert [s["source"] for s in seeded["seeds"]] == ["meta:alpha"]
+    cl = tracking.client(get_settings())
+    assert cl.get_run(second["parent_run_id"]).data.tags["retune.similar_tasks"] == "alpha"
