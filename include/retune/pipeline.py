@@ -611,12 +611,21 @@ def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict
     cl.set_tag(ctx["parent_run_id"], "retune.warm_start_sources", ",".join(e["source"] for e in enqueued) or "none")
     similar_json = [{k: s[k] for k in ("config", "distance", "id")} for s in similar]
     tracking.log_json(
-        cl, ctx["parent_run_id"], {"previous_study": previous, "seeds": enqueued, "similar_tasks": similar_json}, "warm_start/seeds.json"
+        cl,
+        ctx["parent_run_id"],
+        {"previous_study": previous, "seeds": enqueued, "similar_tasks": similar_json},
+        "warm_start/seeds.json",
     )
     if similar_json:
         cl.set_tag(ctx["parent_run_id"], "retune.similar_tasks", ",".join(s["config"] for s in similar_json))
     log.info("%s start for %s: %d seed(s), previous study %s", mode, ctx["study_name"], len(enqueued), previous)
-    return {"study_name": ctx["study_name"], "previous_study": previous, "seeds": enqueued, "mode": mode, "similar_tasks": similar_json}
+    return {
+        "study_name": ctx["study_name"],
+        "previous_study": previous,
+        "seeds": enqueued,
+        "mode": mode,
+        "similar_tasks": similar_json,
+    }
 
 
 def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:

@@ -431,19 +431,28 @@ def outcome_of(
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     seeds = [
-        {"trial": t.number, "source": t.user_attrs[WARM_START_ATTR], "state": t.state.name, "value": t.values[0] if t.values else None}
+        {
+            "trial": t.number,
+            "source": t.user_attrs[WARM_START_ATTR],
+            "state": t.state.name,
+            "value": t.values[0] if t.values else None,
+        }
         for t in trials
         if WARM_START_ATTR in t.user_attrs
     ]
     front: list[dict[str, Any]] = []
     selection = None
     if len(study.directions) > 1:
-        best, selection = (None, "no complete trial") if not complete else select_winner(
-            study.best_trials,
-            objectives=list(objectives or []),
-            direction=study.directions[0].name.lower(),
-            max_latency_ms_per_1k=max_latency_ms_per_1k,
-            max_size_kb=max_size_kb,
+        best, selection = (
+            (None, "no complete trial")
+            if not complete
+            else select_winner(
+                study.best_trials,
+                objectives=list(objectives or []),
+                direction=study.directions[0].name.lower(),
+                max_latency_ms_per_1k=max_latency_ms_per_1k,
+                max_size_kb=max_size_kb,
+            )
         )
         front = [{"trial": t.number, "values": list(t.values), "params": dict(t.params)} for t in study.best_trials]
     else:
