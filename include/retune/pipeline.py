@@ -307,7 +307,12 @@ def admit(
         source = trigger if trigger in policy.SOURCES else "manual"
         key = str(conf.get("idempotency_key") or run_key)
         decision = policy.decide(
-            config_name, source=source, key=key, force=force or window_kind == "reference", settings=settings
+            config_name,
+            source=source,
+            key=key,
+            force=force or window_kind == "reference",
+            rerun=key == run_key,  # the same Airflow run again (cleared): not a new request
+            settings=settings,
         )
         print(f"trigger policy: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
         if not decision.triggered:

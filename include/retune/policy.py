@@ -168,6 +168,7 @@ def decide(
     source: str,
     key: str,
     force: bool = False,
+    rerun: bool = False,
     settings: Settings | None = None,
     now: datetime | None = None,
 ) -> Decision:
@@ -178,6 +179,9 @@ def decide(
         source: ``drift``, ``schedule``, ``manual``, ``alert``, ``api`` or ``bootstrap``.
         key: Idempotency key: requests with the same key are one request.
         force: Skip idempotency, hysteresis and cooldown (never the one-at-a-time lock).
+        rerun: The request is a rerun of the same Airflow run (cleared by a person): a
+            decision with the same key is then not a duplicate once its retune has ended,
+            and the cooldown does not apply. Registration stays idempotent per run.
         settings: State locations (``policy_db``).
         now: The time of the decision (tests).
 
@@ -198,18 +202,18 @@ def decide(
     with engine.begin() as conn:
         if not force:
             dup = conn.execute(
-                sa.select(decisions.c.id, decisions.c.triggered)
+                sa.select(decisions.c.id, decisions.c.triggered, decisions.c.outcome)
                 .where(decisions.c.config == config_name, decisions.c.idempotency_key == key)
-                .order_by(decisions.c.id)
+                .order_by(decisions.c.id.desc())
                 .limit(1)
             ).first()
-            if dup is not None:
+            if dup is not None and not (rerun and (not dup.triggered or dup.outcome is not None)):
                 reason = f"duplicate of decision {dup.id} (same idempotency key)"
         if not reason and not force and source in ("drift", "schedule") and policy.hysteresis > 1:
             seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis)
             if seen < policy.hysteresis:
                 reason = f"hysteresis: drift in {seen} of the last {policy.hysteresis} consecutive windows needed"
-        if not reason and not force and policy.cooldown.total_seconds() > 0:
+        if not reason and not force and not rerun and policy.cooldown.total_seconds() > 0:
             last = conn.execute(
                 sa.select(sa.func.max(decisions.c.created_at)).where(
                     decisions.c.config == config_name, decisions.c.triggered.is_(True)

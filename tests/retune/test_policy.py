@@ -127,3 +127,16 @@ def test_a_burst_of_ten_triggers_exactly_one_on_postgres(env, monkeypatch: pytes
         assert sum(d.triggered for d in decisions) == 1
         assert len(policy.history("demo")) == 10
         policy._make_tables.cache_clear()
+
+
+def test_a_cleared_rerun_of_the_same_run_is_admitted_once_the_first_attempt_ended(env) -> None:  # noqa: ANN001
+    first = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0)
+    assert first.triggered
+    while_running = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0 + timedelta(minutes=1))
+    assert not while_running.triggered
+    assert first.token is not None
+    policy.release("demo", first.token, outcome="ended without registering (failed or skipped)")
+    again = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0 + timedelta(minutes=2))
+    assert again.triggered, "a person cleared the run: it may run again (registration stays idempotent)"
+    other = policy.decide("demo", source="manual", key="retune_model/run-2", now=T0 + timedelta(minutes=3))
+    assert not other.triggered

@@ -1,0 +1,137 @@
+"""Faults a retune must survive without making production worse.
+
+- The MLflow server down during a retune: the task fails, its retry succeeds once the server
+  is back, and there is still exactly one model version (registration is keyed by the retune).
+- A finished retune cleared and run again: no second registration, champion unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests_e2e_helpers import fresh_dags, write_config  # type: ignore[import-not-found]
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "data": {"reference": {"start": "2025-01-01", "end": "2025-02-20"}},
+    "tuning": {"n_trials": 4, "pruner": {"type": "median", "args": {"n_startup_trials": 2}}},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServer:
+    """An MLflow tracking server on SQLite, started and stopped by the test."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination",
+            (self.root / "artifacts").as_uri(),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        log = (self.root / "server.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2).close()
+                return
+            except OSError:
+                assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+def test_mlflow_down_during_a_retune_then_back_registers_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from retune import demo_data, pipeline, registry
+
+    server = MlflowServer(tmp_path, _free_port())
+    (tmp_path / "configs").mkdir()
+    write_config(tmp_path / "configs", "demo", SMALL)
+    demo_data.write(tmp_path / "state" / "data" / "demo", days=60, rows_per_day=40)
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    server.start()
+    try:
+        ctx = pipeline.prepare("demo", window_kind="reference", key="retune_model/fault-1")
+        pipeline.warm_start(ctx)
+        outcome = pipeline.tune(ctx)
+        checked = pipeline.validate(ctx, outcome)
+        server.stop()
+        with pytest.raises(Exception, match=r"(?i)connect|refused|max retries"):
+            pipeline.register(ctx, checked, outcome)  # the task fails while MLflow is down
+        server.start()
+        first = pipeline.register(ctx, checked, outcome)  # Airflow's retry
+        again = pipeline.register(ctx, checked, outcome)  # and one more, as a cleared rerun would
+        cl = MlflowClient(tracking_uri=server.uri, registry_uri=server.uri)
+        versions = cl.search_model_versions("name = 'demo-demand'")
+        assert [v.version for v in versions] == [first["version"]], "exactly one version for the retune"
+        assert again["created"] is False
+        assert registry.get_alias(cl, "demo-demand", registry.CHAMPION).version == first["version"]
+    finally:
+        server.stop()
+
+
+def test_a_finished_retune_cleared_and_rerun_registers_nothing_new(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    from retune import demo_data, policy, registry, tracking
+    from retune.settings import get_settings
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=60, rows_per_day=40)
+    write_config(retune_env["configs"], "demo", SMALL)
+    conf = {"config": "demo", "window": "reference", "force": True, "trigger": "bootstrap"}
+    when = datetime(2025, 3, 1, tzinfo=UTC)
+    first = fresh_dags()["retune_model"].test(logical_date=when, run_after=when, run_conf=conf)
+    assert first.state == "success"
+    cl = tracking.client(get_settings())
+    before = [v.version for v in cl.search_model_versions("name = 'demo-demand'")]
+    assert len(before) == 1
+    rerun = fresh_dags()["retune_model"].test(logical_date=when, run_after=when, run_conf=conf)
+    assert rerun.run_id == first.run_id, "the same run, cleared and run again"
+    assert rerun.state == "success"
+    assert [v.version for v in cl.search_model_versions("name = 'demo-demand'")] == before
+    assert registry.get_alias(cl, "demo-demand", registry.CHAMPION).version == before[0]
+    decisions = [d for d in policy.history("demo") if d["idempotency_key"] == f"retune_model/{first.run_id}"]
+    assert len(decisions) == 2, "both attempts were decided and recorded"
+    assert all(d["outcome"] is not None for d in decisions), "and both gave the lock back"
