@@ -59,11 +59,10 @@ def _runs(env: dict[str, str], dag_id: str) -> list[dict]:
     return []
 
 
-def test_retune_on_the_stack_with_two_mapped_workers(tmp_path: Path) -> None:
-    import mlflow
-    import optuna
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The no-Docker stack on its own databases and ports, up for the module's tests."""
     import psycopg2
-    from mlflow import MlflowClient
 
     from retune import demo_data
 
@@ -73,6 +72,7 @@ def test_retune_on_the_stack_with_two_mapped_workers(tmp_path: Path) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
+    tmp_path = tmp_path_factory.mktemp("stack")
     stack_dir, configs = tmp_path / "stack", tmp_path / "configs"
     configs.mkdir()
     demo_data.write(stack_dir / "state" / "data" / "demo", days=70, rows_per_day=60)
@@ -91,6 +91,8 @@ def test_retune_on_the_stack_with_two_mapped_workers(tmp_path: Path) -> None:
         "RETUNE_STACK_AIRFLOW_PORT": str(_free_port()),
         "RETUNE_STACK_MLFLOW_PORT": str(_free_port()),
         "RETUNE_CONFIG_DIR": str(configs),
+        # A task whose process died with the scheduler is noticed in 20 s, not 5 min.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     }
     for key in (
         "AIRFLOW_HOME",
@@ -100,8 +102,8 @@ def test_retune_on_the_stack_with_two_mapped_workers(tmp_path: Path) -> None:
         "RETUNE_STATE_DIR",
     ):
         env.pop(key, None)
-    stack = [sys.executable, str(ROOT / "scripts" / "stack.py")]
-    up = subprocess.run([*stack, "up"], env=env, capture_output=True, text=True, timeout=400, check=False)
+    script = [sys.executable, str(ROOT / "scripts" / "stack.py")]
+    up = subprocess.run([*script, "up"], env=env, capture_output=True, text=True, timeout=400, check=False)
     try:
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
         assert "Retune stack is up" in up.stdout
@@ -110,41 +112,96 @@ def test_retune_on_the_stack_with_two_mapped_workers(tmp_path: Path) -> None:
         while _airflow(senv, "dags", "unpause", "retune_model").returncode != 0:
             assert time.monotonic() < deadline, "retune_model was never parsed by the dag-processor"
             time.sleep(3)
-        conf = {"config": "demo", "window": "reference", "force": True, "trigger": "manual", "n_workers": 2}
-        trig = _airflow(senv, "dags", "trigger", "retune_model", "--conf", json.dumps(conf))
-        assert trig.returncode == 0, trig.stderr[-2000:]
-        deadline = time.monotonic() + 400
-        runs: list[dict] = []
-        while time.monotonic() < deadline:
-            runs = _runs(senv, "retune_model")
-            if runs and runs[0]["state"] in ("success", "failed"):
-                break
-            time.sleep(5)
-        logs = sorted((stack_dir / "airflow" / "logs").rglob("*.log"))
-        detail = "\n".join(p.read_text(errors="replace")[-1500:] for p in logs if "tune" in str(p))[-4000:]
-        assert runs, "no retune_model run"
-        assert runs[0]["state"] == "success", detail
-
-        tracking = senv["MLFLOW_TRACKING_URI"]
-        assert tracking.startswith("http://127.0.0.1:")
-        cl = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-        champion = cl.get_model_version_by_alias("demo-demand", "champion")
-        parent_id = champion.tags["retune.parent_run_id"]
-        parent = cl.get_run(parent_id)
-        assert parent.data.params["n_workers"] == "2"
-        children = cl.search_runs([parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
-        study = optuna.load_study(study_name=champion.tags["retune.study"], storage=senv["RETUNE_OPTUNA_STORAGE"])
-        assert len(children) == len(study.trials), "every trial is a child run of the one parent run"
-        done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-        assert len(done) >= N_TRIALS
-        assert {t.user_attrs.get("worker") for t in study.trials} == {0, 1}, "both mapped workers wrote trials to the study"
-        assert {c.data.tags["retune.worker"] for c in children} == {"0", "1"}
-
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(tracking)  # earlier tests may have pointed the registry elsewhere
-        model = mlflow.pyfunc.load_model("models:/demo-demand@champion")
-        sample = demo_data.generate(days=1, rows_per_day=5, seed=9).drop(columns=["ts", "demand"])
-        assert len(model.predict(sample)) == 5
+        yield {"env": env, "senv": senv, "dir": stack_dir, "script": script}
     finally:
-        down = subprocess.run([*stack, "down", "--drop"], env=env, capture_output=True, text=True, timeout=120, check=False)
+        down = subprocess.run([*script, "down", "--drop"], env=env, capture_output=True, text=True, timeout=120, check=False)
         assert down.returncode == 0, down.stderr
+
+
+def _trigger_and_wait(senv: dict[str, str], conf: dict, *, timeout: float = 400, during=None) -> dict:  # noqa: ANN001
+    before = {r["run_id"] for r in _runs(senv, "retune_model")}
+    trig = _airflow(senv, "dags", "trigger", "retune_model", "--conf", json.dumps(conf))
+    assert trig.returncode == 0, trig.stderr[-2000:]
+    deadline = time.monotonic() + timeout
+    run: dict = {}
+    while time.monotonic() < deadline:
+        mine = [r for r in _runs(senv, "retune_model") if r["run_id"] not in before]
+        if mine:
+            run = mine[0]
+            if during is not None and run["state"] == "running":
+                during = during(run)
+            if run["state"] in ("success", "failed"):
+                break
+        time.sleep(3)
+    return run
+
+
+def _task_log_tail(stack_dir: Path, run_id: str) -> str:
+    logs = sorted((stack_dir / "airflow" / "logs").rglob("*.log"))
+    return "\n".join(p.read_text(errors="replace")[-1200:] for p in logs if run_id in str(p))[-5000:]
+
+
+def test_retune_on_the_stack_with_two_mapped_workers(stack: dict) -> None:
+    import mlflow
+    import optuna
+    from mlflow import MlflowClient
+
+    from retune import demo_data
+
+    senv = stack["senv"]
+    conf = {"config": "demo", "window": "reference", "force": True, "trigger": "manual", "n_workers": 2}
+    run = _trigger_and_wait(senv, conf)
+    assert run, "no retune_model run"
+    assert run["state"] == "success", _task_log_tail(stack["dir"], run["run_id"])
+
+    tracking = senv["MLFLOW_TRACKING_URI"]
+    assert tracking.startswith("http://127.0.0.1:")
+    cl = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    champion = cl.get_model_version_by_alias("demo-demand", "champion")
+    assert champion.tags["airflow.run_id"] == run["run_id"]
+    parent_id = champion.tags["retune.parent_run_id"]
+    parent = cl.get_run(parent_id)
+    assert parent.data.params["n_workers"] == "2"
+    children = cl.search_runs([parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    study = optuna.load_study(study_name=champion.tags["retune.study"], storage=senv["RETUNE_OPTUNA_STORAGE"])
+    assert len(children) == len(study.trials), "every trial is a child run of the one parent run"
+    done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) >= N_TRIALS
+    assert {t.user_attrs.get("worker") for t in study.trials} == {0, 1}, "both mapped workers wrote trials to the study"
+    assert {c.data.tags["retune.worker"] for c in children} == {"0", "1"}
+
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(tracking)  # earlier tests may have pointed the registry elsewhere
+    model = mlflow.pyfunc.load_model("models:/demo-demand@champion")
+    sample = demo_data.generate(days=1, rows_per_day=5, seed=9).drop(columns=["ts", "demand"])
+    assert len(model.predict(sample)) == 5
+
+
+def test_scheduler_restarted_mid_run_the_run_completes(stack: dict) -> None:
+    import signal
+
+    from mlflow import MlflowClient
+
+    senv, stack_dir = stack["senv"], stack["dir"]
+    pid_file = stack_dir / "pids" / "scheduler.pid"
+    restarted: list[str] = []
+
+    def restart_once(run: dict):  # noqa: ANN202
+        tune_logs = list((stack_dir / "airflow" / "logs").rglob(f"*{run['run_id']}*/task_id=retune.tune/*/*.log"))
+        if not tune_logs:
+            return restart_once
+        os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the scheduler and its executor's workers
+        time.sleep(2)
+        up = subprocess.run([*stack["script"], "up"], env=stack["env"], capture_output=True, text=True, timeout=300, check=False)
+        assert up.returncode == 0, up.stderr[-2000:]
+        restarted.append(run["run_id"])
+        return None
+
+    conf = {"config": "demo", "window": "reference", "force": True, "trigger": "manual", "n_workers": 1, "n_trials": 8}
+    run = _trigger_and_wait(senv, conf, timeout=500, during=restart_once)
+    assert restarted == [run["run_id"]], "the scheduler was killed while the run was tuning"
+    assert run["state"] == "success", _task_log_tail(stack_dir, run["run_id"])
+    tracking = senv["MLFLOW_TRACKING_URI"]
+    cl = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    mine = cl.search_model_versions(f"name = 'demo-demand' and tags.`airflow.run_id` = '{run['run_id']}'")
+    assert len(mine) == 1, "one version for the run, however often its tasks ran"
