@@ -13,7 +13,7 @@ import pytest
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(DAGS_DIR.glob("*.py"))
 ALLOWED_TOP_LEVEL = {"airflow.sdk", "pendulum", "__future__"}
-EXPECTED_DAGS = {"monitor_drift", "retune_model"}
+EXPECTED_DAGS = {"monitor_drift", "retune_model", "rollback_model"}
 
 
 @pytest.fixture(scope="module")
