@@ -15,7 +15,7 @@ DEMO_ENV := RETUNE_STATE_DIR=$(DEMO) \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	MLFLOW_TRACKING_URI=sqlite:///$(DEMO)/mlflow.db
 
-.PHONY: install demo test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status clean
+.PHONY: install browser demo test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,21 @@ $(STAMP):
 	touch $@
 
 install: $(STAMP)
+
+# Headless Chromium and its driver from Debian's packages, for the browser test (tests/ui).
+# A no-op when both are there; installed with apt-get when root; otherwise a notice, and
+# tests/ui skips (or fails, when CI=true).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: installing chromium and chromium-driver (apt-get) for tests/ui"; \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "browser: notice: /usr/bin/chromium or /usr/bin/chromedriver is missing and cannot be installed here"; \
+		echo "browser: (not root or no apt-get); install chromium and chromium-driver to run tests/ui, which skips until then"; \
+	fi
 
 demo: install
 	rm -rf $(DEMO)
@@ -38,7 +53,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint typecheck
+test: install browser lint typecheck
 	$(BIN)/python -m pytest
 
 unit: install

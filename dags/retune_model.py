@@ -13,7 +13,7 @@ drift summary), by hand from this form (`trigger=manual`), or by an alert.
 - `config`: the model config, `<config>.yaml` in `RETUNE_CONFIG_DIR` (default
   `include/configs`); lowercase letters, digits, `-`, `_`. A free string, not a drop-down:
   listing the config folder would be file I/O at parse time. An unknown name fails the
-  run's first task at once, naming the file it looked for.
+  run in its first tasks (`drift_gate` or `load_data`), naming the file it looked for.
 - `window`: `latest` trains on the newest `data.train_window` before `window_end`;
   `reference` trains on the config's reference period (the first model).
 - `window_end`: end of the training window, ISO date or datetime (empty: now).
@@ -40,6 +40,18 @@ from airflow.sdk import Param, dag, get_current_context, task, task_group
 PRUNERS = ["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"]
 
 
+def _fail_fast(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    """Bad input (a config or data error) fails the task at once: retrying cannot fix it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from retune.errors import ConfigError, DataError
+
+    try:
+        return fn(*args, **kwargs)
+    except (ConfigError, DataError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 def _lineage() -> dict:
     ctx = get_current_context()
     return {"dag_id": ctx["dag"].dag_id, "run_id": ctx["run_id"]}
@@ -58,7 +70,7 @@ def _lineage() -> dict:
         # The form shows the params without a section under "Run Parameters", open; a section
         # is a folded accordion item (one open at a time), so only the automation's are in one.
         # The config name is a free string on purpose: listing the config folder for an enum
-        # would be file I/O at parse time. A name with no config fails `load_data` at once.
+        # would be file I/O at parse time. A name with no config fails the run's first tasks.
         "config": Param(
             "demo",
             type="string",
@@ -94,7 +106,7 @@ def _lineage() -> dict:
             False,
             type="boolean",
             title="Force retune",
-            description="Retune even if the drift gate finds no drift in the window (a 'reference' window always retunes).",
+            description="Retune even if the drift check finds no drift in the window (a 'reference' window skips the check).",
         ),
         "n_trials": Param(
             None,
@@ -144,7 +156,7 @@ def _lineage() -> dict:
                 "manual": "Manual (this form)",
                 "drift": "Drift (monitor_drift)",
                 "schedule": "Schedule",
-                "alert": "Alert (REST API)",
+                "alert": "Alert (alert receiver or REST API)",
                 "bootstrap": "Bootstrap (first model)",
             },
             title="Trigger",
@@ -171,7 +183,8 @@ def retune_model() -> None:
             ctx = get_current_context()
             p = ctx["params"]
             lineage = _lineage()
-            decision = admit(
+            decision = _fail_fast(
+                admit,
                 p["config"],
                 conf=dict(ctx["dag_run"].conf or {}),
                 run_key=f"{lineage['dag_id']}/{lineage['run_id']}",
@@ -193,7 +206,8 @@ def retune_model() -> None:
             ctx = get_current_context()
             p = ctx["params"]
             lineage = _lineage()
-            return prepare(
+            return _fail_fast(
+                prepare,
                 p["config"],
                 window_end=p["window_end"],
                 window_kind=p["window"],
