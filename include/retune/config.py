@@ -377,6 +377,11 @@ class TuningConfig(_Strict):
     )
     early_stop_min_delta: float = Field(0.0, ge=0.0, description="An improvement smaller than this does not count.")
     adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)
+    transfer: Literal["enqueue", "cmaes"] = Field(
+        "enqueue",
+        description="How the previous study informs the new one: enqueue its best params (re-scored), "
+        "or also start a CMA-ES sampler from its trials (source_trials) when the space is numeric and unchanged.",
+    )
     objectives: list[str] = Field(
         default_factory=lambda: ["metric"],
         description="What the study optimizes: the metric alone, or with prediction latency (ms per 1,000 rows) and model size (KiB).",
@@ -412,6 +417,16 @@ class ValidationConfig(_Strict):
     max_latency_ms_per_1k: float | None = Field(None, gt=0.0, description="Prediction latency per 1,000 rows, ms.")
     metric_threshold: float | None = Field(None, description="Absolute bound the metric must reach.")
     staging_sample_rows: int = Field(1000, ge=10)
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description=(
+            "Confidence of the paired bootstrap gate: the lower bound of the challenger's improvement "
+            "over the champion on the same holdout at this level must be above zero."
+        ),
+    )
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Paired bootstrap resamples of the holdout rows.")
 
 
 class PolicyConfig(_Strict):

@@ -488,6 +488,7 @@ def prepare(
         "warm": plan.warm,
         "space": plan.space_json(),
         "meta_features": _meta_features(cfg, split.tuning, features),
+        "transfer_from": _previous_study(cfg, key, settings) if cfg.tuning.transfer == "cmaes" else None,
         "lineage": lineage or {},
     }
     from mlflow.entities import Param
@@ -527,6 +528,20 @@ def prepare(
     return ctx
 
 
+def _previous_study(cfg: RetuneConfig, key: str, settings: Settings) -> str | None:
+    from retune.storage import lookup_storages
+    from retune.warmstart import previous_study_top_k
+
+    name, _ = previous_study_top_k(
+        lookup_storages(settings, cfg.tuning),
+        cfg.registry.model_name,
+        exclude=f"{_study_prefix(cfg)}{slug(key)}",
+        k=1,
+        direction=cfg.direction,
+    )
+    return name
+
+
 def _meta_features(cfg: RetuneConfig, df: pd.DataFrame, features: FeatureSet) -> dict[str, float]:
     from retune.metalearn import meta_features
 
@@ -548,15 +563,55 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
 
     pruner_cfg = cfg.tuning.pruner if ctx["pruner"] == cfg.tuning.pruner.type else PrunerConfig(type=ctx["pruner"])
     multi = cfg.tuning.multi_objective
+    sampler: Any = optuna.samplers.TPESampler(seed=cfg.tuning.seed)
+    if cfg.tuning.transfer == "cmaes" and not multi and ctx.get("transfer_from"):
+        sampler = _cmaes_transfer_sampler(cfg, ctx, settings) or sampler
     return optuna.create_study(
         storage=open_storage(settings, cfg.tuning, n_workers=int(ctx.get("n_workers", 1))),
         study_name=ctx["study_name"],
         directions=[cfg.direction] + ["minimize"] * (len(cfg.tuning.objectives) - 1) if multi else None,  # type: ignore[operator]
         direction=None if multi else cfg.direction,
-        sampler=optuna.samplers.TPESampler(seed=cfg.tuning.seed),
+        sampler=sampler,
         pruner=optuna.pruners.NopPruner() if multi else make_pruner(pruner_cfg, n_steps=cfg.tuning.n_steps),
         load_if_exists=True,
     )
+
+
+def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) -> Any:
+    """A CMA-ES sampler warm-started from the previous study's trials (``source_trials``), when
+    the search space is numeric and the same as the previous study's; else ``None``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from retune.config import CategoricalParam, parse_space
+    from retune.storage import lookup_storages
+
+    space = parse_space(ctx["space"]) if "space" in ctx else cfg.model.search_space
+    if any(isinstance(s, CategoricalParam) for s in space.values()):
+        log.info("transfer: CMA-ES needs a numeric space; enqueueing only")
+        return None
+    for storage in lookup_storages(settings, cfg.tuning):
+        try:
+            previous = optuna.load_study(study_name=ctx["transfer_from"], storage=storage)
+        except KeyError:
+            continue
+        wanted = tuning_distributions(space)
+        source = [t for t in previous.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.distributions == wanted]
+        if len(source) < 10:  # CMA-ES keeps the best 10% of the source trials: it needs at least 10
+            log.info(
+                "transfer: %d usable trials in %s (space changed or too few); enqueueing only", len(source), ctx["transfer_from"]
+            )
+            return None
+        log.info("transfer: CMA-ES from %d trials of %s", len(source), ctx["transfer_from"])
+        return optuna.samplers.CmaEsSampler(source_trials=source, seed=cfg.tuning.seed, warn_independent_sampling=False)
+    return None
+
+
+def tuning_distributions(space: dict[str, Any]) -> dict[str, Any]:
+    """The Optuna distributions of a search space."""
+    from retune.tuning import distributions
+
+    return distributions(space)
 
 
 def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
@@ -851,8 +906,13 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
     """Refit the winner, score challenger and champion on the same holdout, run the staging
     check in a fresh process and apply the gates.
 
+    Both models predict every holdout row; a paired bootstrap of those per-row predictions
+    (``validation.confidence``, ``validation.bootstrap_resamples``, seed ``tuning.seed``)
+    decides the ``significant_improvement`` gate. Only scores travel on; no rows leave here.
+
     Returns:
-        ``{"model_uri", "challenger", "champion", "champion_version", "gates", "passed", "params"}``.
+        ``{"model_uri", "challenger", "champion", "champion_version", "champion_error",
+        "bootstrap", "gates", "passed", "params"}``.
     """
     import mlflow
     import numpy as np
@@ -860,7 +920,7 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
 
     from retune import registry, tracking
     from retune.models import get_family
-    from retune.validation import apply_gates, gates_json, staging_check
+    from retune.validation import BootstrapResult, apply_gates, gates_json, paired_bootstrap, predict_scores, staging_check
 
     settings = settings or get_settings()
     cfg = load_named_config(ctx["config"], settings)
@@ -884,16 +944,30 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
     with threadpool_limits(limits=cfg.tuning.threads_per_trial):
         pipe.fit(tuning_df[features.columns], tuning_df[cfg.target])
         challenger = _score(pipe, metric, X_hold, y_hold)
+        challenger_scores = predict_scores(metric, pipe, X_hold)
     champion_version = registry.get_alias(cl, cfg.registry.model_name, registry.CHAMPION)
     champion: dict[str, float] | None = None
     champion_error = None
+    bootstrap: BootstrapResult | None = None
     if champion_version is not None:
         try:
-            champ_model = mlflow.sklearn.load_model(f"models:/{cfg.registry.model_name}@{registry.CHAMPION}")
+            # by version, not alias: the scores must be those of the version recorded below
+            champ_model = mlflow.sklearn.load_model(f"models:/{cfg.registry.model_name}/{champion_version.version}")
             champion = _score(champ_model, metric, X_hold, y_hold)
+            champion_scores = predict_scores(metric, champ_model, X_hold)
         except Exception as exc:  # noqa: BLE001 - a champion that cannot score new data is reported, not fatal
-            champion_error = f"champion v{champion_version.version} could not score the holdout: {exc}"
+            champion, champion_error = None, f"champion v{champion_version.version} could not score the holdout: {exc}"
             log.warning(champion_error)
+        else:
+            bootstrap = paired_bootstrap(
+                metric,
+                y_hold.to_numpy(),
+                champion_scores,
+                challenger_scores,
+                confidence=cfg.validation.confidence,
+                resamples=cfg.validation.bootstrap_resamples,
+                seed=cfg.tuning.seed,
+            )
     sample = X_hold.iloc[: cfg.validation.staging_sample_rows]
     with tracking.active_run(ctx["parent_run_id"]):
         info = mlflow.sklearn.log_model(
@@ -913,12 +987,27 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
         match = bool(np.allclose(np.asarray(got, dtype=float), np.asarray(expected, dtype=float), rtol=1e-6, atol=1e-9))
     else:
         match = [str(v) for v in got] == [str(v) for v in expected]
-    gates = apply_gates(cfg, metric, challenger=challenger, champion=champion, staging=staging, predictions_match=match)
+    gates = apply_gates(
+        cfg,
+        metric,
+        challenger=challenger,
+        champion=champion,
+        staging=staging,
+        predictions_match=match,
+        bootstrap=bootstrap,
+        champion_error=champion_error,
+    )
     passed = all(g.passed for g in gates)
     now_ms = int(_now().timestamp() * 1000)
     ml_metrics = [MlMetric(f"challenger_{k}", v, now_ms, 0) for k, v in challenger.items()]
     if champion:
         ml_metrics += [MlMetric(f"champion_{k}", v, now_ms, 0) for k, v in champion.items()]
+    if bootstrap is not None:
+        ml_metrics += [
+            MlMetric(f"bootstrap_{k}", float(getattr(bootstrap, k)), now_ms, 0)
+            for k in ("improvement", "lower_bound", "share_not_better")
+            if np.isfinite(getattr(bootstrap, k))
+        ]
     if staging.get("latency_ms_per_1k") is not None:
         ml_metrics.append(MlMetric("staging_latency_ms_per_1k", float(staging["latency_ms_per_1k"]), now_ms, 0))
     cl.log_batch(ctx["parent_run_id"], metrics=ml_metrics)
@@ -929,6 +1018,7 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
         "champion": champion,
         "champion_version": champion_version.version if champion_version else None,
         "champion_error": champion_error,
+        "bootstrap": bootstrap.to_json() if bootstrap is not None else None,
         "gates": gates_json(gates),
         "passed": passed,
     }
@@ -982,7 +1072,7 @@ def register(
     if not failed and (before is None or str(before.version) != str(version.version)):
         # Also on a retry that found the version already registered: a crash between
         # registering and promoting must not leave a model that passed every gate unpromoted.
-        registry.promote(cl, name, version.version)
+        registry.promote(cl, name, version.version, who=_mover(ctx), why=_promotion_reason(ctx, validation), key=ctx["key"])
         promoted = True
     elif failed:
         log.warning("%s version %s stays challenger: %s", name, version.version, reason)
@@ -1010,6 +1100,30 @@ def register(
         reason,
     )
     return result
+
+
+def _mover(ctx: dict[str, Any]) -> str:
+    """Who a retune's alias moves are recorded as: ``airflow:<dag_id>/<run_id>`` or ``python:<os user>``."""
+    from retune.registry import default_who
+
+    lineage = ctx.get("lineage") or {}
+    if lineage.get("dag_id") and lineage.get("run_id"):
+        return f"airflow:{lineage['dag_id']}/{lineage['run_id']}"
+    return default_who("python")
+
+
+def _promotion_reason(ctx: dict[str, Any], validation: dict[str, Any]) -> str:
+    """Why a retune promoted its challenger, for the alias history."""
+    why = f"retune {ctx['key']} ({ctx.get('trigger', 'manual')}): all gates passed"
+    boot = validation.get("bootstrap")
+    if boot:
+        why += (
+            f"; {boot['metric']} improvement {boot['improvement']:.4g}, {boot['confidence']:.0%} lower bound "
+            f"{boot['lower_bound']:.4g}, not better in {boot['share_not_better']:.1%} of resamples"
+        )
+    elif not validation.get("champion"):
+        why += "; no champion yet" if not validation.get("champion_error") else "; the champion could not score the holdout"
+    return why
 
 
 def render_summary(ctx: dict[str, Any], outcome: dict[str, Any], validation: dict[str, Any], result: dict[str, Any]) -> str:

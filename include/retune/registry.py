@@ -2,21 +2,40 @@
 
 Aliases: ``challenger`` marks the newest candidate, ``champion`` the model in production,
 ``previous_champion`` the one before it. ``champion`` only ever moves to a version that
-passed every gate, including loading and predicting in a fresh process. Registration is
-idempotent, keyed by the retune (``retune.key``): a rerun of a finished retune finds its
-version instead of registering a second one.
+passed every gate, including loading and predicting in a fresh process, or, by
+:func:`rollback`, back to ``previous_champion`` after that version loaded and predicted.
+Registration is idempotent, keyed by the retune (``retune.key``): a rerun of a finished
+retune finds its version instead of registering a second one.
+
+Every move of ``champion`` and ``previous_champion`` is recorded (who, when, why, from and
+to version) as a JSON list in the tag ``retune.alias_history`` of the registered model
+(oldest first, the newest 100 entries that fit the tag) and of each version it moved from
+or to, and the newest move as a line in the registered model's tag ``retune.last_alias_move``.
+
+Example:
+    >>> from retune import registry  # doctest: +SKIP
+    >>> registry.rollback(cl, "demo-demand", who="cli:ana", why="v7 over-forecasts")  # doctest: +SKIP
+    {'model_name': 'demo-demand', 'champion_before': '7', 'champion_after': '6', ...}
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
+import os
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from retune.errors import RegistryError
+
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+
+    from retune.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +44,14 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous_champion"
 KEY_TAG = "retune.key"
 PARAMS_TAG = "retune.params"
+HISTORY_TAG = "retune.alias_history"
+LAST_MOVE_TAG = "retune.last_alias_move"
+ROLLBACK_TAG = "retune.rollback"
+HISTORY_LIMIT = 100
+"""Entries kept in a ``retune.alias_history`` tag (the newest)."""
+MODEL_TAG_MAX_CHARS = 5000
+"""Registered-model tag values are ``VARCHAR(5000)`` in MLflow's SQL stores (PostgreSQL
+enforces it; version tags are ``TEXT``): the model's history drops its oldest entries to fit."""
 
 
 def get_alias(cl: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -105,8 +132,119 @@ def register(cl: MlflowClient, name: str, model_uri: str, *, key: str, tags: dic
     return version, True
 
 
-def promote(cl: MlflowClient, name: str, version: str) -> str | None:
-    """Move ``champion`` to ``version`` and ``previous_champion`` to the old champion.
+def default_who(kind: str = "python") -> str:
+    """``<kind>:<os user>``, e.g. ``cli:ana``: who moved an alias when nothing better is known."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        user = os.environ.get("USER") or (f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown")
+    return f"{kind}:{user}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _load_history(value: str | None) -> list[dict[str, Any]]:
+    if not value:
+        return []
+    try:
+        data = json.loads(value)
+    except ValueError:
+        log.warning("ignoring an unreadable %s tag", HISTORY_TAG)
+        return []
+    return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+
+def _dump(entries: list[dict[str, Any]]) -> str:
+    return json.dumps(entries, separators=(",", ":"), sort_keys=False)
+
+
+def _capped(entries: list[dict[str, Any]], *, max_chars: int | None) -> str:
+    entries = entries[-HISTORY_LIMIT:]
+    text = _dump(entries)
+    while max_chars is not None and len(text) > max_chars and len(entries) > 1:
+        entries = entries[1:]
+        text = _dump(entries)
+    return text
+
+
+def alias_history(cl: MlflowClient, name: str, version: str | int | None = None) -> list[dict[str, Any]]:
+    """The recorded alias moves of a registered model (or of one version), oldest first.
+
+    Each entry: ``alias``, ``from`` and ``to`` (versions as strings, ``from`` ``None`` for the
+    first), ``who``, ``when`` (ISO 8601 UTC), ``why``, ``action`` (``promote`` or
+    ``rollback``) and ``key`` (the retune or Airflow run that moved it, if any).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if version is None:
+            return _load_history(cl.get_registered_model(name).tags.get(HISTORY_TAG))
+        return _load_history(cl.get_model_version(name, str(version)).tags.get(HISTORY_TAG))
+    except MlflowException:
+        return []
+
+
+def _entry(
+    alias: str, old: str | None, new: str, *, who: str, why: str, action: str, key: str | None, when: str
+) -> dict[str, Any]:
+    return {
+        "alias": alias,
+        "from": old,
+        "to": new,
+        "who": who[:200],
+        "when": when,
+        "why": why[:300],
+        "action": action,
+        "key": key,
+    }
+
+
+def record_moves(cl: MlflowClient, name: str, entries: list[dict[str, Any]]) -> None:
+    """Append alias moves to the registered model's and the versions' history tags.
+
+    An entry whose ``key``, ``alias`` and ``to`` are already recorded (a retried task) is
+    not added again. The registered model's tag keeps the newest :data:`HISTORY_LIMIT`
+    entries that fit :data:`MODEL_TAG_MAX_CHARS`; each version's tag the newest
+    :data:`HISTORY_LIMIT` of its own moves.
+    """
+    model_history = alias_history(cl, name)
+    seen = {(e.get("key"), e.get("alias"), e.get("to")) for e in model_history if e.get("key")}
+    new = [e for e in entries if not e.get("key") or (e["key"], e["alias"], e["to"]) not in seen]
+    if not new:
+        return
+    cl.set_registered_model_tag(name, HISTORY_TAG, _capped(model_history + new, max_chars=MODEL_TAG_MAX_CHARS))
+    last = new[-1] if new[-1]["alias"] == CHAMPION else next((e for e in reversed(new) if e["alias"] == CHAMPION), new[-1])
+    line = f"{last['when']} {last['action']}: {last['alias']} {last['from']} -> {last['to']} by {last['who']}: {last['why']}"
+    cl.set_registered_model_tag(name, LAST_MOVE_TAG, line[:MODEL_TAG_MAX_CHARS])
+    for version in sorted({str(v) for e in new for v in (e["from"], e["to"]) if v is not None}, key=int):
+        mine = [e for e in new if version in (e["from"], e["to"])]
+        history = alias_history(cl, name, version)
+        cl.set_model_version_tag(name, version, HISTORY_TAG, _capped(history + mine, max_chars=None))
+    for e in new:
+        log.info("%s: %s %s -> %s (%s by %s: %s)", name, e["alias"], e["from"], e["to"], e["action"], e["who"], e["why"])
+
+
+def promote(
+    cl: MlflowClient,
+    name: str,
+    version: str | int,
+    *,
+    who: str | None = None,
+    why: str = "",
+    key: str | None = None,
+) -> str | None:
+    """Move ``champion`` to ``version`` and ``previous_champion`` to the old champion, and
+    record both moves in the alias history.
+
+    Args:
+        cl: MLflow client.
+        name: Registered model name.
+        version: The version to promote.
+        who: Who moves it, e.g. ``airflow:<dag_id>/<run_id>`` (default ``python:<os user>``).
+        why: Why, e.g. the gates' verdict.
+        key: The retune's key (a retried promotion is recorded once).
 
     Returns:
         The previous champion's version, if there was one.
@@ -114,8 +252,194 @@ def promote(cl: MlflowClient, name: str, version: str) -> str | None:
     old = get_alias(cl, name, CHAMPION)
     if old is not None and str(old.version) == str(version):
         return None
+    previous = get_alias(cl, name, PREVIOUS)
     if old is not None:
         cl.set_registered_model_alias(name, PREVIOUS, old.version)
     cl.set_registered_model_alias(name, CHAMPION, str(version))
     log.info("promoted %s version %s to %s (previous: %s)", name, version, CHAMPION, old.version if old else None)
+    who, why, when = who or default_who(), why or "promoted", _now()
+    entries = [
+        _entry(CHAMPION, str(old.version) if old else None, str(version), who=who, why=why, action="promote", key=key, when=when)
+    ]
+    if old is not None:
+        entries.append(
+            _entry(
+                PREVIOUS,
+                str(previous.version) if previous else None,
+                str(old.version),
+                who=who,
+                why=why,
+                action="promote",
+                key=key,
+                when=when,
+            )
+        )
+    record_moves(cl, name, entries)
     return str(old.version) if old else None
+
+
+def check_loads(cl: MlflowClient, name: str, version: str | int, *, sample: pd.DataFrame | None = None) -> int:
+    """Load a registered version (pyfunc, as a user would) and predict a tiny sample.
+
+    Args:
+        cl: MLflow client (its tracking and registry URI are used).
+        name: Registered model name.
+        version: The version.
+        sample: Feature rows (default: the model's logged input example).
+
+    Returns:
+        The number of rows predicted.
+
+    Raises:
+        RegistryError: If the version does not load, has nothing to predict, or predicts
+            the wrong number of rows or non-finite values.
+    """
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(cl.tracking_uri)
+    mlflow.set_registry_uri(getattr(cl, "_registry_uri", None) or cl.tracking_uri)
+    what = f"{name} version {version}"
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the answer
+        raise RegistryError(f"{what} does not load: {type(exc).__name__}: {str(exc)[:500]}") from exc
+    rows = sample if sample is not None else model.input_example
+    if rows is None or len(rows) == 0:
+        raise RegistryError(f"{what} has no input example to check that it predicts; pass a sample")
+    try:
+        predictions = np.asarray(model.predict(rows))
+    except Exception as exc:  # noqa: BLE001
+        raise RegistryError(f"{what} loads but does not predict: {type(exc).__name__}: {str(exc)[:500]}") from exc
+    if len(predictions) != len(rows):
+        raise RegistryError(f"{what} predicted {len(predictions)} values for {len(rows)} rows")
+    if predictions.dtype.kind in "fc" and not np.all(np.isfinite(predictions)):
+        raise RegistryError(f"{what} predicts non-finite values")
+    return len(rows)
+
+
+def rollback(
+    cl: MlflowClient,
+    name: str,
+    *,
+    who: str,
+    why: str,
+    key: str | None = None,
+    sample: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Move ``champion`` back to ``previous_champion`` in one step, and ``previous_champion``
+    to the version that was champion, so a second rollback undoes the first.
+
+    The target version must load and predict a tiny sample first (:func:`check_loads`);
+    otherwise nothing moves. Both moves are recorded in the alias history.
+
+    Args:
+        cl: MLflow client.
+        name: Registered model name.
+        who: Who rolls back, e.g. ``cli:<os user>`` or ``airflow:<dag_id>/<run_id>``.
+        why: Why (recorded).
+        key: Makes a retried rollback idempotent (e.g. the Airflow run): a rollback with a key
+            already carried out is not repeated, one interrupted half-way is completed.
+        sample: Feature rows to check the target with (default: its logged input example).
+
+    Returns:
+        ``{"model_name", "champion_before", "champion_after", "previous_champion_after",
+        "who", "why", "when", "repeated"}``.
+
+    Raises:
+        RegistryError: No champion or no previous champion, or the target does not load and
+            predict (the champion is then unchanged).
+    """
+    champion = get_alias(cl, name, CHAMPION)
+    previous = get_alias(cl, name, PREVIOUS)
+    started = _pending_rollback(cl, name, key)
+    if started is not None and champion is not None and str(champion.version) == started["to"]:
+        # the first attempt moved champion already: finish, never undo it
+        if previous is None or str(previous.version) != started["from"]:
+            cl.set_registered_model_alias(name, PREVIOUS, started["from"])
+        return _finish_rollback(cl, name, started, who=who, why=why, key=key, repeated=True)
+    if champion is None:
+        raise RegistryError(f"{name} has no champion: nothing to roll back")
+    if previous is None:
+        raise RegistryError(f"{name} has no previous_champion to roll back to (champion is version {champion.version})")
+    if str(previous.version) == str(champion.version):
+        raise RegistryError(f"{name}: previous_champion and champion are both version {champion.version}")
+    target, current = str(previous.version), str(champion.version)
+    check_loads(cl, name, target, sample=sample)
+    plan = {"key": key, "from": current, "to": target, "when": _now()}
+    if key:
+        cl.set_registered_model_tag(name, ROLLBACK_TAG, json.dumps(plan))
+    cl.set_registered_model_alias(name, CHAMPION, target)
+    cl.set_registered_model_alias(name, PREVIOUS, current)
+    return _finish_rollback(cl, name, plan, who=who, why=why, key=key, repeated=False)
+
+
+def _pending_rollback(cl: MlflowClient, name: str, key: str | None) -> dict[str, Any] | None:
+    from mlflow.exceptions import MlflowException
+
+    if not key:
+        return None
+    try:
+        value = cl.get_registered_model(name).tags.get(ROLLBACK_TAG)
+    except MlflowException:
+        return None
+    try:
+        plan = json.loads(value) if value else None
+    except ValueError:
+        return None
+    return plan if isinstance(plan, dict) and plan.get("key") == key else None
+
+
+def _finish_rollback(
+    cl: MlflowClient, name: str, plan: dict[str, Any], *, who: str, why: str, key: str | None, repeated: bool
+) -> dict[str, Any]:
+    current, target, when = plan["from"], plan["to"], plan["when"]
+    why = why or "rollback"
+    record_moves(
+        cl,
+        name,
+        [
+            _entry(CHAMPION, current, target, who=who, why=why, action="rollback", key=key, when=when),
+            _entry(PREVIOUS, target, current, who=who, why=why, action="rollback", key=key, when=when),
+        ],
+    )
+    log.info("rolled %s back: champion %s -> %s, previous_champion %s", name, current, target, current)
+    return {
+        "model_name": name,
+        "champion_before": current,
+        "champion_after": target,
+        "previous_champion_after": current,
+        "who": who,
+        "why": why,
+        "when": when,
+        "repeated": repeated,
+    }
+
+
+def rollback_model(
+    config_name: str, *, who: str, why: str, key: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """:func:`rollback` the registered model of a model config (``registry.model_name``).
+
+    Args:
+        config_name: The model config (``<config_dir>/<name>.yaml``).
+        who: Who rolls back.
+        why: Why.
+        key: Idempotency key of the request (e.g. ``<dag_id>/<run_id>``).
+        settings: State locations.
+
+    Returns:
+        As :func:`rollback`.
+
+    Raises:
+        ConfigError: Unknown or invalid config.
+        RegistryError: As :func:`rollback`.
+    """
+    from retune import tracking
+    from retune.pipeline import load_named_config
+    from retune.settings import get_settings
+
+    settings = settings or get_settings()
+    cfg = load_named_config(config_name, settings)
+    cl = tracking.client(settings)
+    return rollback(cl, cfg.registry.model_name, who=who, why=why, key=key)

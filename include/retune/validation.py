@@ -4,6 +4,11 @@ The winner is refit on the tuning data, logged to MLflow, loaded back in a fresh
 (as a user would load it) and scored there on a sample of the holdout: that is the staging
 check. Then the gates of the config are applied with MLflow's ``MetricThreshold`` and
 ``validate_evaluation_results``, one gate at a time so each verdict is recorded.
+
+The comparison with the champion is also statistical (gate ``significant_improvement``): a
+paired bootstrap resamples the holdout rows with replacement, scores both models on the
+same resampled rows and keeps the challenger only if the lower confidence bound of its
+improvement is above zero, so noise alone never promotes (:func:`paired_bootstrap`).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from retune.config import RetuneConfig
 from retune.metrics import Metric
@@ -30,11 +37,12 @@ LATENCY = "latency_ms_per_1k"
 
 @dataclass(frozen=True)
 class Gate:
-    """One gate's verdict."""
+    """One gate's verdict (``data``: numbers behind it, e.g. the bootstrap interval)."""
 
     name: str
     passed: bool
     detail: str
+    data: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 def latency_ms_per_1k(model: Any, X: pd.DataFrame, *, repeats: int = 3) -> float:
@@ -101,6 +109,284 @@ def staging_check(model_uri: str, sample: pd.DataFrame, *, tracking_uri: str, ti
     return result
 
 
+# --------------------------------------------------------------------------- paired bootstrap
+
+PER_ROW_METRICS = frozenset({"mae", "rmse", "mape", "accuracy", "log_loss"})
+"""Metrics that are a mean (``rmse``: the root of a mean) of per-row losses."""
+
+_CELLS_PER_CHUNK = 4_000_000  # resamples x rows held in memory at once
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """A paired bootstrap of the challenger's improvement over the champion.
+
+    ``improvement`` is ``champion - challenger`` for a metric to minimize and
+    ``challenger - champion`` for one to maximize: positive means the challenger is better.
+
+    Attributes:
+        metric: The metric name.
+        direction: ``minimize`` or ``maximize``.
+        method: ``per-row losses`` or ``metric recomputed on each resample``.
+        rows: Holdout rows resampled.
+        resamples: Resamples drawn.
+        valid_resamples: Resamples on which the metric was defined (e.g. both classes present).
+        confidence: The confidence level.
+        seed: The random seed of the resampling.
+        champion: The champion's metric on the whole holdout.
+        challenger: The challenger's metric on the whole holdout.
+        improvement: The improvement on the whole holdout.
+        lower_bound: One-sided lower confidence bound of the improvement (the
+            ``1 - confidence`` quantile of the resampled improvements).
+        interval: Two-sided percentile interval of the improvement at ``confidence``.
+        share_not_better: Share of the resamples where the challenger was not better
+            (improvement <= 0): a one-sided bootstrap p-value.
+    """
+
+    metric: str
+    direction: str
+    method: str
+    rows: int
+    resamples: int
+    valid_resamples: int
+    confidence: float
+    seed: int
+    champion: float
+    challenger: float
+    improvement: float
+    lower_bound: float
+    interval: tuple[float, float]
+    share_not_better: float
+
+    @property
+    def significant(self) -> bool:
+        """The lower confidence bound of the improvement is above zero."""
+        return bool(np.isfinite(self.lower_bound) and self.lower_bound > 0)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (the interval as a list)."""
+        data = asdict(self)
+        data["interval"] = [float(v) for v in self.interval]
+        data["significant"] = self.significant
+        return data
+
+    def describe(self) -> str:
+        """One line for the gate detail."""
+        pct = f"{self.confidence:.0%}" if round(self.confidence * 100, 6).is_integer() else f"{self.confidence:.3%}"
+        return (
+            f"improvement {self.improvement:.4g}, {pct} lower bound {self.lower_bound:.4g} "
+            f"({'> 0' if self.significant else '<= 0: could be noise'}; two-sided {pct} interval "
+            f"[{self.interval[0]:.4g}, {self.interval[1]:.4g}]); not better in {self.share_not_better:.1%} of "
+            f"{self.valid_resamples} paired resamples of {self.rows} holdout rows ({self.method})"
+        )
+
+
+def predict_scores(metric: Metric, model: Any, X: pd.DataFrame) -> np.ndarray:
+    """What ``metric`` scores for each row: labels or values, or probabilities for
+    ``needs_proba`` metrics (the positive class's column for a binary target), exactly as
+    :meth:`retune.metrics.Metric.score` does."""
+    if metric.needs_proba:
+        proba = np.asarray(model.predict_proba(X))
+        return proba[:, 1] if proba.shape[1] == 2 else proba
+    return np.asarray(model.predict(X))
+
+
+def _per_row(metric: str, y: np.ndarray, score: np.ndarray) -> np.ndarray | None:
+    """Per-row losses whose mean is the metric (for ``rmse`` the mean of squares), or ``None``."""
+    if metric == "mae":
+        return np.abs(y.astype(float) - score.astype(float))
+    if metric == "rmse":
+        return (y.astype(float) - score.astype(float)) ** 2
+    if metric == "mape":
+        yf = y.astype(float)
+        return np.abs(score.astype(float) - yf) / np.maximum(np.abs(yf), np.finfo(np.float64).eps)
+    if metric == "accuracy":
+        return (y == score).astype(float)
+    if metric == "log_loss":
+        labels = np.unique(y)
+        if score.ndim != 1 or len(labels) != 2:
+            return None  # multi-class: recomputed on each resample instead
+        p = score.astype(float)
+        eps = np.finfo(p.dtype).eps
+        p = np.clip(p, eps, 1 - eps)
+        return -np.where(y == labels[1], np.log(p), np.log1p(-p))
+    return None
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each row appears in each resample (``idx``: resamples x rows)."""
+    b = idx.shape[0]
+    flat = (idx + (np.arange(b)[:, None] * n)).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(float)
+
+
+def _auc_on_counts(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Binary ROC AUC of each resample (rows weighted by their counts); ties count half."""
+    labels = np.unique(y)
+    positive = (y == labels[-1]).astype(float)
+    order = np.argsort(score, kind="mergesort")
+    sorted_score = score[order]
+    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])  # groups of tied scores
+    c = counts[:, order]
+    pos = np.add.reduceat(c * positive[order], starts, axis=1)
+    neg = np.add.reduceat(c * (1.0 - positive[order]), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def _vectorized(metric: str, y: np.ndarray, score: np.ndarray) -> Any:
+    """A function ``counts -> metric per resample`` for metrics that are recomputed exactly
+    from row counts, or ``None`` (then the metric function runs on each resample)."""
+    n = len(y)
+    losses = _per_row(metric, y, score)
+    if losses is not None:
+        if metric == "rmse":
+            return lambda c: np.sqrt(c @ losses / n)
+        return lambda c: c @ losses / n
+    if metric == "r2" and score.ndim == 1:
+        yf, sf = y.astype(float), score.astype(float)
+        sq = (yf - sf) ** 2
+
+        def r2(c: np.ndarray) -> np.ndarray:
+            total = c @ (yf**2) - (c @ yf) ** 2 / n
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = 1.0 - (c @ sq) / total
+            return np.where(total > 1e-12 * max(1.0, float(np.max(yf**2))), out, np.nan)
+
+        return r2
+    if metric == "roc_auc" and score.ndim == 1 and len(np.unique(y)) == 2:
+        return lambda c: _auc_on_counts(y, score.astype(float), c)
+    if metric == "balanced_accuracy":
+        classes = np.unique(y)
+        hit = np.stack([(y == k) & (score == k) for k in classes]).astype(float)  # classes x rows
+        member = np.stack([y == k for k in classes]).astype(float)
+
+        def balanced(c: np.ndarray) -> np.ndarray:
+            support = c @ member.T
+            with np.errstate(invalid="ignore", divide="ignore"):
+                recall = (c @ hit.T) / support
+            return np.nanmean(np.where(support > 0, recall, np.nan), axis=1)
+
+        return balanced
+    if metric == "f1" and set(np.unique(y).tolist()) <= {0, 1} and set(np.unique(score).tolist()) <= {0, 1}:
+        tp = ((y == 1) & (score == 1)).astype(float)
+        fp = ((y != 1) & (score == 1)).astype(float)
+        fn = ((y == 1) & (score != 1)).astype(float)
+
+        def f1(c: np.ndarray) -> np.ndarray:
+            num = 2 * (c @ tp)
+            den = num + c @ fp + c @ fn
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(den > 0, num / den, 0.0)
+
+        return f1
+    return None
+
+
+def metric_on_resamples(metric: Metric, y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The metric on each resample (``idx``: resamples x rows of row indices).
+
+    Per-row metrics average their per-row losses; the others are recomputed on the rows of
+    each resample (in closed form from the row counts for ``r2``, binary ``roc_auc``,
+    ``balanced_accuracy`` and binary ``f1``, else by calling the metric). A resample on
+    which the metric is undefined (for example one class only) gives ``nan``.
+    """
+    fast = _vectorized(metric.name, y, score)
+    if fast is not None:
+        return np.asarray(fast(_counts(idx, len(y))), dtype=float)
+    import warnings
+
+    out = np.full(idx.shape[0], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, rows in enumerate(idx):
+            try:
+                out[i] = metric.fn(y[rows], score[rows])
+            except ValueError:
+                continue
+    return out
+
+
+def paired_bootstrap(
+    metric: Metric,
+    y: Any,
+    champion_scores: Any,
+    challenger_scores: Any,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Paired bootstrap of the challenger's improvement over the champion on one holdout.
+
+    Each resample draws the holdout rows with replacement; both models are scored on the
+    same drawn rows (paired), so what the resamples vary is only which rows count.
+
+    Args:
+        metric: The model metric.
+        y: The holdout target.
+        champion_scores: The champion's :func:`predict_scores` on the holdout.
+        challenger_scores: The challenger's :func:`predict_scores` on the same rows.
+        confidence: Confidence level of the bounds (e.g. 0.95).
+        resamples: Bootstrap resamples.
+        seed: Random seed (the same seed gives the same result).
+
+    Returns:
+        The observed improvement, its lower bound and interval, and the share of resamples
+        where the challenger was not better.
+
+    Raises:
+        ValueError: If the inputs differ in length or the holdout is empty.
+    """
+    y_arr = np.asarray(y)
+    champ = np.asarray(champion_scores)
+    chall = np.asarray(challenger_scores)
+    n = len(y_arr)
+    if n == 0 or len(champ) != n or len(chall) != n:
+        raise ValueError(
+            f"paired bootstrap needs per-row scores of both models on the same rows: {n}, {len(champ)}, {len(chall)}"
+        )
+    sign = 1.0 if metric.greater_is_better else -1.0
+    champion_value, challenger_value = float(metric.fn(y_arr, champ)), float(metric.fn(y_arr, chall))
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, _CELLS_PER_CHUNK // n))
+    diffs = []
+    done = 0
+    while done < resamples:
+        b = min(chunk, resamples - done)
+        idx = rng.integers(0, n, size=(b, n))
+        diffs.append(sign * (metric_on_resamples(metric, y_arr, chall, idx) - metric_on_resamples(metric, y_arr, champ, idx)))
+        done += b
+    diff = np.concatenate(diffs)
+    diff = diff[np.isfinite(diff)]
+    valid = len(diff)
+    if valid < max(10, resamples // 2):  # the metric is undefined on too many resamples: no evidence
+        lower, interval, share = float("nan"), (float("nan"), float("nan")), 1.0
+    else:
+        lower = float(np.quantile(diff, 1.0 - confidence))
+        interval = (float(np.quantile(diff, (1.0 - confidence) / 2)), float(np.quantile(diff, (1.0 + confidence) / 2)))
+        share = float(np.mean(diff <= 0))
+    return BootstrapResult(
+        metric=metric.name,
+        direction=metric.direction,
+        method="per-row losses" if _per_row(metric.name, y_arr, chall) is not None else "metric recomputed on each resample",
+        rows=n,
+        resamples=resamples,
+        valid_resamples=valid,
+        confidence=confidence,
+        seed=seed,
+        champion=champion_value,
+        challenger=challenger_value,
+        improvement=sign * (challenger_value - champion_value),
+        lower_bound=lower,
+        interval=interval,
+        share_not_better=share,
+    )
+
+
 def _gate(name: str, thresholds: dict[str, Any], candidate: dict[str, float], baseline: dict[str, float] | None) -> Gate:
     from mlflow.exceptions import MlflowException
     from mlflow.models.evaluation import EvaluationResult
@@ -125,8 +411,15 @@ def apply_gates(
     champion: dict[str, float] | None,
     staging: dict[str, Any],
     predictions_match: bool,
+    bootstrap: BootstrapResult | None = None,
+    champion_error: str | None = None,
 ) -> list[Gate]:
     """Apply every gate of the config.
+
+    Gates, in order: ``staging_load``, ``beats_champion`` (``min_improvement`` and
+    ``min_absolute_improvement`` with MLflow's ``MetricThreshold``), ``significant_improvement``
+    (the paired bootstrap's lower confidence bound of the improvement is above zero, and
+    ``beats_champion`` passed), then ``metric_threshold`` and ``latency`` when configured.
 
     Args:
         cfg: The model config (``validation`` section).
@@ -135,6 +428,9 @@ def apply_gates(
         champion: The champion's holdout metrics, or ``None`` if there is no champion.
         staging: The result of :func:`staging_check`.
         predictions_match: Whether the fresh process predicted what the trained model did.
+        bootstrap: The paired bootstrap of both models on the holdout (:func:`paired_bootstrap`);
+            with a champion and no bootstrap, ``significant_improvement`` fails.
+        champion_error: Why an existing champion could not be scored (then ``champion`` is ``None``).
 
     Returns:
         One verdict per gate.
@@ -178,6 +474,7 @@ def apply_gates(
             )
     else:
         gates.append(Gate("beats_champion", True, "no champion yet"))
+    gates.append(_significance_gate(metric, champion, gates[-1], bootstrap, champion_error))
     if v.metric_threshold is not None:
         gates.append(
             _gate(
@@ -202,6 +499,28 @@ def apply_gates(
     return gates
 
 
+def _significance_gate(
+    metric: Metric, champion: dict[str, float] | None, beats: Gate, bootstrap: BootstrapResult | None, champion_error: str | None
+) -> Gate:
+    name = "significant_improvement"
+    if champion is None:
+        return Gate(name, True, "no champion yet" if not champion_error else f"no champion to compare with: {champion_error}")
+    if bootstrap is None:
+        return Gate(name, False, "no per-row predictions of both models on the holdout: the improvement could be noise")
+    data = bootstrap.to_json()
+    if not bootstrap.significant:
+        return Gate(name, False, f"{metric.name}: {bootstrap.describe()}", data)
+    if not beats.passed:
+        return Gate(name, False, f"{metric.name}: {bootstrap.describe()}; but the min_improvement gate failed", data)
+    return Gate(name, True, f"{metric.name}: {bootstrap.describe()}", data)
+
+
 def gates_json(gates: list[Gate]) -> list[dict[str, Any]]:
-    """Gates as JSON."""
-    return [asdict(g) for g in gates]
+    """Gates as JSON (``data`` only where a gate has it)."""
+    out = []
+    for g in gates:
+        item = asdict(g)
+        if item["data"] is None:
+            item.pop("data")
+        out.append(item)
+    return out

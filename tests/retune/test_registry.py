@@ -173,3 +173,92 @@ def test_register_refuses_a_key_that_cannot_be_matched_safely(mlflow_env) -> Non
     with pytest.raises(ValueError, match="retune key"):
         registry.register(cl, name, uri, key="manual__it's", tags={})
     assert len(versions(cl, name)) == 0
+
+
+# --------------------------------------------------------------------------- alias history
+
+
+def test_promote_records_who_when_why_from_and_to(mlflow_env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    cl, uri = mlflow_env
+    name = "unit-history"
+    v1, _ = registry.register(cl, name, uri, key="h1", tags={})
+    v2, _ = registry.register(cl, name, uri, key="h2", tags={})
+    v3, _ = registry.register(cl, name, uri, key="h3", tags={})
+    s1, s2, s3 = str(v1.version), str(v2.version), str(v3.version)
+    registry.promote(cl, name, s1, who="airflow:retune_model/run-1", why="first model", key="h1")
+    registry.promote(cl, name, s2, who="airflow:retune_model/run-2", why="mae 10 -> 8", key="h2")
+    registry.promote(cl, name, s3, why="by hand")
+
+    history = registry.alias_history(cl, name)
+    moves = [(e["alias"], e["from"], e["to"]) for e in history]
+    assert moves == [
+        ("champion", None, s1),
+        ("champion", s1, s2),
+        ("previous_champion", None, s1),
+        ("champion", s2, s3),
+        ("previous_champion", s1, s2),
+    ]
+    assert [e["who"] for e in history[:3]] == ["airflow:retune_model/run-1"] + ["airflow:retune_model/run-2"] * 2
+    assert history[1]["why"] == "mae 10 -> 8" and history[1]["action"] == "promote" and history[1]["key"] == "h2"
+    assert history[-1]["who"].startswith("python:") and history[-1]["why"] == "by hand"
+    for e in history:
+        when = datetime.fromisoformat(e["when"])
+        assert when.tzinfo is not None and abs(datetime.now(UTC) - when) < timedelta(minutes=5)
+
+    # the same moves on the versions they touched (model-version tags)
+    assert [(e["alias"], e["from"], e["to"]) for e in registry.alias_history(cl, name, s1)] == [
+        ("champion", None, s1),
+        ("champion", s1, s2),
+        ("previous_champion", None, s1),
+        ("previous_champion", s1, s2),
+    ]
+    assert [(e["alias"], e["to"]) for e in registry.alias_history(cl, name, s3)] == [("champion", s3)]
+    raw = cl.get_model_version(name, s2).tags[registry.HISTORY_TAG]
+    assert isinstance(json.loads(raw), list)
+    # and an MLflow-visible line for the newest champion move
+    tags = cl.get_registered_model(name).tags
+    assert tags[registry.LAST_MOVE_TAG].endswith(f"promote: champion {s2} -> {s3} by {history[-1]['who']}: by hand")
+    assert json.loads(tags[registry.HISTORY_TAG]) == history
+
+
+def test_repromoting_the_champion_records_nothing(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    name = "unit-history-noop"
+    v1, _ = registry.register(cl, name, uri, key="n1", tags={})
+    registry.promote(cl, name, str(v1.version), who="t", why="w")
+    registry.promote(cl, name, str(v1.version), who="t", why="again")
+    assert len(registry.alias_history(cl, name)) == 1
+
+
+def test_a_retried_move_with_the_same_key_is_recorded_once(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    name = "unit-history-dedupe"
+    v1, _ = registry.register(cl, name, uri, key="d1", tags={})
+    registry.promote(cl, name, str(v1.version), who="t", why="w", key="d1")
+    entry = registry.alias_history(cl, name)[0]
+    registry.record_moves(cl, name, [dict(entry)])  # a retry after the aliases moved
+    assert registry.alias_history(cl, name) == [entry]
+
+
+def test_history_keeps_the_newest_100_entries_within_the_tag_limit(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    name = "unit-history-cap"
+    v1, _ = registry.register(cl, name, uri, key="c1", tags={})
+    v2, _ = registry.register(cl, name, uri, key="c2", tags={})
+    s1, s2 = str(v1.version), str(v2.version)
+    entries = [
+        {"alias": "champion", "from": s1, "to": s2, "who": "t", "when": f"2025-01-01T{i // 60:02d}:{i % 60:02d}:00+00:00"}
+        | {"why": str(i), "action": "promote", "key": None}
+        for i in range(150)
+    ]
+    registry.record_moves(cl, name, entries)
+    model_tag = cl.get_registered_model(name).tags[registry.HISTORY_TAG]
+    kept = registry.alias_history(cl, name)
+    assert len(model_tag) <= registry.MODEL_TAG_MAX_CHARS, "fits PostgreSQL's VARCHAR(5000) of registered-model tags"
+    assert 0 < len(kept) <= registry.HISTORY_LIMIT and kept[-1]["why"] == "149", "the newest are kept, oldest dropped"
+    assert [e["why"] for e in kept] == [str(i) for i in range(150 - len(kept), 150)]
+    per_version = registry.alias_history(cl, name, s2)  # version tags are TEXT: the full 100
+    assert len(per_version) == registry.HISTORY_LIMIT and per_version[0]["why"] == "50"
+    assert registry.alias_history(cl, "no-such-model") == []

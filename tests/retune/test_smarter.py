@@ -114,3 +114,27 @@ def test_a_model_without_history_is_seeded_from_the_nearest_past_task(tmp_path: 
     assert [s["source"] for s in seeded["seeds"]] == ["meta:alpha"]
     cl = tracking.client(get_settings())
     assert cl.get_run(second["parent_run_id"]).data.tags["retune.similar_tasks"] == "alpha"
+
+
+@pytest.mark.slow
+def test_sampler_transfer_starts_cmaes_from_the_previous_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retune import pipeline
+    from retune.settings import get_settings
+
+    _setup(
+        tmp_path,
+        monkeypatch,
+        {"gamma": {"tuning": {"n_trials": 12, "transfer": "cmaes", "pruner": {"type": "none", "args": {}}}}},
+    )
+    first = pipeline.prepare("gamma", window_kind="reference", key="gamma-1")
+    assert first["transfer_from"] is None, "nothing to transfer from yet"
+    pipeline.warm_start(first)
+    pipeline.tune(first)
+    second = pipeline.prepare("gamma", window_kind="reference", key="gamma-2")
+    assert second["transfer_from"] == first["study_name"]
+    from retune.pipeline import _create_study, load_named_config
+
+    study = _create_study(load_named_config("gamma"), second, get_settings())
+    assert type(study.sampler).__name__ == "CmaEsSampler"
+    second["transfer_from"] = None
+    assert type(_create_study(load_named_config("gamma"), second, get_settings()).sampler).__name__ == "TPESampler"

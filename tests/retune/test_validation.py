@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from retune.metrics import get_metric
-from retune.validation import LATENCY, Gate, apply_gates, gates_json, latency_ms_per_1k
+from retune.validation import (
+    LATENCY,
+    Gate,
+    apply_gates,
+    gates_json,
+    latency_ms_per_1k,
+    metric_on_resamples,
+    paired_bootstrap,
+    predict_scores,
+)
 
 OK = {"ok": True, "error": None, "predictions": [1.0]}
 
@@ -24,7 +34,17 @@ def gate_cfg(make_cfg):
     return build
 
 
-def run_gates(cfg, metric_name: str, challenger: float, champion: float | None, *, latency: float = 1.0, staging=OK, match=True):
+def run_gates(
+    cfg,
+    metric_name: str,
+    challenger: float,
+    champion: float | None,
+    *,
+    latency: float = 1.0,
+    staging=OK,
+    match=True,
+    bootstrap=None,
+):
     metric = get_metric(metric_name, "regression")
     return apply_gates(
         cfg,
@@ -33,6 +53,7 @@ def run_gates(cfg, metric_name: str, challenger: float, champion: float | None, 
         champion=None if champion is None else {metric_name: champion, LATENCY: latency},
         staging=staging,
         predictions_match=match,
+        bootstrap=bootstrap,
     )
 
 
@@ -148,11 +169,15 @@ def test_predictions_that_differ_fail_the_staging_gate(gate_cfg) -> None:
 
 def test_all_gates_in_order_and_as_json(gate_cfg) -> None:
     cfg = gate_cfg(min_improvement=0.01, metric_threshold=5.0, max_latency_ms_per_1k=10.0)
-    gates = run_gates(cfg, "mae", 2.0, 3.0, latency=5.0)
-    assert [g.name for g in gates] == ["staging_load", "beats_champion", "metric_threshold", "latency"]
+    y, champ, chall = _pairs(np.random.default_rng(1), 400, champion_noise=3.0, challenger_noise=2.0)
+    boot = paired_bootstrap(MAE, y, champ, chall, seed=7)
+    gates = run_gates(cfg, "mae", boot.challenger, boot.champion, latency=5.0, bootstrap=boot)
+    assert [g.name for g in gates] == ["staging_load", "beats_champion", "significant_improvement", "metric_threshold", "latency"]
     assert all(g.passed for g in gates)
     data = gates_json(gates)
     assert data[0] == {"name": "staging_load", "passed": True, "detail": "predictions match"}
+    assert set(data[2]["data"]) >= {"lower_bound", "interval", "share_not_better", "confidence", "resamples", "improvement"}
+    assert json.loads(json.dumps(data)) == data, "gates.json is plain JSON"
 
 
 # --------------------------------------------------------------------------- latency
@@ -172,3 +197,243 @@ def test_latency_is_the_median_per_thousand_rows(monkeypatch: pytest.MonkeyPatch
 
     assert latency_ms_per_1k(Model(), pd.DataFrame({"x": range(500)})) == pytest.approx(8.0)  # 4 ms / 500 rows
     assert calls == [500, 500, 500]
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+
+MAE = get_metric("mae", "regression")
+R2 = get_metric("r2", "regression")
+AUC = get_metric("roc_auc", "classification")
+
+
+def _pairs(rng: np.random.Generator, n: int, *, champion_noise: float, challenger_noise: float):
+    """A regression holdout and two models' predictions with independent errors of given sizes."""
+    y = rng.normal(50.0, 10.0, n)
+    return y, y + rng.normal(0, champion_noise, n), y + rng.normal(0, challenger_noise, n)
+
+
+def _significance(cfg, metric, y, champ, chall, *, seed: int = 7, **kwargs) -> Gate:
+    boot = paired_bootstrap(metric, y, champ, chall, seed=seed, **kwargs)
+    gates = apply_gates(
+        cfg,
+        metric,
+        challenger={metric.name: boot.challenger, LATENCY: 1.0},
+        champion={metric.name: boot.champion, LATENCY: 1.0},
+        staging=OK,
+        predictions_match=True,
+        bootstrap=boot,
+    )
+    return next(g for g in gates if g.name == "significant_improvement")
+
+
+@pytest.mark.parametrize("metric", [MAE, R2])
+def test_champion_plus_noise_never_passes_at_95(gate_cfg, metric) -> None:
+    """The challenger is the champion's predictions plus noise: never significantly better."""
+    cfg = gate_cfg(metric.name, min_improvement=0.0)
+    rng = np.random.default_rng(11)
+    for case in range(60):
+        y, champ, _ = _pairs(rng, 150, champion_noise=4.0, challenger_noise=0.0)
+        chall = champ + rng.normal(0, 2.5, len(y))
+        gate = _significance(cfg, metric, y, champ, chall, seed=case)
+        assert gate.passed is False, gate.detail
+
+
+def test_an_identical_challenger_never_passes(gate_cfg) -> None:
+    y, champ, _ = _pairs(np.random.default_rng(3), 200, champion_noise=2.0, challenger_noise=0.0)
+    gate = _significance(gate_cfg(min_improvement=0.0), MAE, y, champ, champ.copy())
+    assert gate.passed is False
+    assert gate.data is not None and gate.data["lower_bound"] == 0.0 and gate.data["share_not_better"] == 1.0
+
+
+def test_equally_good_models_pass_at_most_the_error_rate(gate_cfg) -> None:
+    """Two independent models of the same quality (only noise differs): the point comparison
+    prefers the challenger half the time; the gate at 95% about 5% of the time at most."""
+    cfg = gate_cfg(min_improvement=0.0)
+    rng = np.random.default_rng(5)
+    passed = looks_better = 0
+    for case in range(200):
+        y, champ, chall = _pairs(rng, 120, champion_noise=2.0, challenger_noise=2.0)
+        looks_better += MAE.better(MAE.fn(y, chall), MAE.fn(y, champ))
+        passed += _significance(cfg, MAE, y, champ, chall, seed=case, resamples=200).passed
+    assert 70 <= looks_better <= 130, looks_better
+    assert passed <= 0.08 * 200, passed
+
+
+@pytest.mark.parametrize("metric", [MAE, R2])
+def test_a_clearly_better_challenger_passes_the_bootstrap(gate_cfg, metric) -> None:
+    y, champ, chall = _pairs(np.random.default_rng(2), 300, champion_noise=4.0, challenger_noise=2.0)
+    gate = _significance(gate_cfg(metric.name, min_improvement=0.01), metric, y, champ, chall)
+    assert gate.passed is True, gate.detail
+    assert gate.data is not None and gate.data["lower_bound"] > 0 and gate.data["improvement"] > gate.data["lower_bound"]
+    assert gate.data["share_not_better"] < 0.05
+    assert gate.data["direction"] == metric.direction
+    if metric.greater_is_better:  # improvement = challenger - champion for maximize
+        assert gate.data["improvement"] == pytest.approx(gate.data["challenger"] - gate.data["champion"])
+    else:  # champion - challenger for minimize
+        assert gate.data["improvement"] == pytest.approx(gate.data["champion"] - gate.data["challenger"])
+    assert "lower bound" in gate.detail and "interval" in gate.detail and "paired resamples" in gate.detail
+
+
+@pytest.mark.parametrize("metric", [MAE, R2])
+def test_a_clearly_worse_challenger_fails_the_bootstrap(gate_cfg, metric) -> None:
+    y, champ, chall = _pairs(np.random.default_rng(2), 300, champion_noise=2.0, challenger_noise=4.0)
+    gate = _significance(gate_cfg(metric.name), metric, y, champ, chall)
+    assert gate.passed is False
+    assert gate.data is not None and gate.data["improvement"] < 0 and gate.data["share_not_better"] > 0.95
+
+
+def test_significant_but_below_min_improvement_fails(gate_cfg) -> None:
+    y, champ, chall = _pairs(np.random.default_rng(2), 2000, champion_noise=3.0, challenger_noise=2.8)
+    boot = paired_bootstrap(MAE, y, champ, chall, seed=1)
+    assert boot.significant, boot.describe()  # a real but small gain (about 7%)
+    assert _significance(gate_cfg(min_improvement=0.01), MAE, y, champ, chall, seed=1).passed is True
+    gate = _significance(gate_cfg(min_improvement=0.2), MAE, y, champ, chall, seed=1)
+    assert gate.passed is False and "min_improvement gate failed" in gate.detail
+
+
+def _classification(rng: np.random.Generator, n: int, *, champion_signal: float, challenger_signal: float):
+    y = rng.integers(0, 2, n)
+
+    def scores(signal: float) -> np.ndarray:
+        return 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(0, 1.0, n))))
+
+    return y, scores(champion_signal), scores(challenger_signal)
+
+
+def test_roc_auc_is_recomputed_on_each_resample(gate_cfg) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    cfg = gate_cfg()
+    y, champ, chall = _classification(np.random.default_rng(4), 400, champion_signal=0.3, challenger_signal=1.2)
+    boot = paired_bootstrap(AUC, y, champ, chall, seed=3)
+    assert boot.method == "metric recomputed on each resample"
+    assert boot.champion == pytest.approx(roc_auc_score(y, champ)) and boot.challenger == pytest.approx(roc_auc_score(y, chall))
+    assert boot.significant and boot.improvement > 0  # maximize: larger AUC is the improvement
+    cfg = gate_cfg()
+    assert _significance(cfg, AUC, y, champ, chall, seed=3).passed is True
+    assert _significance(cfg, AUC, y, chall, champ, seed=3).passed is False  # the roles swapped
+    noisy = np.clip(champ + np.random.default_rng(9).normal(0, 0.05, len(y)), 0, 1)
+    assert _significance(cfg, AUC, y, champ, noisy, seed=3).passed is False
+
+
+@pytest.mark.parametrize(
+    ("name", "task"),
+    [
+        ("mae", "regression"),
+        ("rmse", "regression"),
+        ("mape", "regression"),
+        ("r2", "regression"),
+        ("accuracy", "classification"),
+        ("balanced_accuracy", "classification"),
+        ("f1", "classification"),
+        ("roc_auc", "classification"),
+        ("log_loss", "classification"),
+    ],
+)
+def test_each_resample_scores_exactly_what_the_metric_does(name: str, task: str) -> None:
+    """The fast paths (per-row losses, closed forms from row counts) equal the metric on the rows."""
+    rng = np.random.default_rng(8)
+    metric = get_metric(name, task)
+    n = 120
+    if task == "regression":
+        y = rng.normal(20, 5, n)
+        score = y + rng.normal(0, 2, n)
+    else:
+        y = rng.integers(0, 2, n)
+        proba = np.round(np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1), 2)  # rounded: ties in the ranking
+        score = proba if metric.needs_proba else (proba > 0.5).astype(int)
+    idx = rng.integers(0, n, size=(25, n))
+    expected = np.array([metric.fn(y[rows], score[rows]) for rows in idx])
+    np.testing.assert_allclose(metric_on_resamples(metric, y, score, idx), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_metrics_without_a_closed_form_are_recomputed_by_calling_them() -> None:
+    rng = np.random.default_rng(6)
+    f1 = get_metric("f1", "classification")
+    y = rng.integers(0, 3, 90)  # three classes: macro F1, no closed form here
+    pred = np.where(rng.random(90) < 0.7, y, rng.integers(0, 3, 90))
+    idx = rng.integers(0, 90, size=(15, 90))
+    expected = np.array([f1.fn(y[rows], pred[rows]) for rows in idx])
+    np.testing.assert_allclose(metric_on_resamples(f1, y, pred, idx), expected)
+    boot = paired_bootstrap(f1, y, pred, y, seed=1, resamples=100)
+    assert boot.method == "metric recomputed on each resample" and boot.significant
+
+
+def test_the_bootstrap_is_deterministic_with_the_seed() -> None:
+    y, champ, chall = _pairs(np.random.default_rng(12), 250, champion_noise=2.0, challenger_noise=1.9)
+    first = paired_bootstrap(MAE, y, champ, chall, seed=42).to_json()
+    assert paired_bootstrap(MAE, y, champ, chall, seed=42).to_json() == first
+    other = paired_bootstrap(MAE, y, champ, chall, seed=43).to_json()
+    assert other["interval"] != first["interval"] and other["improvement"] == first["improvement"]
+    y2, c2, d2 = _classification(np.random.default_rng(12), 300, champion_signal=0.5, challenger_signal=0.7)
+    assert paired_bootstrap(AUC, y2, c2, d2, seed=5).to_json() == paired_bootstrap(AUC, y2, c2, d2, seed=5).to_json()
+
+
+def test_a_higher_confidence_is_more_cautious() -> None:
+    y, champ, chall = _pairs(np.random.default_rng(13), 300, champion_noise=2.2, challenger_noise=2.0)
+    bounds = [paired_bootstrap(MAE, y, champ, chall, seed=1, confidence=c).lower_bound for c in (0.8, 0.9, 0.95, 0.99)]
+    assert bounds == sorted(bounds, reverse=True)
+    boot = paired_bootstrap(MAE, y, champ, chall, seed=1, confidence=0.9)
+    assert boot.interval[0] <= boot.lower_bound <= boot.interval[1]  # the one-sided bound is inside the two-sided interval
+
+
+def test_undefined_resamples_give_no_evidence() -> None:
+    from retune.metrics import Metric
+
+    def distinct_only(y, s) -> float:  # undefined when a row is drawn twice: almost every resample
+        if len(np.unique(y)) < len(y):
+            raise ValueError("undefined")
+        return float(np.mean(np.abs(y - s)))
+
+    metric = Metric("custom", "regression", "minimize", False, distinct_only)
+    y = np.arange(50.0)
+    boot = paired_bootstrap(metric, y, y + 5.0, y, seed=1, resamples=200)
+    assert boot.improvement == 5.0
+    assert boot.valid_resamples < 100 and not boot.significant and boot.share_not_better == 1.0
+
+
+def test_no_champion_passes_and_missing_predictions_fail(gate_cfg) -> None:
+    gates = run_gates(gate_cfg(), "mae", 1.0, None)
+    assert next(g for g in gates if g.name == "significant_improvement").detail == "no champion yet"
+    gate = next(g for g in run_gates(gate_cfg(), "mae", 1.0, 5.0) if g.name == "significant_improvement")
+    assert gate.passed is False and "per-row predictions" in gate.detail
+    metric = get_metric("mae", "regression")
+    broken = apply_gates(
+        gate_cfg(),
+        metric,
+        challenger={"mae": 1.0, LATENCY: 1.0},
+        champion=None,
+        staging=OK,
+        predictions_match=True,
+        champion_error="champion v3 could not score the holdout: missing column",
+    )
+    sig = next(g for g in broken if g.name == "significant_improvement")
+    assert sig.passed is True and "missing column" in sig.detail
+
+
+def test_mismatched_rows_are_refused() -> None:
+    with pytest.raises(ValueError, match="same rows"):
+        paired_bootstrap(MAE, np.zeros(5), np.zeros(5), np.zeros(4))
+
+
+def test_predict_scores_match_what_the_metric_scores() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=80)})
+    y = (X["a"] + rng.normal(0, 0.5, 80) > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    for name in ("roc_auc", "accuracy", "log_loss"):
+        metric = get_metric(name, "classification")
+        assert metric.fn(y, predict_scores(metric, model, X)) == pytest.approx(metric.score(model, X, y))
+
+
+def test_validation_config_bootstrap_defaults_and_bounds(make_cfg) -> None:
+    from pydantic import ValidationError
+
+    cfg = make_cfg()
+    assert cfg.validation.confidence == 0.95 and cfg.validation.bootstrap_resamples == 1000
+    assert make_cfg({"validation": {"confidence": 0.99, "bootstrap_resamples": 500}}).validation.confidence == 0.99
+    for bad in ({"confidence": 1.0}, {"confidence": 0.4}, {"bootstrap_resamples": 10}):
+        with pytest.raises((ValidationError, ValueError)):
+            make_cfg({"validation": bad})

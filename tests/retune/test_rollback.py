@@ -1,0 +1,302 @@
+"""Promotion safety: one-step rollback (library and CLI) and versions that do not load.
+
+One MLflow store (SQLite in a temp state folder) serves the module; each test uses its own
+registered model. The CLI runs as ``python -m retune rollback`` with RETUNE_STATE_DIR and
+RETUNE_CONFIG_DIR pointing at that state.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from retune import registry
+from retune.errors import RegistryError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Store:
+    state: Path
+    configs: Path
+    log_model: Callable[..., str]
+    write_config: Callable[[str, str], None]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, demo_raw: dict[str, Any]) -> Iterator[Store]:
+    """The embedded default (RETUNE_STATE_DIR) with an experiment to log small models into."""
+    import numpy as np
+    import pandas as pd
+
+    tmp = tmp_path_factory.mktemp("rollback")
+    state, configs = tmp / "state", tmp / "configs"
+    configs.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETUNE_STATE_DIR", str(state))
+        mp.setenv("RETUNE_CONFIG_DIR", str(configs))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        from retune import tracking
+        from retune.settings import get_settings
+
+        settings = get_settings()
+        cl = tracking.client(settings)
+        exp_id = tracking.ensure_experiment(cl, "rollback-tests", settings)
+        X = pd.DataFrame({"x": np.arange(20.0)})
+
+        def log_model(slope: float = 2.0) -> str:
+            import mlflow
+            from sklearn.linear_model import LinearRegression
+
+            tracking.client(settings)  # the fluent API logs to this store
+            model = LinearRegression().fit(X, X["x"] * slope)
+            with mlflow.start_run(experiment_id=exp_id):
+                # explicit requirements: no inference subprocess, ~50 ms a model
+                info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(3), pip_requirements=["scikit-learn"])
+            return str(info.model_uri)
+
+        def write_config(config: str, model_name: str) -> None:
+            raw = {**demo_raw, "name": config, "registry": {"model_name": model_name}}
+            (configs / f"{config}.yaml").write_text(yaml.safe_dump(raw))
+
+        yield Store(state, configs, log_model, write_config)
+
+
+@pytest.fixture
+def cl(store: Store, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from retune import tracking
+    from retune.settings import get_settings
+
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(store.state))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(store.configs))
+    return tracking.client(get_settings())
+
+
+def corrupt(model_uri: str) -> None:
+    """Overwrite the serialized model of a logged model with garbage (the MLmodel file stays)."""
+    import mlflow
+
+    folder = Path(mlflow.get_logged_model(model_uri.removeprefix("models:/")).artifact_location.removeprefix("file://"))
+    files = [p for p in folder.iterdir() if p.name.startswith("model.")]
+    assert files, list(folder.iterdir())
+    for p in files:
+        p.write_bytes(b"not a model")
+
+
+def two_champions(cl: Any, store: Store, name: str) -> tuple[str, str, list[str]]:
+    """v1 promoted, then v2 promoted: champion v2, previous_champion v1."""
+    uris = [store.log_model(1.0), store.log_model(3.0)]
+    v1, _ = registry.register(cl, name, uris[0], key=f"{name}-1", tags={})
+    v2, _ = registry.register(cl, name, uris[1], key=f"{name}-2", tags={})
+    registry.promote(cl, name, str(v1.version), who="airflow:retune_model/r1", why="first")
+    registry.promote(cl, name, str(v2.version), who="airflow:retune_model/r2", why="better")
+    return str(v1.version), str(v2.version), uris
+
+
+def aliases(cl: Any, name: str) -> dict[str, str]:
+    return {k: str(v) for k, v in cl.get_registered_model(name).aliases.items()}
+
+
+def test_rollback_moves_champion_back_and_a_second_one_undoes_it(cl, store: Store) -> None:
+    name = "rb-twice"
+    s1, s2, _ = two_champions(cl, store, name)
+    assert aliases(cl, name) == {"challenger": s2, "champion": s2, "previous_champion": s1}
+
+    first = registry.rollback(cl, name, who="cli:ana", why="v2 over-forecasts")
+    assert first["champion_before"] == s2 and first["champion_after"] == s1 and first["previous_champion_after"] == s2
+    assert first["repeated"] is False
+    assert aliases(cl, name) == {"challenger": s2, "champion": s1, "previous_champion": s2}
+
+    second = registry.rollback(cl, name, who="cli:bo", why="it was fine after all")
+    assert second["champion_after"] == s2
+    assert aliases(cl, name) == {"challenger": s2, "champion": s2, "previous_champion": s1}, "two rollbacks restore"
+
+    history = registry.alias_history(cl, name)
+    rollbacks = [(e["alias"], e["from"], e["to"], e["who"], e["why"]) for e in history if e["action"] == "rollback"]
+    assert rollbacks == [
+        ("champion", s2, s1, "cli:ana", "v2 over-forecasts"),
+        ("previous_champion", s1, s2, "cli:ana", "v2 over-forecasts"),
+        ("champion", s1, s2, "cli:bo", "it was fine after all"),
+        ("previous_champion", s2, s1, "cli:bo", "it was fine after all"),
+    ]
+    assert all(e["when"] for e in history)
+    assert sum(e["action"] == "rollback" for e in registry.alias_history(cl, name, s1)) == 4  # on both versions
+    assert f"rollback: champion {s1} -> {s2} by cli:bo" in cl.get_registered_model(name).tags[registry.LAST_MOVE_TAG]
+
+
+def test_rollback_is_refused_when_the_target_does_not_load(cl, store: Store) -> None:
+    name = "rb-broken"
+    s1, s2, uris = two_champions(cl, store, name)
+    before = (aliases(cl, name), registry.alias_history(cl, name))
+    corrupt(uris[0])  # previous_champion's artifact
+
+    with pytest.raises(RegistryError, match=rf"{name} version {s1} does not load"):
+        registry.rollback(cl, name, who="cli:ana", why="try")
+    assert (aliases(cl, name), registry.alias_history(cl, name)) == before, "champion and history unchanged"
+    assert aliases(cl, name)["champion"] == s2
+    with pytest.raises(RegistryError, match="does not load"):
+        registry.check_loads(cl, name, s1)
+    assert registry.check_loads(cl, name, s2) == 3  # the champion's input example
+
+
+def test_rollback_needs_a_champion_and_a_previous_one(cl, store: Store) -> None:
+    name = "rb-single"
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.rollback(cl, name, who="t", why="w")
+    v1, _ = registry.register(cl, name, store.log_model(), key="single-1", tags={})
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.rollback(cl, name, who="t", why="w")
+    registry.promote(cl, name, str(v1.version))
+    with pytest.raises(RegistryError, match="no previous_champion"):
+        registry.rollback(cl, name, who="t", why="w")
+    assert aliases(cl, name)["champion"] == str(v1.version)
+
+
+def test_a_retried_rollback_with_the_same_key_does_not_roll_back_twice(cl, store: Store) -> None:
+    name = "rb-retry"
+    s1, s2, _ = two_champions(cl, store, name)
+    done = registry.rollback(cl, name, who="airflow:rollback_model/run-1", why="w", key="rollback_model/run-1")
+    again = registry.rollback(cl, name, who="airflow:rollback_model/run-1", why="w", key="rollback_model/run-1")
+    assert done["champion_after"] == again["champion_after"] == s1 and again["repeated"] is True
+    assert aliases(cl, name)["champion"] == s1
+    assert sum(e["action"] == "rollback" for e in registry.alias_history(cl, name)) == 2, "recorded once"
+
+    # interrupted after moving champion only: the retry completes the rollback
+    cl.set_registered_model_tag(
+        name, registry.ROLLBACK_TAG, json.dumps({"key": "k2", "from": s1, "to": s2, "when": "2025-01-01T00:00:00+00:00"})
+    )
+    cl.set_registered_model_alias(name, registry.CHAMPION, s2)
+    finished = registry.rollback(cl, name, who="airflow:rollback_model/run-2", why="w", key="k2")
+    assert finished["repeated"] is True
+    assert aliases(cl, name) == {"challenger": s2, "champion": s2, "previous_champion": s1}
+    assert registry.alias_history(cl, name)[-2]["key"] == "k2"
+
+
+def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store) -> None:
+    """The staging check (a fresh process) refuses a challenger whose artifact is corrupted;
+    the staging gate fails and register leaves the champion where it was."""
+    import numpy as np
+    import pandas as pd
+
+    from retune import pipeline
+    from retune.config import RetuneConfig
+    from retune.metrics import get_metric
+    from retune.validation import apply_gates, gates_json, paired_bootstrap, staging_check
+
+    name = "rb-unloadable"
+    store.write_config("unload", name)
+    good = store.log_model(2.0)
+    v1, _ = registry.register(cl, name, good, key="unload-1", tags={})
+    registry.promote(cl, name, str(v1.version), who="t", why="first")
+    bad = store.log_model(2.0)
+    corrupt(bad)
+
+    staging = staging_check(bad, pd.DataFrame({"x": [1.0, 2.0]}), tracking_uri=cl.tracking_uri, timeout=120)
+    assert staging["ok"] is False and "failed to load or predict" in staging["error"]
+
+    cfg = RetuneConfig.model_validate(yaml.safe_load((store.configs / "unload.yaml").read_text()))
+    metric = get_metric("mae", "regression")
+    y = np.linspace(0, 10, 200)
+    boot = paired_bootstrap(metric, y, y + 3.0, y + 0.1, seed=1)  # far better: only loading can stop it
+    gates = apply_gates(
+        cfg,
+        metric,
+        challenger={"mae": boot.challenger, "latency_ms_per_1k": 1.0},
+        champion={"mae": boot.champion, "latency_ms_per_1k": 1.0},
+        staging=staging,
+        predictions_match=False,
+        bootstrap=boot,
+    )
+    assert [g.name for g in gates if not g.passed] == ["staging_load"]
+
+    parent = cl.create_run(cl.get_experiment_by_name("rollback-tests").experiment_id).info.run_id
+    ctx = {
+        "config": "unload",
+        "key": "unload-2",
+        "trigger": "manual",
+        "window": {"kind": "production", "start": "2025-01-01T00:00:00+00:00", "end": "2025-01-29T00:00:00+00:00"},
+        "rows": {"total": 200},
+        "study_name": "retune-unload-2",
+        "parent_run_id": parent,
+        "data_digest": "0" * 64,
+    }
+    validation = {
+        "model_uri": bad,
+        "params": {},
+        "challenger": {"mae": boot.challenger, "latency_ms_per_1k": 1.0},
+        "champion": {"mae": boot.champion, "latency_ms_per_1k": 1.0},
+        "bootstrap": boot.to_json(),
+        "gates": gates_json(gates),
+    }
+    outcome = {
+        "study_name": ctx["study_name"],
+        "n_complete": 1,
+        "n_pruned": 0,
+        "n_failed": 0,
+        "stop_reason": "trial budget reached",
+        "best_trial": 0,
+        "best_params": {},
+    }
+    result = pipeline.register(ctx, validation, outcome)
+    assert result["promoted"] is False and "staging_load" in result["reason"]
+    assert str(result["champion_after"]) == str(v1.version) == aliases(cl, name)["champion"]
+    assert aliases(cl, name)["challenger"] == str(result["version"])
+    assert [e["to"] for e in registry.alias_history(cl, name)] == [str(v1.version)], "no move recorded"
+
+
+def _cli(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "RETUNE_STATE_DIR": str(store.state),
+        "RETUNE_CONFIG_DIR": str(store.configs),
+        "PYTHONPATH": str(ROOT / "include"),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "retune", "rollback", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def test_cli_rollback(cl, store: Store) -> None:
+    name = "rb-cli"
+    store.write_config("clidemo", name)
+    s1, s2, _ = two_champions(cl, store, name)
+
+    proc = _cli(store, "--config", "clidemo", "--why", "bad forecasts since Monday")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["champion_before"] == s2 and result["champion_after"] == s1
+    assert aliases(cl, name) == {"challenger": s2, "champion": s1, "previous_champion": s2}
+    last = registry.alias_history(cl, name)[-2]
+    assert (last["alias"], last["from"], last["to"]) == ("champion", s2, s1)
+    assert last["who"] == f"cli:{getpass.getuser()}" and last["why"] == "bad forecasts since Monday"
+
+
+def test_cli_rollback_refusals(cl, store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    from retune import cli
+
+    name = "rb-cli-single"
+    store.write_config("clisingle", name)
+    v1, _ = registry.register(cl, name, store.log_model(), key="clisingle-1", tags={})
+    registry.promote(cl, name, str(v1.version))
+
+    assert cli.main(["rollback", "--config", "clisingle"]) == 1
+    assert "refused" in capsys.readouterr().err and aliases(cl, name)["champion"] == str(v1.version)
+    assert cli.main(["rollback", "--config", "no-such-config"]) == 1
+    assert "no-such-config.yaml" in capsys.readouterr().err
+    assert cli.main(["rollback", "--config", "../etc/passwd"]) == 1
+    assert "not valid" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["rollback"])
+    assert usage.value.code == 2
