@@ -5,8 +5,9 @@ A :class:`DataSource` returns the rows whose time column falls in ``[start, end)
 or query (the bounds always bound parameters).
 :func:`load_window` reads a window and refuses bad data with a :class:`~retune.errors.DataError`
 that names the source and the column: a missing column, a wrong dtype, an empty window,
-NaN or inf in the target. Windows are addressed by their bounds, so tasks pass the bounds
-and a content digest between them, never the rows.
+NaN or inf in the target, a constant (regression) or single-class target. Windows are
+addressed by their bounds, so tasks pass the bounds and a content digest between them,
+never the rows.
 
 Example:
     >>> import pandas as pd
@@ -129,6 +130,33 @@ def parse_time_column(df: pd.DataFrame, column: str, where: str) -> pd.DataFrame
     else:
         df = df.assign(**{column: df[column].dt.tz_convert("UTC")})
     return df
+
+
+def order_by_time(df: pd.DataFrame, column: str, *, ties: Literal["stable", "content"] = "stable") -> pd.DataFrame:
+    """Rows in time order; rows with the same timestamp are kept, in the order they came
+    (``"stable"``) or ordered by their content (``"content"``: the same rows give the same
+    frame whatever order a source returned them in).
+
+    Args:
+        df: Rows with a parsed time column.
+        column: The time column.
+        ties: How rows with the same timestamp are ordered.
+
+    Returns:
+        The ordered rows with a fresh index.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if ties == "stable" or not df[column].duplicated().any():
+        return df.sort_values(column, kind="stable").reset_index(drop=True)
+    try:
+        content = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    except TypeError:  # unhashable cells (lists, dicts from JSON columns): hash their text
+        content = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
+    times = df[column].to_numpy(dtype="datetime64[ns]").view("int64")
+    times = np.where(df[column].isna().to_numpy(), np.iinfo(np.int64).max, times)  # NaT last, as sort_values
+    return df.iloc[np.lexsort((content, times))].reset_index(drop=True)
 
 
 _AIRFLOW_SCHEMES = {"postgres": "postgresql", "postgresql": "postgresql"}
@@ -365,7 +393,9 @@ class SqlSource(DataSource):
         else:
             df = pd.DataFrame({c: pd.Series(dtype=object) for c in columns or []})
         df = parse_time_column(df, self.time_column, self.describe())
-        return df.sort_values(self.time_column, kind="stable").reset_index(drop=True)
+        # PostgreSQL's ORDER BY leaves rows with the same timestamp in any order (a parallel
+        # scan, a vacuum): order those by content, or a re-read would change the digest.
+        return order_by_time(df, self.time_column, ties="content")
 
 
 def _numeric_as_float(value: str | None, cursor: Any) -> float | None:
@@ -467,8 +497,11 @@ def check_frame(
     """Check a window against the config and return it cleaned.
 
     Checks: rows present (at least ``data.min_rows``), every feature and the target present,
-    numerical features numeric, target without NaN or inf. Inf in a numerical feature is
-    treated as missing (NaN), which every model family handles.
+    numerical features numeric, target without NaN or inf, two classes or more
+    (classification) or not constant (regression). Inf in a numerical feature is treated as
+    missing (NaN), which every model family handles; numerical features become float64
+    (pd.NA of a nullable dtype becomes NaN); categorical features become text labels
+    (:func:`category_labels`).
 
     Args:
         df: The window.
@@ -478,7 +511,8 @@ def check_frame(
         need_target: Whether the target column is required.
 
     Returns:
-        The window with inf features set to NaN and categorical features as strings.
+        The window with numerical features as float64 (inf as NaN) and categorical features
+        as text labels.
 
     Raises:
         DataError: Naming the window and the column.
@@ -499,11 +533,12 @@ def check_frame(
             raise DataError(f"{where}: column {col!r} is declared numerical but has dtype {df[col].dtype}")
     out = df.copy()
     for col in features.numerical:
+        # float64 always: inf is missing (NaN); pd.NA of nullable dtypes (Parquet) is NaN, which every
+        # model takes; and the logged model's signature says double, so a later gap is no schema error
         values = out[col].to_numpy(dtype=float, na_value=np.nan)
-        if np.isinf(values).any():
-            out[col] = np.where(np.isinf(values), np.nan, values)
+        out[col] = np.where(np.isinf(values), np.nan, values)
     for col in features.categorical:
-        out[col] = out[col].astype("string").astype(object).where(out[col].notna(), None)
+        out[col] = category_labels(out[col])
     if need_target:
         y = out[cfg.target]
         n_nan = int(y.isna().sum())
@@ -514,9 +549,30 @@ def check_frame(
                 raise DataError(f"{where}: target column {cfg.target!r} must be numeric for regression, has dtype {y.dtype}")
             if np.isinf(y.to_numpy(dtype=float)).any():
                 raise DataError(f"{where}: target column {cfg.target!r} has inf values")
+            if y.nunique() < 2:
+                raise DataError(
+                    f"{where}: target column {cfg.target!r} is constant ({y.iloc[0]!r}); a regression model needs it to vary"
+                )
         elif y.nunique() < 2:
             raise DataError(f"{where}: target column {cfg.target!r} has a single class ({y.iloc[0]!r}); a classifier needs two")
     return out
+
+
+def category_labels(values: pd.Series) -> pd.Series:
+    """A categorical column as text labels, missing values as ``None``.
+
+    Integer codes read as floats (a column with a missing value: ``3.0``) get the labels
+    of the integers (``"3"``), so a category does not depend on whether a window has gaps.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(values):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        known = numbers[~np.isnan(numbers)]
+        if np.all(np.isfinite(known)) and np.all(known == np.round(known)) and np.all(np.abs(known) < 2**53):
+            values = values.astype("Int64")
+    return values.astype("string").astype(object).where(values.notna(), None)
 
 
 def frame_digest(df: pd.DataFrame) -> str:
@@ -627,7 +683,8 @@ def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
     the newest ``validation_fraction`` of the rest scores trials, the oldest part trains.
 
     Raises:
-        DataError: If a part would have fewer than 10 rows.
+        DataError: If a part would have fewer than 10 rows, or the train part has no value
+            in a numerical feature or (classification) only one class.
     """
     n = len(df)
     n_hold = int(round(n * cfg.data.holdout_fraction))
@@ -639,6 +696,16 @@ def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
             f"retune window has {n} rows: too few to split into train ({n_train}), "
             f"validation ({n_valid}) and holdout ({n_hold}); widen data.train_window"
         )
+    train = df.iloc[:n_train]
+    part = f"retune window: the train part (the oldest {n_train} of {n} rows"
+    if cfg.data.time_column in df.columns:
+        part += f", up to {train[cfg.data.time_column].iloc[-1]}"
+    part += ")"
+    empty = [c for c in resolve_features(cfg, df).numerical if c in train.columns and train[c].isna().all()]
+    if empty:
+        raise DataError(f"{part} has no value in numerical feature(s) {empty}: a model cannot learn from them")
+    if cfg.task == "classification" and cfg.target in train.columns and train[cfg.target].nunique() < 2:
+        raise DataError(f"{part} has a single class in target column {cfg.target!r}; a classifier needs two")
     return RetuneSplit(
         train=df.iloc[:n_train].reset_index(drop=True),
         valid=df.iloc[n_train:n_rest].reset_index(drop=True),

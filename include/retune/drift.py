@@ -5,6 +5,13 @@ runs Evidently 0.7's ``DataDriftPreset`` with the column types declared in the c
 (a ``DataDefinition``; Evidently never infers them here) and the per-column methods and
 thresholds of the config's ``drift`` section.
 
+A feature with no value at all (every cell NaN, None or inf) in one of the two windows
+cannot be tested; :func:`missing_columns` reports it instead, with method
+:data:`ALL_MISSING`, no score, and drifted when it is empty in one window only (its values
+stopped or started arriving), not when it is empty in both. Constant columns are tested as
+any other (equal constants: no drift; different ones: drift). An empty window is a
+:class:`~retune.errors.DataError`.
+
 Example:
     >>> import numpy as np, pandas as pd
     >>> rng = np.random.default_rng(0)
@@ -23,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from retune.config import DriftConfig
+from retune.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +81,41 @@ class DriftResult:
 
     summary: DriftSummary
     html: str | None = None
+
+
+ALL_MISSING = "all values missing"
+"""The method of a column that had no value in a window, so no test could run."""
+
+
+def missing_columns(
+    reference: pd.DataFrame, current: pd.DataFrame, *, numerical: list[str], categorical: list[str]
+) -> list[ColumnDriftResult]:
+    """The feature columns without a single value in the reference or the current window.
+
+    Args:
+        reference: The reference rows.
+        current: The production window.
+        numerical: Numerical feature columns.
+        categorical: Categorical feature columns.
+
+    Returns:
+        One result per such column (method :data:`ALL_MISSING`, score and threshold NaN),
+        drifted when the column is empty in exactly one of the windows.
+    """
+    import numpy as np
+
+    def empty(values: pd.Series) -> bool:
+        if values.dtype.kind in "fc":
+            return not np.isfinite(values.to_numpy()).any()
+        return bool(values.replace([np.inf, -np.inf], np.nan).isna().all())
+
+    out = []
+    for kind, names in (("numerical", numerical), ("categorical", categorical)):
+        for name in names:
+            in_ref, in_cur = empty(reference[name]), empty(current[name])
+            if in_ref or in_cur:
+                out.append(ColumnDriftResult(name, kind, ALL_MISSING, float("nan"), float("nan"), in_ref != in_cur))
+    return out
 
 
 class DriftDetector(abc.ABC):
@@ -126,9 +169,18 @@ class EvidentlyDriftDetector(DriftDetector):
         from evidently.legacy.metrics import DataDriftTable
         from evidently.presets import DataDriftPreset
 
+        for label, frame in (("reference", reference), ("current", current)):
+            if frame.empty:
+                raise DataError(f"drift check: the {label} window has no rows")
+        untestable = missing_columns(reference, current, numerical=numerical, categorical=categorical)
+        skip = {c.column for c in untestable}
+        numerical = [c for c in numerical if c not in skip]
+        categorical = [c for c in categorical if c not in skip]
         columns = [*numerical, *categorical]
-        per_method = {c: s.method for c, s in policy.columns.items() if s.method} or None
-        per_threshold = {c: s.threshold for c, s in policy.columns.items() if s.threshold is not None} or None
+        if not columns:
+            return DriftResult(summary=summarize(untestable, policy.drift_share), html=None)
+        per_method = {c: s.method for c, s in policy.columns.items() if s.method and c in columns} or None
+        per_threshold = {c: s.threshold for c, s in policy.columns.items() if s.threshold is not None and c in columns} or None
         options: dict[str, Any] = {
             "columns": columns,
             "method": policy.method,
@@ -165,7 +217,7 @@ class EvidentlyDriftDetector(DriftDetector):
                 drifted=bool(col.drift_detected),
             )
             for name, col in table.drift_by_columns.items()
-        ]
+        ] + untestable
         summary = summarize(results, policy.drift_share)
         html = snapshot.get_html_str(as_iframe=False) if self.html else None
         return DriftResult(summary=summary, html=html)
