@@ -15,7 +15,7 @@ DEMO_ENV := RETUNE_STATE_DIR=$(DEMO) \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	MLFLOW_TRACKING_URI=sqlite:///$(DEMO)/mlflow.db
 
-.PHONY: install browser demo test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status clean
+.PHONY: install browser demo test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status bench bench-quick clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,14 @@ stack-down: install
 
 stack-status: install
 	$(BIN)/python scripts/stack.py status
+
+# Benchmarks (bench/): tables on stdout, results in bench/results/ (latest.json, a dated copy
+# in history/, one PNG per benchmark). Never fail on a number. The full run takes up to an hour.
+bench: install
+	$(BIN)/python bench/run.py
+
+bench-quick: install
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO) .retune .stack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,409 @@
+"""B1 retune efficiency on real drift.
+
+For each drift episode (a production window where the monitor fires against the champion's
+training window) of bike sharing and NOAA weather, and for each seed, three studies run on
+the same data with the same trial budget:
+
+- (a) ``cold``: cold start, no pruning (Optuna's defaults: TPE, no pruner);
+- (b) ``cold+median``: cold start with Retune's default pruner (median);
+- (c) ``retune``: Retune's study: drift-aware mode (:func:`retune.adaptive.plan` from the
+  monitor's drift share), the champion's params and the previous study's top-k enqueued,
+  median pruner.
+
+Recorded for each: CPU seconds and finished trials until the study first reaches (a)'s final
+best within 0.5%, total CPU seconds, final best (validation metric). Alongside, on the same
+data: warm-start modes (enqueue without the adaptive space; warm-starting CMA-ES from the
+previous study's trials, alone and with the seeds enqueued) and pruners (successive
+halving, hyperband; cold and warm). A guard case puts the learning rate in the search space
+and asks whether successive halving shows short-horizon bias.
+
+The champion after an episode is (c)'s best (what Retune would promote), and (c)'s study is
+the "previous study" of the next episode.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import log, median, plot_path, pyplot, quiet, ratio, table
+
+TOLERANCE = 0.005
+
+
+def _settings(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {"seeds": [0], "n_trials": 16, "episodes": {"bike_sharing": 1, "noaa_weather": 1}, "guard_seeds": [0]}
+    return {"seeds": [0, 1, 2], "n_trials": 30, "episodes": {"bike_sharing": 3, "noaa_weather": 2}, "guard_seeds": [0, 1, 2]}
+
+
+def target_of(best: float, direction: str) -> float:
+    """(a)'s final best, loosened by the tolerance."""
+    slack = TOLERANCE * abs(best)
+    return best + slack if direction == "minimize" else best - slack
+
+
+def _episodes(rd: Any, seed: int, n_trials: int, max_episodes: int, storage: Any) -> Any:
+    """Walk the production windows after the bootstrap: yield each drift episode with what
+    Retune knows then (drift share, champion params, data). The caller runs the studies and
+    sends back (c)'s best params (the new champion)."""
+    import realdata
+
+    from retune.data import split_for_retune
+    from retune.profile import ProfiledDriftDetector
+
+    detector = ProfiledDriftDetector()
+    boot_start = rd.bootstrap_end - rd.train_window
+    df, features = realdata.window(rd, boot_start, rd.bootstrap_end)
+    split = split_for_retune(df, rd.cfg)
+    boot = realdata.timed_study(
+        rd,
+        split,
+        features,
+        label="bootstrap",
+        study_name=f"retune.{rd.cfg.registry.model_name}-s{seed}.e0",
+        storage=storage,
+        n_trials=n_trials,
+        seed=seed,
+    )
+    champion, ref_window = boot.best_params, (boot_start, rd.bootstrap_end)
+    end, found = rd.bootstrap_end, 0
+    while found < max_episodes and end + rd.window <= rd.end:
+        end = end + rd.window
+        ref, _ = realdata.window(rd, *ref_window, features=features)
+        cur, _ = realdata.window(rd, end - rd.window, end, features=features)
+        summary = detector.detect(
+            ref, cur, numerical=features.numerical, categorical=features.categorical, policy=rd.cfg.drift
+        ).summary
+        if not summary.drift_detected:
+            continue
+        found += 1
+        df, _ = realdata.window(rd, end - rd.train_window, end, features=features)
+        new_champion = yield {
+            "episode": found,
+            "window_end": end.date().isoformat(),
+            "drift_share": summary.drift_share,
+            "drifted": [c.column for c in summary.drifted_columns],
+            "champion": champion,
+            "split": split_for_retune(df, rd.cfg),
+            "features": features,
+        }
+        champion, ref_window = new_champion, (end - rd.train_window, end)
+
+
+def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, order: int) -> dict[str, Any]:
+    """All studies of one episode and seed."""
+    import realdata
+
+    from retune import adaptive
+    from retune.warmstart import previous_study_top_k
+
+    cfg = rd.cfg
+    model = cfg.registry.model_name
+    tag = f"s{seed}.e{ep['episode']}"
+    retune_name = f"retune.{model}-s{seed}.e{ep['episode']}"
+    plan = adaptive.plan(
+        cfg.tuning.adaptive,
+        cfg.model.search_space,
+        n_trials=n_trials,
+        drift_share=ep["drift_share"],
+        champion_params=ep["champion"],
+    )
+    previous, top = previous_study_top_k(
+        storage, f"{model}-s{seed}", exclude=retune_name, k=cfg.tuning.warm_start_top_k, direction=cfg.direction
+    )
+    seeds = [("champion", ep["champion"])] + [("previous_study", p) for p in top]
+    seeds = seeds if plan.warm else []
+    prev_trials = storage_trials(storage, previous)
+    common = {"split": ep["split"], "features": ep["features"], "storage": storage, "n_trials": n_trials, "seed": seed}
+    runs = {
+        "cold": lambda: {"pruner": "none"},
+        "cold+median": lambda: {"pruner": "median"},
+        "retune": lambda: {"pruner": "median", "space": plan.space, "seeds": seeds, "study_name": retune_name},
+        "cold+sh": lambda: {"pruner": "successive_halving"},
+        "cold+hyperband": lambda: {"pruner": "hyperband"},
+        "warm+sh": lambda: {"pruner": "successive_halving", "space": plan.space, "seeds": seeds},
+        "warm+hyperband": lambda: {"pruner": "hyperband", "space": plan.space, "seeds": seeds},
+        "enqueue,full space": lambda: {"pruner": "median", "seeds": seeds},
+        "cma transfer": lambda: {"pruner": "median", "space": plan.space, "sampler": "cmaes", "source_trials": prev_trials},
+        "cma transfer+enqueue": lambda: {
+            "pruner": "median",
+            "space": plan.space,
+            "seeds": seeds,
+            "sampler": "cmaes",
+            "source_trials": prev_trials,
+        },
+    }
+    labels = list(runs)
+    labels = labels[order % len(labels) :] + labels[: order % len(labels)]  # alternate who runs first
+    studies: dict[str, Any] = {}
+    for label in labels:
+        kwargs = runs[label]()
+        kwargs.setdefault("study_name", f"bench.{model}.{tag}.{label}")
+        try:
+            studies[label] = realdata.timed_study(rd, label=label, **common, **kwargs)
+        except (ValueError, RuntimeError, ImportError, AssertionError) as exc:  # e.g. cmaes missing: the row is skipped
+            log(f"B1 {rd.dataset} {tag} {label}: skipped ({type(exc).__name__}: {exc})")
+    cold = studies["cold"]
+    target = target_of(cold.best, cold.direction)  # type: ignore[arg-type]
+    rows = {}
+    for label, run in studies.items():
+        trials_to, cpu_to = run.to_target(target)
+        rows[label] = {
+            **run.summary(),
+            "trials_to_target": trials_to,
+            "cpu_to_target_s": cpu_to,
+            "reached": trials_to is not None,
+        }
+    trace = {}
+    for label in ("cold", "cold+median", "retune"):
+        if label not in studies:
+            continue
+        best, points = None, []
+        for t in studies[label].trials:
+            v = t["value"]
+            if v is not None and (best is None or (v < best if cold.direction == "minimize" else v > best)):
+                best = v
+            if best is not None and t["cpu"] is not None:
+                points.append((round(t["cpu"], 3), round(best / cold.best, 5)))  # type: ignore[operator]
+        trace[label] = points
+    return {
+        "trace": trace,
+        "dataset": rd.dataset,
+        "episode": ep["episode"],
+        "window_end": ep["window_end"],
+        "seed": seed,
+        "drift_share": ep["drift_share"],
+        "mode": plan.mode,
+        "mode_reason": plan.reason,
+        "previous_study": previous,
+        "target": target,
+        "studies": rows,
+    }
+
+
+def storage_trials(storage: Any, study_name: str | None) -> list[Any]:
+    """The trials of a study in ``storage`` (empty if there is none)."""
+    import optuna
+
+    if not study_name:
+        return []
+    return list(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
+
+
+def _cpu_ratio(case: dict[str, Any], label: str) -> float | None:
+    """(a)'s CPU to target over ``label``'s; a study that never reached it counts as 0
+    (infinitely slow)."""
+    a = case["studies"]["cold"]["cpu_to_target_s"]
+    s = case["studies"].get(label)
+    if s is None:
+        return None
+    return 0.0 if not s["reached"] else ratio(a, s["cpu_to_target_s"])
+
+
+def _guard(tmp: Path, seeds: list[int], n_trials: int) -> dict[str, Any]:
+    """Learning rate in the space: does successive halving favour fast learners?"""
+    import optuna
+    import realdata
+    from scipy.stats import spearmanr
+
+    from retune.data import split_for_retune
+
+    rd = realdata.load("bike_sharing", tmp, n_trials=n_trials, learning_rate=True)
+    end = rd.bootstrap_end + rd.window
+    df, features = realdata.window(rd, end - rd.train_window, end)
+    split = split_for_retune(df, rd.cfg)
+    per_seed = []
+    for seed in seeds:
+        storage = optuna.storages.InMemoryStorage()
+        runs = {}
+        for label, pruner in [
+            ("none", "none"),
+            ("median", "median"),
+            ("successive_halving", "successive_halving"),
+            ("hyperband", "hyperband"),
+        ]:
+            runs[label] = realdata.timed_study(
+                rd,
+                split,
+                features,
+                label=label,
+                study_name=f"guard.{seed}.{label}",
+                storage=storage,
+                n_trials=n_trials,
+                seed=seed,
+                pruner=pruner,
+            )
+        full = runs["none"]
+        last = rd.cfg.tuning.n_steps - 1
+        curves = [t for t in full.trials if t["value"] is not None and 0 in t["steps"] and last in t["steps"]]
+        rho = (
+            spearmanr([t["steps"][0] for t in curves], [t["steps"][last] for t in curves]).statistic if len(curves) > 2 else None
+        )
+        q = max(1, len(curves) // 4)
+        early_top = sorted(curves, key=lambda t: t["steps"][0])[:q]
+        final_top = sorted(curves, key=lambda t: t["steps"][last])[:q]
+        best_trial = final_top[0] if final_top else None
+        survives = best_trial is not None and best_trial in early_top
+
+        def log_lr(trials: list[dict[str, Any]]) -> float | None:
+            vals = [math.log10(t["params"]["learning_rate"]) for t in trials if "learning_rate" in t["params"]]
+            return sum(vals) / len(vals) if vals else None
+
+        per_seed.append(
+            {
+                "seed": seed,
+                "best": {k: r.best for k, r in runs.items()},
+                "cpu_s": {k: r.cpu for k, r in runs.items()},
+                "best_lr": {k: r.best_params.get("learning_rate") for k, r in runs.items()},
+                "spearman_first_vs_last_step": rho,
+                "mean_log10_lr_top_quarter_first_step": log_lr(early_top),
+                "mean_log10_lr_top_quarter_last_step": log_lr(final_top),
+                "unpruned_best_in_top_quarter_at_first_step": survives,
+            }
+        )
+    sh_over_none = median([ratio(s["best"]["successive_halving"], s["best"]["none"]) for s in per_seed])
+    lr_up = median(
+        [(s["mean_log10_lr_top_quarter_first_step"] or 0) - (s["mean_log10_lr_top_quarter_last_step"] or 0) for s in per_seed]
+    )
+    sh_lr = median([ratio(s["best_lr"]["successive_halving"], s["best_lr"]["none"]) for s in per_seed])
+    bias = bool(sh_over_none is not None and sh_over_none > 1 + TOLERANCE and (sh_lr or 1) > 1)
+    return {
+        "dataset": "bike_sharing (learning_rate in the space)",
+        "window_end": end.date().isoformat(),
+        "per_seed": per_seed,
+        "sh_final_best_over_unpruned": sh_over_none,
+        "median_final_best_over_unpruned": median([ratio(s["best"]["median"], s["best"]["none"]) for s in per_seed]),
+        "hyperband_final_best_over_unpruned": median([ratio(s["best"]["hyperband"], s["best"]["none"]) for s in per_seed]),
+        "sh_best_lr_over_unpruned_best_lr": sh_lr,
+        "early_top_quarter_log10_lr_minus_final_top_quarter": lr_up,
+        "short_horizon_bias": bias,
+        "verdict": (
+            "successive halving ends worse than no pruning with a faster learning rate: short-horizon bias"
+            if bias
+            else "no short-horizon bias beyond 0.5% in the final best"
+        ),
+    }
+
+
+def run(quick: bool, out: Path) -> dict[str, Any]:
+    import optuna
+    import realdata
+
+    quiet()
+    if not realdata.available():
+        return {"skipped": f"datasets not found in {realdata.DATASETS}", "ratios": {}}
+    s = _settings(quick)
+    cases: list[dict[str, Any]] = []
+    order = 0
+    with tempfile.TemporaryDirectory(prefix="retune-b1-") as tmp:
+        for dataset, n_episodes in s["episodes"].items():
+            for seed in s["seeds"]:
+                rd = realdata.load(dataset, Path(tmp), n_trials=s["n_trials"], seed=seed)
+                storage = optuna.storages.InMemoryStorage()
+                walk = _episodes(rd, seed, s["n_trials"], n_episodes, storage)
+                try:
+                    ep = next(walk)
+                    while True:
+                        log(
+                            f"B1 {dataset} seed {seed} episode {ep['episode']} ({ep['window_end']}, drift {ep['drift_share']:.2f})"
+                        )
+                        case = _case(rd, ep, seed, s["n_trials"], storage, order)
+                        order += 1
+                        cases.append(case)
+                        ep = walk.send(case["studies"]["retune"]["best_params"])
+                except StopIteration:
+                    pass
+        log("B1 guard case (learning rate in the space)")
+        guard = _guard(Path(tmp) / "guard", s["guard_seeds"], s["n_trials"])
+    labels = list(cases[0]["studies"]) if cases else []
+    summary: dict[str, dict[str, Any]] = {}
+    for label in labels:
+        rows = [c["studies"][label] for c in cases if label in c["studies"]]
+        summary[label] = {
+            "cases": len(rows),
+            "reached_share": sum(r["reached"] for r in rows) / len(rows) if rows else None,
+            "median_trials_to_target": median([r["trials_to_target"] for r in rows]),
+            "median_cpu_to_target_s": median([r["cpu_to_target_s"] for r in rows]),
+            "median_total_cpu_s": median([r["cpu_s"] for r in rows]),
+            "median_pruned": median([r["n_pruned"] for r in rows]),
+            "median_cpu_to_target_cold_over_this": median([_cpu_ratio(c, label) for c in cases]),
+            "median_final_best_this_over_cold": median(
+                [ratio(c["studies"][label]["best"], c["studies"]["cold"]["best"]) for c in cases if label in c["studies"]]
+            ),
+            "median_total_cpu_this_over_cold": median(
+                [ratio(c["studies"][label]["cpu_s"], c["studies"]["cold"]["cpu_s"]) for c in cases if label in c["studies"]]
+            ),
+        }
+    ratios = {
+        "cpu_to_target_cold_over_warm": summary.get("retune", {}).get("median_cpu_to_target_cold_over_this"),
+        "cpu_to_target_cold_over_pruned": summary.get("cold+median", {}).get("median_cpu_to_target_cold_over_this"),
+        "final_best_warm_over_cold": summary.get("retune", {}).get("median_final_best_this_over_cold"),
+        "final_best_pruned_over_cold": summary.get("cold+median", {}).get("median_final_best_this_over_cold"),
+        "total_cpu_warm_over_cold": summary.get("retune", {}).get("median_total_cpu_this_over_cold"),
+    }
+    result = {
+        "settings": {**s, "tolerance": TOLERANCE, "metric": {k: v.metric for k, v in realdata.SPECS.items()}},
+        "targets": {"cpu_to_target_cold_over_warm": ">= 4", "final_best_warm_over_cold": "<= 1 (lower is better: MAE, log loss)"},
+        "ratios": ratios,
+        "summary": summary,
+        "guard": {k: v for k, v in guard.items()},
+        "cases": [{k: v for k, v in c.items()} for c in cases],
+        "table": table(
+            "B1 retune efficiency on real drift (medians over episodes x seeds; target = cold's final best within 0.5%)",
+            [
+                "study",
+                "cases",
+                "reached",
+                "trials to target",
+                "CPU s to target",
+                "total CPU s",
+                "pruned",
+                "cold/this CPU to target",
+                "final best this/cold",
+            ],
+            [
+                [
+                    label,
+                    v["cases"],
+                    v["reached_share"],
+                    v["median_trials_to_target"],
+                    v["median_cpu_to_target_s"],
+                    v["median_total_cpu_s"],
+                    v["median_pruned"],
+                    v["median_cpu_to_target_cold_over_this"],
+                    v["median_final_best_this_over_cold"],
+                ]
+                for label, v in summary.items()
+            ],
+        ),
+    }
+    _plot(cases, plot_path(out, "B1", quick))
+    return result
+
+
+def _plot(cases: list[dict[str, Any]], path: Path) -> None:
+    """Best-so-far against CPU seconds for (a), (b), (c) in each case, relative to (a)'s final best."""
+    if not cases:
+        return
+    plt = pyplot()
+    shown = cases[: min(4, len(cases))]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
+    for ax, case in zip(axes[0], shown, strict=False):
+        cold_best = case["studies"]["cold"]["best"]
+        for label, style in (("cold", "-"), ("cold+median", "--"), ("retune", "-")):
+            trace = case["trace"].get(label)
+            if not trace:
+                continue
+            xs, ys = zip(*trace, strict=True)
+            ax.step(xs, ys, style, where="post", label=label)
+        ax.axhline(case["target"] / cold_best, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{case['dataset']} ep {case['episode']} seed {case['seed']} ({case['mode']})", fontsize=8)
+        ax.set_xlabel("CPU seconds")
+        ax.set_ylabel("best so far / cold's final best")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
