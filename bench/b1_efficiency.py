@@ -330,6 +330,9 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
             "median_total_cpu_s": median([r["cpu_s"] for r in rows]),
             "median_pruned": median([r["n_pruned"] for r in rows]),
             "median_cpu_to_target_cold_over_this": median([_cpu_ratio(c, label) for c in cases]),
+            "median_cpu_to_target_cold_over_this_when_reached": median(
+                [_cpu_ratio(c, label) for c in cases if label in c["studies"] and c["studies"][label]["reached"]]
+            ),
             "median_final_best_this_over_cold": median(
                 [ratio(c["studies"][label]["best"], c["studies"]["cold"]["best"]) for c in cases if label in c["studies"]]
             ),
@@ -362,6 +365,7 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                 "total CPU s",
                 "pruned",
                 "cold/this CPU to target",
+                "same, when reached",
                 "final best this/cold",
             ],
             [
@@ -374,6 +378,7 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                     v["median_total_cpu_s"],
                     v["median_pruned"],
                     v["median_cpu_to_target_cold_over_this"],
+                    v["median_cpu_to_target_cold_over_this_when_reached"],
                     v["median_final_best_this_over_cold"],
                 ]
                 for label, v in summary.items()

@@ -20,6 +20,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,12 @@ def isolated(name: str, quick: bool, out: Path) -> dict:
         return {"error": f"benchmark process exited with {proc.returncode} and no result", "ratios": {}}
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwind: temporary folders and started servers are cleaned up
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: all benchmarks in under 10 minutes")
     parser.add_argument("--only", default="", help="comma-separated subset, e.g. B1,B2")
@@ -89,13 +95,22 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(),
         "machine": machine(),
     }
+    stem = "latest-quick" if args.quick else "latest"
+    dated = f"{started.strftime('%Y-%m-%dT%H%M')}{'-quick' if args.quick else ''}"
+    if set(only) != set(BENCHMARKS) and (out / f"{stem}.json").exists():
+        # A subset updates its benchmarks in the latest results and keeps the others.
+        previous = json.loads((out / f"{stem}.json").read_text())
+        results = {**{k: v for k, v in previous.items() if k in BENCHMARKS}, **results}
     t0 = time.perf_counter()
     for name in only:
         log(f"{name} ({BENCHMARKS[name]}) {'quick' if args.quick else 'full'}")
         res = isolated(name, args.quick, out)
         if "error" in res:
             log(f"{name} failed: {res['error']}")
+        res["run_started"] = started.isoformat(timespec="seconds")
+        res["commit"] = results["commit"]
         results[name] = res
+        write_json(out / f"{stem}.json", results)  # after each benchmark: a stopped run keeps what it measured
         if "table" in res:
             print("\n" + render_table(res["table"]) + "\n", flush=True)
         for extra in res.get("extra_tables", []):
@@ -103,12 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name} done in {res.get('seconds')} s; ratios {rnd(res.get('ratios', {}), 3)}")
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    stem = "latest-quick" if args.quick else "latest"
-    dated = f"{started.strftime('%Y-%m-%dT%H%M')}{'-quick' if args.quick else ''}"
     write_json(out / f"{stem}.json", results)
     write_json(out / "history" / f"{dated}.json", results)
     md = [f"Benchmarks ({'quick' if args.quick else 'full'}), {started.date()}, commit {str(results['commit'])[:10]}", ""]
-    for name in only:
+    for name in [b for b in BENCHMARKS if b in results]:
         res = results[name]
         if isinstance(res, dict) and "table" in res:
             md += [markdown_table(res["table"]), ""]
@@ -116,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             md += [markdown_table(extra), ""]
     (out / f"{stem}.md").write_text("\n".join(md))
     print(f"\nresults: {out / (stem + '.json')} (and history/{dated}.json, {stem}.md); {results['seconds']} s in all")
-    for name in only:
+    for name in [b for b in BENCHMARKS if b in results]:
         res = results[name]
         if isinstance(res, dict):
             status = res.get("error") or res.get("skipped") or "ok"
