@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retune.config import AdaptiveConfig, CategoricalParam, FloatParam, IntParam, ParamSpec
+from retune.models import Domain, ModelFamily
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,23 @@ def narrow(space: dict[str, ParamSpec], center: dict[str, Any], fraction: float)
     return out
 
 
-def widen(space: dict[str, ParamSpec], fraction: float) -> dict[str, ParamSpec]:
+def widen(space: dict[str, ParamSpec], fraction: float, *, domains: dict[str, Domain] | None = None) -> dict[str, ParamSpec]:
     """Grow each numeric range by ``fraction x width`` on both sides (log ranges in log
     space), never below zero for a range that started at or above zero, nor below 1 for an
-    integer range that started at or above 1.
+    integer range that started at or above 1, and never outside the values the estimator
+    accepts (``domains``, e.g. ``max_features`` in ``(0, 1]``), so that no widened trial fails.
+
+    Args:
+        space: The configured space.
+        fraction: Share of each range's width added on each side.
+        domains: Accepted values per parameter (see :meth:`retune.models.ModelFamily.domain`).
+
+    Returns:
+        The widened space.
     """
     if fraction <= 0:
         return dict(space)
+    domains = domains or {}
     out: dict[str, ParamSpec] = {}
     for name, spec in space.items():
         if isinstance(spec, CategoricalParam):
@@ -99,12 +110,25 @@ def widen(space: dict[str, ParamSpec], fraction: float) -> dict[str, ParamSpec]:
         if _is_log(spec):
             lo, hi = math.log(spec.low), math.log(spec.high)
             pad = fraction * max(hi - lo, math.log(2.0))
-            out[name] = _bounds(spec, math.exp(lo - pad), math.exp(hi + pad))
-            continue
-        pad = fraction * (spec.high - spec.low)
-        lo_f, hi_f = spec.low - pad, spec.high + pad
-        floor = 1.0 if isinstance(spec, IntParam) and spec.low >= 1 else (0.0 if spec.low >= 0 else -math.inf)
-        out[name] = _bounds(spec, max(lo_f, floor), hi_f)
+            lo_f, hi_f = math.exp(lo - pad), math.exp(hi + pad)
+        else:
+            pad = fraction * (spec.high - spec.low)
+            floor = 1.0 if isinstance(spec, IntParam) and spec.low >= 1 else (0.0 if spec.low >= 0 else -math.inf)
+            lo_f, hi_f = max(spec.low - pad, floor), spec.high + pad
+        if name in domains:
+            lo_f, hi_f = domains[name].clip(lo_f, hi_f, inside=(float(spec.low), float(spec.high)))
+        out[name] = _bounds(spec, lo_f, hi_f)
+    return out
+
+
+def domains_of(family: ModelFamily, task: str, space: dict[str, ParamSpec]) -> dict[str, Domain]:
+    """The accepted values of every numeric parameter of ``space`` that the estimator constrains."""
+    out: dict[str, Domain] = {}
+    for name, spec in space.items():
+        if isinstance(spec, (IntParam, FloatParam)):
+            domain = family.domain(task, name, integer=isinstance(spec, IntParam))
+            if domain is not None:
+                out[name] = domain
     return out
 
 
@@ -115,6 +139,7 @@ def plan(
     n_trials: int,
     drift_share: float | None,
     champion_params: dict[str, Any] | None,
+    domains: dict[str, Domain] | None = None,
 ) -> Plan:
     """Pick the retune mode from the drift share and shape the space and budget.
 
@@ -124,6 +149,7 @@ def plan(
         n_trials: The requested budget.
         drift_share: Share of drifted columns that triggered the retune (``None``: unknown).
         champion_params: The champion's params (``None``: no champion).
+        domains: Values the estimator accepts per parameter (bounds the widened space).
 
     Returns:
         The plan.
@@ -148,7 +174,7 @@ def plan(
             "severe",
             f"drift share {drift_share:.2f} >= {cfg.severe_at}: widen the space by {cfg.severe_widen}, "
             f"{budget} trials{', cold start' if cfg.severe_cold else ''}",
-            widen(space, cfg.severe_widen),
+            widen(space, cfg.severe_widen, domains=domains),
             budget,
             warm=not cfg.severe_cold,
         )

@@ -17,11 +17,31 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The interval of values an estimator accepts for one parameter (``None``: unbounded)."""
+
+    low: float | None
+    high: float | None
+    low_open: bool = False
+    high_open: bool = False
+
+    def clip(self, low: float, high: float, *, inside: tuple[float, float]) -> tuple[float, float]:
+        """Clip a widened range ``[low, high]`` into the domain; where an open bound would be
+        reached, stop halfway between it and ``inside`` (the range before widening)."""
+        if self.low is not None and (low < self.low or (self.low_open and low <= self.low)):
+            low = (self.low + inside[0]) / 2 if self.low_open else self.low
+        if self.high is not None and (high > self.high or (self.high_open and high >= self.high)):
+            high = (self.high + inside[1]) / 2 if self.high_open else self.high
+        return low, high
 
 
 class ModelFamily(abc.ABC):
@@ -76,6 +96,40 @@ class ModelFamily(abc.ABC):
         if "random_state" in self.estimator(task)().get_params():
             out.setdefault("random_state", seed)
         return out
+
+    def domain(self, task: str, name: str, *, integer: bool) -> Domain | None:
+        """The values the estimator accepts for a numeric parameter, from scikit-learn's own
+        parameter constraints (``None`` when it states none, or gives no numeric interval).
+
+        Args:
+            task: ``"classification"`` or ``"regression"``.
+            name: The parameter.
+            integer: Whether the search space samples it as an integer.
+
+        Returns:
+            The accepted interval (an open side is excluded).
+        """
+        from numbers import Integral, Real
+
+        constraints = getattr(self.estimator(task), "_parameter_constraints", {}).get(name, [])
+        for c in constraints:
+            kind = getattr(c, "type", None)
+            if kind is None or not hasattr(c, "left") or not hasattr(c, "closed"):
+                continue
+            if integer and kind is not Integral:
+                continue
+            if not integer and kind is Integral:
+                continue
+            if not integer and not (isinstance(kind, type) and issubclass(kind, Real)) and kind != "real_not_int":
+                continue
+            closed = str(c.closed)
+            return Domain(
+                low=None if c.left is None else float(c.left),
+                high=None if c.right is None else float(c.right),
+                low_open=closed not in ("left", "both"),
+                high_open=closed not in ("right", "both"),
+            )
+        return None
 
     def check_params(self, task: str, params: dict[str, Any]) -> None:
         """Refuse parameter names the estimator does not have.

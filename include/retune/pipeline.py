@@ -456,6 +456,7 @@ def prepare(
         if drift:
             tracking.log_json(cl, parent_id, drift, "drift/trigger.json")
     from retune import adaptive, registry
+    from retune.models import get_family
 
     plan = adaptive.plan(
         cfg.tuning.adaptive,
@@ -463,6 +464,7 @@ def prepare(
         n_trials=cfg.tuning.n_trials,
         drift_share=drift_share,
         champion_params=registry.champion_params(cl, cfg.registry.model_name),
+        domains=adaptive.domains_of(get_family(cfg.model.family), cfg.task, cfg.model.search_space),
     )
     n = n_trials or plan.n_trials  # an explicit budget wins over the mode's
     t = timeout if timeout is not None else cfg.tuning.timeout

@@ -10,8 +10,9 @@ import optuna
 import pytest
 import yaml
 
-from retune.adaptive import narrow, plan, widen
+from retune.adaptive import domains_of, narrow, plan, widen
 from retune.config import AdaptiveConfig, CategoricalParam, FloatParam, IntParam
+from retune.models import get_family
 from retune.tuning import EarlyStopping, stop_reason_of
 
 SPACE = {
@@ -77,6 +78,56 @@ def test_widening_grows_ranges_but_keeps_natural_floors() -> None:
     assert out["lr"].high > 1.0
     assert out["lr"].low > 0.0
     assert widen(SPACE, 0.0) == SPACE
+
+
+HGB_SPACE = {
+    "max_features": FloatParam(type="float", low=0.3, high=1.0),
+    "learning_rate": FloatParam(type="log_float", low=0.02, high=0.5),
+    "min_samples_leaf": IntParam(type="int", low=5, high=80),
+    "l2_regularization": FloatParam(type="log_float", low=1e-4, high=10.0),
+}
+
+
+def test_the_estimator_says_which_values_it_accepts() -> None:
+    hgb = get_family("hist_gradient_boosting")
+    mf = hgb.domain("regression", "max_features", integer=False)
+    assert mf is not None and (mf.low, mf.high, mf.low_open, mf.high_open) == (0.0, 1.0, True, False)
+    leaf = hgb.domain("classification", "min_samples_leaf", integer=True)
+    assert leaf is not None and (leaf.low, leaf.high) == (1.0, None)
+    # random forest: min_samples_leaf is a count (int) or a fraction in (0, 1) (float)
+    rf = get_family("random_forest")
+    frac = rf.domain("regression", "min_samples_leaf", integer=False)
+    assert frac is not None and (frac.low, frac.high, frac.high_open) == (0.0, 1.0, True)
+    assert hgb.domain("regression", "no_such_param", integer=False) is None
+
+
+def test_widening_never_leaves_what_the_estimator_accepts() -> None:
+    domains = domains_of(get_family("hist_gradient_boosting"), "regression", HGB_SPACE)
+    plain = widen(HGB_SPACE, 0.5)
+    assert plain["max_features"].high > 1.0, "without domains a fraction is widened past 1"
+    out = widen(HGB_SPACE, 0.5, domains=domains)
+    assert out["max_features"].high == 1.0 and 0.0 < out["max_features"].low < 0.3
+    assert out["learning_rate"].low > 0.0 and out["learning_rate"].high > 0.5
+    assert out["min_samples_leaf"].low == 1 and out["l2_regularization"].high > 10.0
+
+
+def test_a_severe_plan_trains_every_widened_trial() -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    domains = domains_of(get_family("hist_gradient_boosting"), "regression", HGB_SPACE)
+    p = plan(
+        AdaptiveConfig(severe_widen=2.0),
+        HGB_SPACE,
+        n_trials=10,
+        drift_share=1.0,
+        champion_params={"max_features": 0.9},
+        domains=domains,
+    )
+    assert p.mode == "severe"
+    X, y = [[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0]] * 5, [0.0, 1.0, 2.0, 3.0] * 5
+    for corner in ("low", "high"):
+        params = {k: getattr(v, corner) for k, v in p.space.items()}
+        HistGradientBoostingRegressor(max_iter=2, **params).fit(X, y)  # raises if a widened bound is invalid
 
 
 def test_early_stopping_stops_after_patience_without_improvement() -> None:
