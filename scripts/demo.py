@@ -74,6 +74,13 @@ def _triggered_runs(after: float) -> list[Any]:
         return [r for r in runs if r.queued_at is None or r.queued_at.timestamp() >= after - 1]
 
 
+def _short_stop(reason: str | None) -> str | None:
+    """``converged`` (early stopping), ``budget`` or ``timeout`` from a study's stop reason."""
+    if not reason:
+        return None
+    return "converged" if reason.startswith("converged") else reason.split()[0].replace("trial", "budget")
+
+
 def _retune_row(cl: Any, run_id: str) -> dict[str, Any]:
     runs = cl.search_runs(
         [e.experiment_id for e in cl.search_experiments() if e.name == f"retune/{CONFIG}"],
@@ -89,6 +96,7 @@ def _retune_row(cl: Any, run_id: str) -> dict[str, Any]:
         "mode": t.get("retune.mode"),
         "trials_complete": int(m.get("trials_complete", 0)),
         "trials_pruned": int(m.get("trials_pruned", 0)),
+        "stop": _short_stop(t.get("retune.stop_reason")),
         "best_valid": m.get("best_valid_mae"),
         "holdout_challenger": m.get("challenger_mae"),
         "holdout_champion": m.get("champion_mae"),
@@ -182,7 +190,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         return format(v, spec) if spec else str(v)
 
     header = (
-        f"{'window end':<11} {'drift':>5}  {'action':<32} {'mode':<8} {'trials c/p':>10} {'best valid':>10} "
+        f"{'window end':<11} {'drift':>5}  {'action':<32} {'mode':<8} {'trials c/p':>10} {'stopped':<9} {'best valid':>10} "
         f"{'holdout':>8} {'stale':>8} {'champion':>9} {'version':>7}"
     )
     print("\n" + header)
@@ -192,7 +200,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         champ = f"{fmt(r.get('champion_before'))}->{fmt(r.get('champion_after'))}"
         print(
             f"{r['window_end']:<11} {fmt(r.get('drift_share'), '.2f'):>5}  {r.get('action', ''):<32} {fmt(r.get('mode')):<8} "
-            f"{trials:>10} {fmt(r.get('best_valid'), '.3f'):>10} {fmt(r.get('holdout_challenger'), '.3f'):>8} "
+            f"{trials:>10} {fmt(r.get('stop')):<9} {fmt(r.get('best_valid'), '.3f'):>10} {fmt(r.get('holdout_challenger'), '.3f'):>8} "
             f"{fmt(r.get('holdout_champion'), '.3f'):>8} {champ:>9} {fmt(r.get('version')):>7}"
         )
 

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import string
@@ -372,8 +373,12 @@ class TuningConfig(_Strict):
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storage).")
     grace_period: int = Field(60, ge=2, description="Seconds without a heartbeat before a trial counts as dead and is retried.")
     max_retry: int = Field(2, ge=0, description="Retries of a trial whose worker died.")
-    early_stop_patience: int | None = Field(
-        None, ge=1, description="Stop the study after this many finished trials without improving the best (None: off)."
+    early_stop_patience: int | Literal["auto"] | None = Field(
+        "auto",
+        description=(
+            "Stop the study after this many finished trials without improving the best. 'auto': a warm-started "
+            "study stops after max(5, n_trials / 5) such trials, a cold one runs its budget; None: off."
+        ),
     )
     early_stop_min_delta: float = Field(0.0, ge=0.0, description="An improvement smaller than this does not count.")
     adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)
@@ -395,6 +400,26 @@ class TuningConfig(_Strict):
         if not value or value[0] != "metric" or len(set(value)) != len(value) or not set(value) <= {"metric", "latency", "size"}:
             raise ValueError(f"must start with 'metric', then 'latency' and/or 'size', without repeats; got {value}")
         return value
+
+    @field_validator("early_stop_patience")
+    @classmethod
+    def _patience(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1, 'auto' or null; got {value}")
+        return value
+
+    def patience_for(self, *, n_trials: int, warm: bool) -> int | None:
+        """The early-stopping patience of one study (``None``: it runs its budget).
+
+        Args:
+            n_trials: The study's trial budget.
+            warm: Whether the study was warm-started (seeds enqueued).
+        """
+        if self.multi_objective or self.early_stop_patience is None:
+            return None
+        if self.early_stop_patience == "auto":
+            return max(5, math.ceil(n_trials / 5)) if warm else None
+        return int(self.early_stop_patience)
 
     @property
     def multi_objective(self) -> bool:

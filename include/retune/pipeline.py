@@ -788,6 +788,7 @@ def summarize_study(ctx: dict[str, Any], *, settings: Settings | None = None) ->
         ],
     )
     tracking.log_json(cl, ctx["parent_run_id"], outcome.to_json(), "study/outcome.json")
+    cl.set_tag(ctx["parent_run_id"], "retune.stop_reason", outcome.stop_reason)
     if ctx.get("meta_features") and outcome.best_value is not None and not _already_recorded(cl, ctx):
         from retune.metalearn import record_task, search_space_hash
 

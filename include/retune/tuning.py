@@ -374,14 +374,22 @@ def run_study(
     start = time.monotonic()
     tuning = objective.cfg.tuning
     callbacks: list[Any] = []
-    if tuning.early_stop_patience and not tuning.multi_objective:
-        callbacks.append(
-            EarlyStopping(tuning.early_stop_patience, min_delta=tuning.early_stop_min_delta, direction=objective.cfg.direction)
-        )
+    warm = is_warm_started(study)
+    patience = tuning.patience_for(n_trials=n_trials, warm=warm)
+    if patience:
+        callbacks.append(EarlyStopping(patience, min_delta=tuning.early_stop_min_delta, direction=objective.cfg.direction))
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     already = len(study.get_trials(deepcopy=False, states=finished))
     remaining = max(0, n_trials - already)
-    log.info("study %s: %d trial(s) to run (%d already finished), timeout=%s", study.study_name, remaining, already, timeout)
+    log.info(
+        "study %s (%s start): %d trial(s) to run (%d already finished), timeout=%s, early stop %s",
+        study.study_name,
+        "warm" if warm else "cold",
+        remaining,
+        already,
+        timeout,
+        f"after {patience} trials without improvement" if patience else "off",
+    )
     if remaining and "stop_reason" not in study.user_attrs:
         study.optimize(
             objective,
@@ -404,6 +412,11 @@ def run_study(
         max_latency_ms_per_1k=tuning.max_latency_ms_per_1k,
         max_size_kb=tuning.max_size_kb,
     )
+
+
+def is_warm_started(study: optuna.Study) -> bool:
+    """Whether warm-start seeds were enqueued in the study (trials marked ``warm_start``)."""
+    return any(WARM_START_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
 def stop_reason_of(study: optuna.Study, n_trials: int) -> str:

@@ -347,6 +347,42 @@ def test_bad_pruner_args_are_refused_on_load(demo_dict, write_yaml) -> None:
     assert "tuning.pruner.args" in load_error(write_yaml(demo_dict))
 
 
+@pytest.mark.parametrize("value", [0, -3, "sometimes", 2.5])
+def test_bad_early_stop_patience_is_refused(demo_dict, write_yaml, value: object) -> None:
+    demo_dict["tuning"]["early_stop_patience"] = value
+    assert "tuning.early_stop_patience" in load_error(write_yaml(demo_dict))
+
+
+@pytest.mark.parametrize(
+    ("setting", "n_trials", "warm", "expected"),
+    [
+        ("auto", 30, True, 6),
+        ("auto", 12, True, 5),
+        ("auto", 100, True, 20),
+        ("auto", 30, False, None),
+        (None, 30, True, None),
+        (3, 30, False, 3),
+        (3, 30, True, 3),
+    ],
+)
+def test_early_stop_patience_per_study(
+    demo_dict, write_yaml, setting: object, n_trials: int, warm: bool, expected: int | None
+) -> None:
+    from retune.config import load_config
+
+    demo_dict["tuning"]["early_stop_patience"] = setting
+    cfg = load_config(write_yaml(demo_dict))
+    assert cfg.tuning.patience_for(n_trials=n_trials, warm=warm) == expected
+
+
+def test_multi_objective_studies_never_stop_early(demo_dict, write_yaml) -> None:
+    from retune.config import load_config
+
+    demo_dict["tuning"]["objectives"] = ["metric", "latency"]
+    cfg = load_config(write_yaml(demo_dict))
+    assert cfg.tuning.patience_for(n_trials=30, warm=True) is None
+
+
 @pytest.mark.xfail(strict=True, reason="known gap: drift methods are checked by Evidently at drift time, not on load")
 def test_unknown_drift_method_is_refused_on_load(demo_dict, write_yaml) -> None:
     demo_dict["drift"]["method"] = "kolmogorov"

@@ -280,3 +280,50 @@ def test_non_finite_metric_fails_the_trial(linear_cfg, split, monkeypatch: pytes
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     outcome = run_study(study, obj, n_trials=1, timeout=None)
     assert outcome.n_failed == 1 and client.runs[0].status == "FAILED"
+
+
+# --------------------------------------------------------------------------- early stopping by default
+
+
+def test_a_warm_started_study_stops_early_by_default(make_cfg, split) -> None:
+    # The seed (the least regularized ridge) is about as good as it gets: the study soon stops improving.
+    cfg = make_cfg(
+        {
+            "target": "y",
+            "features!": {"numerical": ["x"], "categorical": ["g"]},
+            "model!": {"family": "linear", "search_space": {"alpha": {"type": "log_float", "low": 0.001, "high": 10.0}}},
+            "tuning": {"n_steps": 1, "seed": 1, "n_trials": 40},
+        }
+    )
+    assert cfg.tuning.early_stop_patience == "auto"
+    warm = optuna.create_study(pruner=optuna.pruners.NopPruner(), sampler=optuna.samplers.RandomSampler(seed=0))
+    warm.enqueue_trial({"alpha": 0.001}, user_attrs={WARM_START_ATTR: "champion"})
+    outcome = run_study(warm, objective(cfg, split, FakeClient()), n_trials=40, timeout=None)
+    patience = cfg.tuning.patience_for(n_trials=40, warm=True)
+    assert patience == 8  # max(5, 40 / 5)
+    assert outcome.stop_reason.startswith("converged: no improvement in 8 trials"), outcome.stop_reason
+    values = [t.value for t in warm.trials]
+    best_at = values.index(min(values))
+    assert len(warm.trials) == best_at + 1 + patience < 40
+
+
+def test_a_cold_study_runs_its_budget_by_default(linear_cfg, split) -> None:
+    cold = optuna.create_study(pruner=optuna.pruners.NopPruner(), sampler=optuna.samplers.RandomSampler(seed=0))
+    outcome = run_study(cold, objective(linear_cfg, split, FakeClient()), n_trials=12, timeout=None)
+    assert len(cold.trials) == 12 and outcome.stop_reason == "trial budget reached"
+
+
+def test_early_stopping_off_runs_a_warm_study_to_its_budget(make_cfg, split) -> None:
+    cfg = make_cfg(
+        {
+            "target": "y",
+            "features!": {"numerical": ["x"], "categorical": ["g"]},
+            "model!": {"family": "linear", "search_space": {"alpha": {"type": "log_float", "low": 0.001, "high": 10.0}}},
+            "tuning": {"n_steps": 1, "seed": 1},
+        }
+    )
+    cfg = cfg.model_copy(update={"tuning": cfg.tuning.model_copy(update={"early_stop_patience": None})})  # make_cfg drops None
+    warm = optuna.create_study(pruner=optuna.pruners.NopPruner(), sampler=optuna.samplers.RandomSampler(seed=0))
+    warm.enqueue_trial({"alpha": 0.001}, user_attrs={WARM_START_ATTR: "champion"})
+    outcome = run_study(warm, objective(cfg, split, FakeClient()), n_trials=14, timeout=None)
+    assert len(warm.trials) == 14 and outcome.stop_reason == "trial budget reached"
