@@ -314,9 +314,29 @@ class MetricConfig(_Strict):
     direction: Literal["minimize", "maximize"] | None = None
 
 
+DRIFT_METHODS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        ["anderson", "cramer_von_mises", "ed", "empirical_mmd", "es", "ks", "mannw", "t_test", "wasserstein"],
+        frozenset({"numerical"}),
+    ),
+    **dict.fromkeys(["TVD", "chisquare", "fisher_exact", "g_test", "z"], frozenset({"categorical"})),
+    **dict.fromkeys(["hellinger", "jensenshannon", "kl_div", "psi"], frozenset({"numerical", "categorical"})),
+}
+"""Evidently's drift tests by name, with the column types each accepts (tabular tests only;
+``tests/retune/test_config.py`` checks this against Evidently's own registry)."""
+
+
+def _check_drift_method(value: str | None) -> str | None:
+    if value is not None and value not in DRIFT_METHODS:
+        raise ValueError(f"unknown drift method {value!r}; Evidently's tabular tests are {sorted(DRIFT_METHODS)}")
+    return value
+
+
 class ColumnDrift(_Strict):
     method: str | None = None
     threshold: float | None = None
+
+    _method = field_validator("method")(classmethod(lambda cls, v: _check_drift_method(v)))
 
 
 class DriftConfig(_Strict):
@@ -331,6 +351,8 @@ class DriftConfig(_Strict):
         "champion_training",
         description="Compare against the champion's training window (after a retune) or always the fixed reference.",
     )
+
+    _method = field_validator("method")(classmethod(lambda cls, v: _check_drift_method(v)))
 
 
 class PrunerConfig(_Strict):
@@ -528,7 +550,29 @@ class RetuneConfig(_Strict):
         family.check_params(self.task, {**self.model.fixed_params, **dict.fromkeys(self.model.search_space)})
         if self.target in (self.features.numerical or []) + self.features.categorical:
             raise ValueError(f"features: the target {self.target!r} cannot be a feature")
+        self._check_drift_types()
         return self
+
+    def _check_drift_types(self) -> None:
+        """Refuse a drift method that cannot test a declared column's type (types are known
+        here only when the features are declared; with ``exclude`` the drift check refuses it)."""
+        if self.features.numerical is None:
+            return
+        kinds = {c: "numerical" for c in self.features.numerical} | {c: "categorical" for c in self.features.categorical}
+        for column, kind in kinds.items():
+            per_column = self.drift.columns.get(column)
+            method, where = (
+                (per_column.method, f"drift.columns.{column}.method")
+                if per_column is not None and per_column.method
+                else (self.drift.method, "drift.method")
+            )
+            if method and kind not in DRIFT_METHODS[method]:
+                raise ValueError(
+                    f"{where}: {method!r} cannot test the {kind} column {column!r}; it takes {sorted(DRIFT_METHODS[method])} columns"
+                )
+        unknown = sorted(set(self.drift.columns) - set(kinds))
+        if unknown:
+            raise ValueError(f"drift.columns: {unknown} are not features of this config")
 
     @property
     def direction(self) -> Literal["minimize", "maximize"]:

@@ -383,7 +383,49 @@ def test_multi_objective_studies_never_stop_early(demo_dict, write_yaml) -> None
     assert cfg.tuning.patience_for(n_trials=30, warm=True) is None
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: drift methods are checked by Evidently at drift time, not on load")
 def test_unknown_drift_method_is_refused_on_load(demo_dict, write_yaml) -> None:
     demo_dict["drift"]["method"] = "kolmogorov"
-    assert "drift.method" in load_error(write_yaml(demo_dict))
+    message = load_error(write_yaml(demo_dict))
+    assert "drift.method" in message and "kolmogorov" in message and "wasserstein" in message
+
+
+def test_unknown_per_column_drift_method_is_refused_on_load(demo_dict, write_yaml) -> None:
+    demo_dict["drift"]["columns"] = {"price": {"method": "ks-test"}}
+    assert "drift.columns.price.method" in load_error(write_yaml(demo_dict))
+
+
+@pytest.mark.parametrize(
+    ("drift", "field", "column"),
+    [
+        ({"method": "chisquare"}, "drift.method", "price"),  # a categorical test on numerical columns
+        ({"columns": {"promo": {"method": "ks"}}}, "drift.columns.promo.method", "promo"),  # numerical test, categorical column
+    ],
+)
+def test_drift_method_that_cannot_test_a_column_type_is_refused(
+    demo_dict, write_yaml, drift: dict, field: str, column: str
+) -> None:
+    demo_dict["drift"].update(drift)
+    message = load_error(write_yaml(demo_dict))
+    assert field in message and repr(column) in message
+
+
+def test_drift_settings_for_a_column_that_is_no_feature_are_refused(demo_dict, write_yaml) -> None:
+    demo_dict["drift"]["columns"] = {"prcie": {"threshold": 0.2}}
+    assert "drift.columns" in load_error(write_yaml(demo_dict)) and "prcie" in load_error(write_yaml(demo_dict))
+
+
+def test_drift_methods_accepted_on_load_are_evidentlys(demo_dict, write_yaml) -> None:
+    from evidently.legacy.calculations.stattests import registry
+
+    from retune.config import DRIFT_METHODS, load_config
+
+    kinds = {"ColumnType.Numerical": "numerical", "ColumnType.Categorical": "categorical"}
+    evidently = {
+        name: frozenset(kinds[str(t)] for t in by_type if str(t) in kinds)
+        for name, by_type in registry._registered_stat_tests.items()  # private: Evidently has no public list
+    }
+    assert DRIFT_METHODS == {name: types for name, types in evidently.items() if types}
+    demo_dict["drift"]["method"] = "psi"  # numerical and categorical: fits every column of the demo
+    demo_dict["drift"]["columns"] = {"price": {"method": "wasserstein", "threshold": 0.2}, "promo": {"method": "chisquare"}}
+    cfg = load_config(write_yaml(demo_dict))
+    assert cfg.drift.columns["price"].method == "wasserstein"
