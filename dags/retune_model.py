@@ -264,13 +264,14 @@ def retune_model() -> None:
 
         @task(trigger_rule="all_done")
         def release_lock() -> str:
-            """Give the model's trigger-policy lock back, however the retune ended."""
+            """Give the model's trigger-policy lock back, however the retune ended; a failed retune's parent run ends FAILED."""
             from retune.pipeline import finish
 
             ctx = get_current_context()
             token = ctx["ti"].xcom_pull(task_ids="retune.drift_gate", key="policy_token")
             registered = ctx["ti"].xcom_pull(task_ids="retune.register")
-            outcome = finish(ctx["params"]["config"], token, registered=registered)
+            run = ctx["ti"].xcom_pull(task_ids="retune.load_data") or {}
+            outcome = finish(ctx["params"]["config"], token, registered=registered, parent_run_id=run.get("parent_run_id"))
             print(outcome)
             return outcome
 

@@ -327,8 +327,24 @@ def admit(
     return {"retune": True, "reason": f"{reason}; {gate['reason']}", "token": token}
 
 
-def finish(config_name: str, token: str | None, *, registered: dict[str, Any] | None, settings: Settings | None = None) -> str:
-    """Give the model's policy lock back when a retune run ends, however it ended.
+def finish(
+    config_name: str,
+    token: str | None,
+    *,
+    registered: dict[str, Any] | None,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """End a retune run, however it ended: give the model's policy lock back and, when the
+    retune failed after its MLflow parent run was opened, close that run as FAILED (a rerun
+    of the same retune reopens it).
+
+    Args:
+        config_name: The model config.
+        token: The policy lock token (``None``: the run never held the lock).
+        registered: What :func:`register` returned (``None``: nothing was registered).
+        parent_run_id: The retune's MLflow parent run (``None``: it was never opened).
+        settings: State locations.
 
     Returns:
         The outcome noted on the decision.
@@ -341,7 +357,24 @@ def finish(config_name: str, token: str | None, *, registered: dict[str, Any] | 
         outcome = "ended without registering (failed or skipped)"
     if token:
         policy.release(config_name, token, outcome=outcome, settings=settings)
+    if parent_run_id and not registered:
+        _close_failed_run(parent_run_id, settings or get_settings())
     return outcome
+
+
+def _close_failed_run(run_id: str, settings: Settings) -> None:
+    """Mark a retune's parent run FAILED if it is still RUNNING (the lock is already free:
+    an unreachable MLflow is logged, never raised)."""
+    from retune import tracking
+
+    try:
+        cl = tracking.client(settings)
+        if cl.get_run(run_id).info.status == "RUNNING":
+            cl.set_tag(run_id, "retune.outcome", "failed: ended without registering")
+            cl.set_terminated(run_id, "FAILED")
+            log.info("parent run %s closed as FAILED", run_id)
+    except Exception as exc:  # noqa: BLE001 - cleanup after a failure must not fail the lock release
+        log.warning("could not close parent run %s as FAILED: %s", run_id, exc)
 
 
 def retune_window(cfg: RetuneConfig, *, window_end: str | datetime | None, kind: str) -> Window:
@@ -447,6 +480,8 @@ def prepare(
     }
     if existing:
         parent_id = existing[0].info.run_id
+        if existing[0].info.status != "RUNNING":  # closed by a failed attempt: this rerun reopens it
+            cl.update_run(parent_id, status="RUNNING")
         log.info("resuming parent run %s of retune %s", parent_id, key)
     else:
         run = cl.create_run(exp_id, run_name=f"retune {window.end.date() if window.end else ''} ({trigger})", tags=tags)

@@ -97,6 +97,17 @@ def test_retune_model_shape(parse_log: dict) -> None:
     assert isinstance(dag.task_dict["retune.tune"], MappedOperator), "trial workers are mapped tasks"
 
 
+def test_retune_model_always_ends_with_release_lock(parse_log: dict) -> None:
+    """However a retune ends (skipped, failed, registered), release_lock runs: it gives the policy
+    lock back and closes a failed retune's MLflow parent run."""
+    dag = parse_log["bag"].dags["retune_model"]
+    release = dag.task_dict["retune.release_lock"]
+    assert str(release.trigger_rule) in ("all_done", "TriggerRule.ALL_DONE"), release.trigger_rule
+    upstream = release.get_flat_relative_ids(upstream=True)
+    every_other = {t.task_id for t in dag.tasks} - {release.task_id}
+    assert upstream == every_other, f"release_lock must wait for every task; not upstream: {every_other - upstream}"
+
+
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
 def test_top_level_imports_are_light(path: Path) -> None:
     tree = ast.parse(path.read_text())

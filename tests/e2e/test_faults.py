@@ -135,3 +135,38 @@ def test_a_finished_retune_cleared_and_rerun_registers_nothing_new(airflow_db: N
     decisions = [d for d in policy.history("demo") if d["idempotency_key"] == f"retune_model/{first.run_id}"]
     assert len(decisions) == 2, "both attempts were decided and recorded"
     assert all(d["outcome"] is not None for d in decisions), "and both gave the lock back"
+
+
+def test_a_failed_retune_closes_its_parent_run_and_a_rerun_reopens_it(retune_env: dict[str, Path]) -> None:
+    from retune import demo_data, pipeline, policy, registry, tracking
+    from retune.settings import get_settings
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=60, rows_per_day=40)
+    write_config(retune_env["configs"], "demo", SMALL)
+    key = "retune_model/failed-then-rerun"
+    decision = policy.decide("demo", source="manual", key=key)
+    assert decision.triggered
+    ctx = pipeline.prepare("demo", window_kind="reference", key=key)
+    cl = tracking.client(get_settings())
+    assert cl.get_run(ctx["parent_run_id"]).info.status == "RUNNING"
+
+    # The retune fails after its parent run was opened (say, the study's task gave up):
+    # release_lock runs finish() with nothing registered.
+    outcome = pipeline.finish("demo", str(decision.token), registered=None, parent_run_id=ctx["parent_run_id"])
+    assert outcome.startswith("ended without registering")
+    run = cl.get_run(ctx["parent_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["retune.outcome"].startswith("failed")
+    assert registry.get_alias(cl, "demo-demand", registry.CHAMPION) is None, "nothing promoted"
+    assert policy.decide("demo", source="manual", key="retune_model/next").triggered, "the lock was given back"
+
+    # Cleared and run again: the same parent run is reopened and ends FINISHED with a version.
+    again = pipeline.prepare("demo", window_kind="reference", key=key)
+    assert again["parent_run_id"] == ctx["parent_run_id"]
+    assert cl.get_run(ctx["parent_run_id"]).info.status == "RUNNING"
+    pipeline.warm_start(again)
+    study = pipeline.tune(again)
+    registered = pipeline.register(again, pipeline.validate(again, study), study)
+    assert cl.get_run(ctx["parent_run_id"]).info.status == "FINISHED"
+    # finish() after a registration leaves the run as register() ended it.
+    pipeline.finish("demo", None, registered=registered, parent_run_id=ctx["parent_run_id"])
+    assert cl.get_run(ctx["parent_run_id"]).info.status == "FINISHED"
