@@ -10,8 +10,20 @@ the same data with the same trial budget:
   monitor's drift share), the champion's params and the previous study's top-k enqueued,
   median pruner.
 
-Recorded for each: CPU seconds and finished trials until the study first reaches (a)'s final
-best within 0.5%, total CPU seconds, final best (validation metric). Alongside, on the same
+All of them run the same trial budget (early stopping off). Recorded for each: CPU seconds
+and finished trials until the study first reaches (a)'s final best within 0.5%, total CPU
+seconds, final best (validation metric).
+
+Two more rows say how to read that target:
+
+- ``cold, other seed``: (a) again with another sampler seed (the same objective and models):
+  how often plain luck reaches (a)'s final best, the noise floor of the target;
+- ``retune, early stop (default)``: (c) as Retune runs it by default, stopping after
+  max(5, n_trials / 5) trials without improvement (its total CPU is what a retune costs).
+
+For (a), (b), (c) and these two, the same question is also asked on the holdout, which no
+trial has seen: when does the study first hold a model (its best-so-far trial, trained again
+exactly as the trial trained it) whose holdout error is within 0.5% of (a)'s final model's? Alongside, on the same
 data: warm-start modes (enqueue without the adaptive space; warm-starting CMA-ES from the
 previous study's trials, alone and with the seeds enqueued) and pruners (successive
 halving, hyperband; cold and warm). A guard case puts the learning rate in the search space
@@ -31,6 +43,7 @@ from typing import Any
 from common import log, median, plot_path, pyplot, quiet, ratio, table
 
 TOLERANCE = 0.005
+HOLDOUT = ("cold", "cold+median", "retune", "retune, early stop (default)", "cold, other seed")
 
 
 def _settings(quick: bool) -> dict[str, Any]:
@@ -118,22 +131,32 @@ def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, o
     seeds = seeds if plan.warm else []
     prev_trials = storage_trials(storage, previous)
     common = {"split": ep["split"], "features": ep["features"], "storage": storage, "n_trials": n_trials, "seed": seed}
+    budget = {"early_stop": None}  # the same trial budget for every study of the comparison
     runs = {
-        "cold": lambda: {"pruner": "none"},
-        "cold+median": lambda: {"pruner": "median"},
-        "retune": lambda: {"pruner": "median", "space": plan.space, "seeds": seeds, "study_name": retune_name},
-        "cold+sh": lambda: {"pruner": "successive_halving"},
-        "cold+hyperband": lambda: {"pruner": "hyperband"},
-        "warm+sh": lambda: {"pruner": "successive_halving", "space": plan.space, "seeds": seeds},
-        "warm+hyperband": lambda: {"pruner": "hyperband", "space": plan.space, "seeds": seeds},
-        "enqueue,full space": lambda: {"pruner": "median", "seeds": seeds},
-        "cma transfer": lambda: {"pruner": "median", "space": plan.space, "sampler": "cmaes", "source_trials": prev_trials},
+        "cold": lambda: {"pruner": "none", **budget},
+        "cold+median": lambda: {"pruner": "median", **budget},
+        "retune": lambda: {"pruner": "median", "space": plan.space, "seeds": seeds, "study_name": retune_name, **budget},
+        "retune, early stop (default)": lambda: {"pruner": "median", "space": plan.space, "seeds": seeds, "early_stop": "auto"},
+        "cold, other seed": lambda: {"pruner": "none", "sampler_seed": seed + 1000, **budget},
+        "cold+sh": lambda: {"pruner": "successive_halving", **budget},
+        "cold+hyperband": lambda: {"pruner": "hyperband", **budget},
+        "warm+sh": lambda: {"pruner": "successive_halving", "space": plan.space, "seeds": seeds, **budget},
+        "warm+hyperband": lambda: {"pruner": "hyperband", "space": plan.space, "seeds": seeds, **budget},
+        "enqueue,full space": lambda: {"pruner": "median", "seeds": seeds, **budget},
+        "cma transfer": lambda: {
+            "pruner": "median",
+            "space": plan.space,
+            "sampler": "cmaes",
+            "source_trials": prev_trials,
+            **budget,
+        },
         "cma transfer+enqueue": lambda: {
             "pruner": "median",
             "space": plan.space,
             "seeds": seeds,
             "sampler": "cmaes",
             "source_trials": prev_trials,
+            **budget,
         },
     }
     labels = list(runs)
@@ -157,8 +180,31 @@ def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, o
             "cpu_to_target_s": cpu_to,
             "reached": trials_to is not None,
         }
+    # The same question judged on the holdout, which no trial has seen: when does each study
+    # first hold a model as good as (a)'s final one (within the tolerance) on unseen data?
+    traces = {
+        label: realdata.holdout_trace(rd, studies[label], ep["split"], ep["features"]) for label in HOLDOUT if label in studies
+    }
+    cold_final = traces["cold"][-1][1] if traces.get("cold") else None
+    for label, trace in traces.items():
+        h_target = None if cold_final is None else target_of(cold_final, cold.direction)
+        hit = next(
+            (
+                cpu
+                for cpu, err in trace
+                if h_target is not None and (err <= h_target if cold.direction == "minimize" else err >= h_target)
+            ),
+            None,
+        )
+        rows[label]["holdout"] = {
+            "final": trace[-1][1] if trace else None,
+            "cold_final": cold_final,
+            "cpu_to_target_s": hit,
+            "reached": hit is not None,
+            "trace": [(round(c, 3), round(e, 6)) for c, e in trace],
+        }
     trace = {}
-    for label in ("cold", "cold+median", "retune"):
+    for label in ("cold", "cold+median", "retune", "retune, early stop (default)", "cold, other seed"):
         if label not in studies:
             continue
         best, points = None, []
@@ -201,6 +247,15 @@ def _cpu_ratio(case: dict[str, Any], label: str) -> float | None:
     if s is None:
         return None
     return 0.0 if not s["reached"] else ratio(a, s["cpu_to_target_s"])
+
+
+def _holdout_ratio(case: dict[str, Any], label: str) -> float | None:
+    """Like :func:`_cpu_ratio`, judged on the holdout."""
+    a = case["studies"]["cold"].get("holdout")
+    s = case["studies"].get(label, {}).get("holdout")
+    if a is None or s is None:
+        return None
+    return 0.0 if not s["reached"] else ratio(a["cpu_to_target_s"], s["cpu_to_target_s"])
 
 
 def _guard(tmp: Path, seeds: list[int], n_trials: int) -> dict[str, Any]:
@@ -340,8 +395,27 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                 [ratio(c["studies"][label]["cpu_s"], c["studies"]["cold"]["cpu_s"]) for c in cases if label in c["studies"]]
             ),
         }
+        if label in HOLDOUT:
+            summary[label].update(
+                {
+                    "holdout_reached_share": sum(r["holdout"]["reached"] for r in rows) / len(rows) if rows else None,
+                    "median_holdout_cpu_to_target_cold_over_this": median([_holdout_ratio(c, label) for c in cases]),
+                    "median_holdout_final_this_over_cold": median(
+                        [
+                            ratio(c["studies"][label]["holdout"]["final"], c["studies"][label]["holdout"]["cold_final"])
+                            for c in cases
+                        ]
+                    ),
+                }
+            )
+    default = "retune, early stop (default)"
     ratios = {
         "cpu_to_target_cold_over_warm": summary.get("retune", {}).get("median_cpu_to_target_cold_over_this"),
+        "cpu_to_target_cold_over_cold_other_seed": summary.get("cold, other seed", {}).get("median_cpu_to_target_cold_over_this"),
+        "holdout_cpu_to_target_cold_over_warm": summary.get("retune", {}).get("median_holdout_cpu_to_target_cold_over_this"),
+        "holdout_final_warm_over_cold": summary.get("retune", {}).get("median_holdout_final_this_over_cold"),
+        "total_cpu_default_over_cold": summary.get(default, {}).get("median_total_cpu_this_over_cold"),
+        "holdout_final_default_over_cold": summary.get(default, {}).get("median_holdout_final_this_over_cold"),
         "cpu_to_target_cold_over_pruned": summary.get("cold+median", {}).get("median_cpu_to_target_cold_over_this"),
         "final_best_warm_over_cold": summary.get("retune", {}).get("median_final_best_this_over_cold"),
         "final_best_pruned_over_cold": summary.get("cold+median", {}).get("median_final_best_this_over_cold"),
@@ -367,6 +441,9 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                 "cold/this CPU to target",
                 "same, when reached",
                 "final best this/cold",
+                "holdout: reached",
+                "holdout: cold/this CPU",
+                "holdout: final this/cold",
             ],
             [
                 [
@@ -380,6 +457,9 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                     v["median_cpu_to_target_cold_over_this"],
                     v["median_cpu_to_target_cold_over_this_when_reached"],
                     v["median_final_best_this_over_cold"],
+                    v.get("holdout_reached_share"),
+                    v.get("median_holdout_cpu_to_target_cold_over_this"),
+                    v.get("median_holdout_final_this_over_cold"),
                 ]
                 for label, v in summary.items()
             ],
@@ -398,7 +478,13 @@ def _plot(cases: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
     for ax, case in zip(axes[0], shown, strict=False):
         cold_best = case["studies"]["cold"]["best"]
-        for label, style in (("cold", "-"), ("cold+median", "--"), ("retune", "-")):
+        for label, style in (
+            ("cold", "-"),
+            ("cold+median", "--"),
+            ("retune", "-"),
+            ("retune, early stop (default)", "-."),
+            ("cold, other seed", ":"),
+        ):
             trace = case["trace"].get(label)
             if not trace:
                 continue

@@ -1,4 +1,4 @@
-"""B5 outcome on real drift: prequential error of three retuning strategies.
+"""B5 outcome on real drift: prequential error of retuning strategies.
 
 Bike sharing (30-day windows, 90-day training windows) and NOAA weather (365-day windows,
 3-year training windows). All strategies start from the same first model (Retune's cold,
@@ -10,9 +10,16 @@ pruned study on the bootstrap window). At the end of each production window:
   records it; Retune's trigger policy (:func:`retune.policy.decide`, the config's defaults:
   no hysteresis, no cooldown) decides; a triggered retune is Retune's warm-started, pruned
   study (drift-aware mode and budget from :func:`retune.adaptive.plan`, champion and previous
-  study's top-k enqueued), refit on train + validation, and promoted when it scores at least
-  as well as the champion on the retune's holdout (the ``beats_champion`` gate);
+  study's top-k enqueued, and Retune's default early stopping: a warm-started study stops
+  after max(5, n_trials / 5) trials without improvement), refit on train + validation, and
+  promoted when it scores at least as well as the champion on the retune's holdout (the
+  ``beats_champion`` gate);
 - (c) ``full``: a cold, unpruned study with the full budget every window, always promoted.
+
+Beside them, for the team: ``retune, no early stop`` (the same with the whole budget, as
+before early stopping was the default), ``retune, cooldown 2 windows`` (the policy's
+cooldown) and ``refit only`` (the first model's params refit on every new window, no search:
+how much of the gap is data rather than hyperparameters).
 
 Each champion is then scored on the next window (which no strategy has seen). Reported:
 mean next-window error of each, the share of the (a)->(c) gap that (b) recovers and (b)'s
@@ -79,17 +86,19 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
     model0 = realdata.fit_and_score(rd, boot.best_params, split.tuning, features)
     first = (rd.bootstrap_end - rd.train_window, rd.bootstrap_end)
     strategies = {"never": Strategy("never", model0, boot.best_params, first)}
-    variants = {"retune": "0"}
+    variants = {"retune": "0", "retune, no early stop": "0"}
     if cooldown_variant:
         variants["retune, cooldown 2 windows"] = f"{int(rd.window.total_seconds() * 2 - 3600)}s"
+    early_stop: dict[str, Any] = {label: None if "no early stop" in label else "auto" for label in variants}
     for label in variants:
         strategies[label] = Strategy(label, model0, boot.best_params, first)
+    strategies["refit only"] = Strategy("refit only", model0, boot.best_params, first)
     strategies["full"] = Strategy("full", model0, boot.best_params, first)
     detector = ProfiledDriftDetector()
     windows: list[dict[str, Any]] = []
 
     def settings_for(label: str, cooldown: str) -> Settings:
-        folder = tmp / f"policy-{dataset}-{len(label)}-{cooldown}"
+        folder = tmp / ("policy-" + "".join(ch if ch.isalnum() else "_" for ch in label))  # one policy database per variant
         folder.mkdir(parents=True, exist_ok=True)
         raw = (tmp / f"{model_name}.yaml").read_text()
         (folder / f"{model_name}.yaml").write_text(raw + f"policy:\n  cooldown: '{cooldown}'\n" if cooldown != "0" else raw)
@@ -145,7 +154,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         seeds = ([("champion", s.params)] + [("previous_study", p) for p in top]) if plan.warm else []
         run = realdata.timed_study(
             rd, split, features, label=label, study_name=name, storage=storages[label], n_trials=plan.n_trials, seed=i,
-            pruner="median", space=plan.space, seeds=seeds,
+            pruner="median", space=plan.space, seeds=seeds, early_stop=early_stop[label],
         )  # fmt: skip
         challenger = realdata.fit_and_score(rd, run.best_params, split.tuning, features)
         X, y = split.holdout[features.columns], split.holdout[cfg.target]
@@ -159,6 +168,8 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
                 "n_trials": plan.n_trials,
                 "pruned": run.n_pruned,
                 "failed": run.n_failed,
+                "finished": len(run.trials),
+                "stop_reason": run.stop_reason,
                 "promoted": promoted,
             }
         )
@@ -183,17 +194,25 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         s.promotions += 1
         return {"retuned": True, "n_trials": n_trials}
 
+    def refit_step(s: Strategy, end: Any) -> dict[str, Any]:
+        split, _ = retune_split(end)
+        s.model, s.trained_on = realdata.fit_and_score(rd, s.params, split.tuning, features), (end - rd.train_window, end)
+        s.retunes += 1
+        s.promotions += 1
+        return {"retuned": True, "n_trials": 0}
+
+    steps = {"full": lambda s, end, i: full_step(s, end, i), "refit only": lambda s, end, i: refit_step(s, end)}
     end = rd.bootstrap_end
     for i in range(1, n_windows + 1):
         end = end + rd.window
         if end + rd.window > rd.end:
             break
         row: dict[str, Any] = {"window_end": end.date().isoformat()}
-        order = [*variants, "full"] if i % 2 else ["full", *variants]
+        order = [*variants, *steps] if i % 2 else [*steps, *variants]
         for label in order:
             s = strategies[label]
             t0 = time.process_time()
-            row[label] = full_step(s, end, i) if label == "full" else retune_step(s, label, end, i)
+            row[label] = steps[label](s, end, i) if label in steps else retune_step(s, label, end, i)
             spent = time.process_time() - t0
             s.cpu += spent
             row[label]["cpu_s"] = spent
@@ -220,7 +239,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         "per_window": windows,
         "gap_never_minus_full": gap,
     }
-    for label in variants:
+    for label in [*variants, "refit only"]:
         out.setdefault("gap_recovered", {})[label] = (mean["never"] - mean[label]) / gap if gap > 0 else None
         out.setdefault("compute_over_full", {})[label] = ratio(strategies[label].cpu, strategies["full"].cpu)
     return out

@@ -206,6 +206,7 @@ class StudyRun:
     n_complete: int = 0
     n_failed: int = 0
     seeds: int = 0
+    stop_reason: str = ""
     study: Any = None
 
     def to_target(self, target: float) -> tuple[int | None, float | None]:
@@ -225,6 +226,7 @@ class StudyRun:
             "n_pruned": self.n_pruned,
             "n_failed": self.n_failed,
             "seeds": self.seeds,
+            "stop_reason": self.stop_reason,
             "best_params": self.best_params,
         }
 
@@ -244,6 +246,8 @@ def timed_study(
     space: dict[str, Any] | None = None,
     seeds: list[tuple[str, dict[str, Any]]] | None = None,
     source_trials: list[Any] | None = None,
+    early_stop: int | str | None = "auto",
+    sampler_seed: int | None = None,
 ) -> StudyRun:
     """Run one study with Retune's objective and record the CPU seconds at each trial's end.
 
@@ -261,6 +265,11 @@ def timed_study(
         space: Search space (default: the config's).
         seeds: Warm-start seeds ``(source, params)``, enqueued with :func:`retune.warmstart.enqueue_seeds`.
         source_trials: Trials of an earlier study for ``cmaes``.
+        early_stop: ``tuning.early_stop_patience`` of this study: ``"auto"`` (Retune's default:
+            a warm-started study stops after max(5, n_trials / 5) trials without improvement),
+            a number, or ``None`` to run the whole budget.
+        sampler_seed: The sampler's seed (default ``seed``); the models' seed stays ``seed``,
+            so the objective is the same.
     """
     import optuna
     from optuna.trial import TrialState
@@ -270,14 +279,17 @@ def timed_study(
     from retune.warmstart import enqueue_seeds
 
     cfg = rd.cfg
+    if early_stop != cfg.tuning.early_stop_patience:
+        cfg = cfg.model_copy(update={"tuning": cfg.tuning.model_copy(update={"early_stop_patience": early_stop})})
     space = space if space is not None else cfg.model.search_space
+    sseed = seed if sampler_seed is None else sampler_seed
     if sampler == "cmaes":
         usable = [t for t in (source_trials or []) if t.state == TrialState.COMPLETE]
         if len(usable) < 10:  # cmaes.get_warm_start_mgd keeps the best 10%: it needs at least 10
             raise ValueError(f"warm-starting CMA-ES needs 10 complete source trials, the previous study has {len(usable)}")
-        smp: Any = optuna.samplers.CmaEsSampler(seed=seed, source_trials=usable or None, warn_independent_sampling=False)
+        smp: Any = optuna.samplers.CmaEsSampler(seed=sseed, source_trials=usable or None, warn_independent_sampling=False)
     else:
-        smp = optuna.samplers.TPESampler(seed=seed)
+        smp = optuna.samplers.TPESampler(seed=sseed)
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
@@ -288,7 +300,7 @@ def timed_study(
     enqueued = enqueue_seeds(study, seeds, space) if seeds else []
     objective = _objective_class()(cfg, split, features, cl=NullMlflowClient(), experiment_id="0", parent_run_id="0", space=space)
     objective.cpu0 = time.process_time()
-    run_study(study, objective, n_trials=n_trials, timeout=None)
+    outcome = run_study(study, objective, n_trials=n_trials, timeout=None)
     cpu = time.process_time() - objective.cpu0
     trials = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
@@ -321,6 +333,7 @@ def timed_study(
         n_complete=len(complete),
         n_failed=sum(t["state"] == "FAIL" for t in trials),
         seeds=len(enqueued),
+        stop_reason=outcome.stop_reason,
         study=study,
     )
 
@@ -343,3 +356,40 @@ def fit_and_score(rd: RealData, params: dict[str, Any], train: Any, features: An
     with threadpool_limits(limits=cfg.tuning.threads_per_trial):
         pipe.fit(train[features.columns], train[cfg.target])
     return pipe
+
+
+def holdout_trace(rd: RealData, run: StudyRun, split: Any, features: Any) -> list[tuple[float, float]]:
+    """``(CPU seconds, holdout error)`` each time the study's best-so-far trial changes.
+
+    The trial's model is trained again exactly as the trial trained it (same params, seed and
+    stages, on the train part) and scored on the holdout, which no trial has seen: how good the
+    model a study would hand over is on unseen data, not on the validation part it was picked on.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from retune.metrics import get_metric
+    from retune.models import get_family
+
+    cfg = rd.cfg
+    family, metric = get_family(cfg.model.family), get_metric(cfg.metric.name, cfg.task)
+    X, y = split.train[features.columns], split.train[cfg.target]
+    Xh, yh = split.holdout[features.columns], split.holdout[cfg.target]
+    out: list[tuple[float, float]] = []
+    best: float | None = None
+    for t in run.trials:
+        v = t["value"]
+        if v is None or t["cpu"] is None or (best is not None and not (v < best if run.direction == "minimize" else v > best)):
+            continue
+        best = v
+        pipe = family.build(
+            cfg.task,
+            {**cfg.model.fixed_params, **t["params"]},
+            numerical=features.numerical,
+            categorical=features.categorical,
+            seed=cfg.tuning.seed,
+        )
+        with threadpool_limits(limits=cfg.tuning.threads_per_trial):
+            for _ in family.staged_fit(pipe, X, y, n_steps=cfg.tuning.n_steps):
+                pass  # the pipeline is fitted in place, stage after stage
+        out.append((float(t["cpu"]), float(metric.score(pipe, Xh, yh))))
+    return out
