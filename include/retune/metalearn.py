@@ -252,16 +252,9 @@ def _table(url: str) -> tuple[sa.Engine, sa.Table]:
 def _make_table(url: str) -> tuple[sa.Engine, sa.Table]:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url, pool_pre_ping=True, future=True)
-    if url.startswith("sqlite"):
-        from sqlalchemy import event
+    from retune.db import make_engine
 
-        @event.listens_for(engine, "connect")
-        def _wal(dbapi_conn: Any, _: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+    engine = make_engine(url)
 
     meta = sa.MetaData()
     table = sa.Table(
