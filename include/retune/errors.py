@@ -17,3 +17,8 @@ class DataError(RetuneError, ValueError):
 
 class RegistryError(RetuneError):
     """The model registry is not in the state a step expects."""
+
+
+class ChampionChangedError(RegistryError):
+    """The champion moved (a rollback, a promotion by hand) after a challenger was validated
+    against it: the challenger's gates no longer say it beats the model in production."""

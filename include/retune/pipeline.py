@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from retune.config import RetuneConfig, config_path, load_config, parse_timestamp
 from retune.data import FeatureSet, Window, frame_digest, load_window, split_for_retune
 from retune.drift import DriftDetector, EvidentlyDriftDetector
-from retune.errors import ConfigError, DataError, RetuneError
+from retune.errors import ChampionChangedError, ConfigError, DataError, RetuneError
 from retune.metrics import get_metric
 from retune.settings import Settings, get_settings
 
@@ -1110,8 +1110,22 @@ def register(
     if not failed and (before is None or str(before.version) != str(version.version)):
         # Also on a retry that found the version already registered: a crash between
         # registering and promoting must not leave a model that passed every gate unpromoted.
-        registry.promote(cl, name, version.version, who=_mover(ctx), why=_promotion_reason(ctx, validation), key=ctx["key"])
-        promoted = True
+        # Only over the champion the gates compared against: a rollback meanwhile wins.
+        try:
+            registry.promote(
+                cl,
+                name,
+                version.version,
+                who=_mover(ctx),
+                why=_promotion_reason(ctx, validation),
+                key=ctx["key"],
+                expected_champion=validation["champion_version"],
+            )
+            promoted = True
+        except ChampionChangedError as exc:
+            reason = f"champion changed during the retune: {exc}; a new retune compares against it"
+            cl.set_model_version_tag(name, version.version, "retune.gate_reason", reason[:4000])
+            log.warning("%s version %s stays challenger: %s", name, version.version, reason)
     elif failed:
         log.warning("%s version %s stays challenger: %s", name, version.version, reason)
     after = registry.get_alias(cl, name, registry.CHAMPION)

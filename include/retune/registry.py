@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -28,7 +29,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retune.errors import RegistryError
+from retune.errors import ChampionChangedError, RegistryError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,6 +50,8 @@ LAST_MOVE_TAG = "retune.last_alias_move"
 ROLLBACK_TAG = "retune.rollback"
 HISTORY_LIMIT = 100
 """Entries kept in a ``retune.alias_history`` tag (the newest)."""
+UNCHECKED: Any = object()
+"""``expected_champion`` of :func:`promote` when any current champion will do."""
 MODEL_TAG_MAX_CHARS = 5000
 """Registered-model tag values are ``VARCHAR(5000)`` in MLflow's SQL stores (PostgreSQL
 enforces it; version tags are ``TEXT``): the model's history drops its oldest entries to fit."""
@@ -234,6 +237,7 @@ def promote(
     who: str | None = None,
     why: str = "",
     key: str | None = None,
+    expected_champion: str | int | None = UNCHECKED,
 ) -> str | None:
     """Move ``champion`` to ``version`` and ``previous_champion`` to the old champion, and
     record both moves in the alias history.
@@ -245,13 +249,31 @@ def promote(
         who: Who moves it, e.g. ``airflow:<dag_id>/<run_id>`` (default ``python:<os user>``).
         why: Why, e.g. the gates' verdict.
         key: The retune's key (a retried promotion is recorded once).
+        expected_champion: The champion ``version`` was validated against (``None``: there
+            was none). If the champion is another version now, nothing moves. The check
+            runs just before the move; MLflow has no atomic compare-and-set of aliases, so
+            it narrows the race with a rollback to milliseconds rather than closing it.
 
     Returns:
         The previous champion's version, if there was one.
+
+    Raises:
+        ChampionChangedError: The champion is not ``expected_champion`` any more.
     """
     old = get_alias(cl, name, CHAMPION)
     if old is not None and str(old.version) == str(version):
         return None
+    if expected_champion is not UNCHECKED:
+        now = None if old is None else str(old.version)
+        expected = None if expected_champion is None else str(expected_champion)
+        if now != expected:
+            last = ""
+            with contextlib.suppress(Exception):
+                last = cl.get_registered_model(name).tags.get(LAST_MOVE_TAG, "")
+            raise ChampionChangedError(
+                f"{name}: champion is version {now} but version {version} was validated against "
+                f"version {expected}; not promoted" + (f" (last move: {last})" if last else "")
+            )
     previous = get_alias(cl, name, PREVIOUS)
     if old is not None:
         cl.set_registered_model_alias(name, PREVIOUS, old.version)

@@ -147,6 +147,7 @@ def test_a_retried_register_still_promotes_a_version_that_passed(
         "params": {"learning_rate": 0.1},
         "challenger": {"mae": 1.0, "latency_ms_per_1k": 1.0},
         "champion": None,
+        "champion_version": None,
         "gates": [{"name": "staging_load", "passed": True, "detail": "predictions match"}],
     }
     outcome = {

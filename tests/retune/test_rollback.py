@@ -104,6 +104,33 @@ def two_champions(cl: Any, store: Store, name: str) -> tuple[str, str, list[str]
     return str(v1.version), str(v2.version), uris
 
 
+def register_retune(cl: Any, config: str, key: str, validation: dict[str, Any]) -> dict[str, Any]:
+    """``pipeline.register`` for a retune whose study and validation are given."""
+    from retune import pipeline
+
+    parent = cl.create_run(cl.get_experiment_by_name("rollback-tests").experiment_id).info.run_id
+    ctx = {
+        "config": config,
+        "key": key,
+        "trigger": "manual",
+        "window": {"kind": "production", "start": "2025-01-01T00:00:00+00:00", "end": "2025-01-29T00:00:00+00:00"},
+        "rows": {"total": 200},
+        "study_name": f"retune-{key}",
+        "parent_run_id": parent,
+        "data_digest": "0" * 64,
+    }
+    outcome = {
+        "study_name": ctx["study_name"],
+        "n_complete": 1,
+        "n_pruned": 0,
+        "n_failed": 0,
+        "stop_reason": "trial budget reached",
+        "best_trial": 0,
+        "best_params": {},
+    }
+    return pipeline.register(ctx, validation, outcome)
+
+
 def aliases(cl: Any, name: str) -> dict[str, str]:
     return {k: str(v) for k, v in cl.get_registered_model(name).aliases.items()}
 
@@ -189,7 +216,6 @@ def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store) -> None:
     import numpy as np
     import pandas as pd
 
-    from retune import pipeline
     from retune.config import RetuneConfig
     from retune.metrics import get_metric
     from retune.validation import apply_gates, gates_json, paired_bootstrap, staging_check
@@ -220,39 +246,70 @@ def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store) -> None:
     )
     assert [g.name for g in gates if not g.passed] == ["staging_load"]
 
-    parent = cl.create_run(cl.get_experiment_by_name("rollback-tests").experiment_id).info.run_id
-    ctx = {
-        "config": "unload",
-        "key": "unload-2",
-        "trigger": "manual",
-        "window": {"kind": "production", "start": "2025-01-01T00:00:00+00:00", "end": "2025-01-29T00:00:00+00:00"},
-        "rows": {"total": 200},
-        "study_name": "retune-unload-2",
-        "parent_run_id": parent,
-        "data_digest": "0" * 64,
-    }
     validation = {
         "model_uri": bad,
         "params": {},
         "challenger": {"mae": boot.challenger, "latency_ms_per_1k": 1.0},
         "champion": {"mae": boot.champion, "latency_ms_per_1k": 1.0},
+        "champion_version": str(v1.version),
         "bootstrap": boot.to_json(),
         "gates": gates_json(gates),
     }
-    outcome = {
-        "study_name": ctx["study_name"],
-        "n_complete": 1,
-        "n_pruned": 0,
-        "n_failed": 0,
-        "stop_reason": "trial budget reached",
-        "best_trial": 0,
-        "best_params": {},
-    }
-    result = pipeline.register(ctx, validation, outcome)
+    result = register_retune(cl, "unload", "unload-2", validation)
     assert result["promoted"] is False and "staging_load" in result["reason"]
     assert str(result["champion_after"]) == str(v1.version) == aliases(cl, name)["champion"]
     assert aliases(cl, name)["challenger"] == str(result["version"])
     assert [e["to"] for e in registry.alias_history(cl, name)] == [str(v1.version)], "no move recorded"
+
+
+def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, store: Store) -> None:
+    """The retune validated its challenger against v2; v2 was rolled back to v1 before the
+    retune registered: the challenger is registered but v1 stays champion. A retune that
+    validated against v1 promotes as usual."""
+    name = "rb-race"
+    store.write_config("race", name)
+    s1, s2, _ = two_champions(cl, store, name)
+    passed = [{"name": "beats_champion", "passed": True, "detail": "mae 1.0 < 2.0"}]
+
+    def validated_against(champion: str) -> dict[str, Any]:
+        return {
+            "model_uri": store.log_model(2.0),
+            "params": {},
+            "challenger": {"mae": 1.0, "latency_ms_per_1k": 1.0},
+            "champion": {"mae": 2.0, "latency_ms_per_1k": 1.0},
+            "champion_version": champion,
+            "gates": passed,
+        }
+
+    stale = validated_against(s2)
+    registry.rollback(cl, name, who="cli:ana", why="v2 over-forecasts")
+    result = register_retune(cl, "race", "race-1", stale)
+    assert result["promoted"] is False and str(result["champion_after"]) == s1
+    assert "champion changed during the retune" in result["reason"] and f"validated against version {s2}" in result["reason"]
+    assert aliases(cl, name) == {"challenger": str(result["version"]), "champion": s1, "previous_champion": s2}
+    assert registry.alias_history(cl, name)[-1]["action"] == "rollback", "no move after the rollback"
+    tag = cl.get_model_version(name, str(result["version"])).tags["retune.gate_reason"]
+    assert "champion changed" in tag
+
+    fresh = register_retune(cl, "race", "race-2", validated_against(s1))
+    assert fresh["promoted"] is True and aliases(cl, name)["champion"] == str(fresh["version"])
+
+
+def test_promote_checks_the_expected_champion(cl, store: Store) -> None:
+    from retune.errors import ChampionChangedError
+
+    name = "rb-expected"
+    s1, s2, uris = two_champions(cl, store, name)
+    v3, _ = registry.register(cl, name, uris[0], key=f"{name}-3", tags={})
+    with pytest.raises(
+        ChampionChangedError, match=rf"champion is version {s2} but version {v3.version} was validated against version {s1}"
+    ):
+        registry.promote(cl, name, str(v3.version), expected_champion=s1)
+    with pytest.raises(ChampionChangedError, match="validated against version None"):
+        registry.promote(cl, name, str(v3.version), expected_champion=None)
+    assert aliases(cl, name)["champion"] == s2
+    assert registry.promote(cl, name, str(v3.version), expected_champion=int(s2)) == s2
+    assert aliases(cl, name)["champion"] == str(v3.version)
 
 
 def _cli(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
