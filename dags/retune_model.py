@@ -195,7 +195,9 @@ def retune_model() -> None:
                 drift=p["drift"],
             )
             print(decision["reason"])
+            # the lock, also for the plugin retune_listener when the run is marked failed by hand
             ctx["ti"].xcom_push(key="policy_token", value=decision["token"])
+            ctx["ti"].xcom_push(key="policy_config", value=p["config"])
             return bool(decision["retune"])
 
         @task

@@ -121,18 +121,23 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def return_value(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
-    """A task instance's XCom return value (a dict), ``{}`` when absent."""
+def xcom_value(dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+    """A task instance's XCom value as stored (JSON text or already decoded), ``None`` when absent."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
         row = session.execute(
-            XComModel.get_many(
-                key="return_value", run_id=run_id, dag_ids=dag_id, task_ids=task_id, map_indexes=map_index
-            ).with_only_columns(XComModel.value)
+            XComModel.get_many(key=key, run_id=run_id, dag_ids=dag_id, task_ids=task_id, map_indexes=map_index).with_only_columns(
+                XComModel.value
+            )
         ).first()
-    return _as_dict(row.value) if row is not None else {}
+    return None if row is None else row.value
+
+
+def return_value(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+    """A task instance's XCom return value (a dict), ``{}`` when absent."""
+    return _as_dict(xcom_value(dag_id, run_id, task_id, map_index=map_index))
 
 
 def run_conf(dag_id: str, run_id: str) -> dict[str, Any]:

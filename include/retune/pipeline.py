@@ -358,17 +358,17 @@ def finish(
     if token:
         policy.release(config_name, token, outcome=outcome, settings=settings)
     if parent_run_id and not registered:
-        _close_failed_run(parent_run_id, settings or get_settings())
+        close_failed_run(parent_run_id, settings=settings)
     return outcome
 
 
-def _close_failed_run(run_id: str, settings: Settings) -> None:
+def close_failed_run(run_id: str, *, settings: Settings | None = None) -> None:
     """Mark a retune's parent run FAILED if it is still RUNNING (the lock is already free:
     an unreachable MLflow is logged, never raised)."""
     from retune import tracking
 
     try:
-        cl = tracking.client(settings)
+        cl = tracking.client(settings or get_settings())
         if cl.get_run(run_id).info.status == "RUNNING":
             cl.set_tag(run_id, "retune.outcome", "failed: ended without registering")
             cl.set_terminated(run_id, "FAILED")

@@ -1,0 +1,124 @@
+"""Gives a retune's trigger-policy lock back when its run ends without running ``release_lock``.
+
+``retune_model`` releases the model's lock in its ``release_lock`` task (trigger rule
+``all_done``), however the retune ended. A run that a person marks *failed* (Airflow UI or
+``PATCH /api/v2/dags/retune_model/dagRuns/<run>``) never runs that task: Airflow skips every
+task that had not finished. Without this listener the model would then be locked until
+``policy.lock_ttl`` (6 hours by default) and every retune request meanwhile skipped.
+
+Airflow calls :func:`on_dag_run_failed` when a DAG run fails: in the api-server when a person
+marks it failed, in the scheduler when its tasks failed or it timed out. For a
+``retune_model`` run whose ``release_lock`` did not succeed, the listener reads the lock's
+token and config from the run's XCom (``retune.drift_gate``, keys ``policy_token`` and
+``policy_config``; before that task ran, from the run conf of a run the monitor or an alert
+started), releases the lock (``retune.policy.release``, outcome ``failed: ...``) and closes the
+retune's MLflow parent run as FAILED in a background thread, so an unreachable MLflow server
+never holds up the api-server or the scheduler. Errors are logged, never raised: the lock
+then still expires after ``policy.lock_ttl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from airflow.listeners import hookimpl
+from airflow.plugins_manager import AirflowPlugin
+
+if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
+
+log = logging.getLogger(__name__)
+
+RETUNE_DAG = "retune_model"
+GATE_TASK = "retune.drift_gate"
+LOAD_DATA_TASK = "retune.load_data"
+RELEASE_TASK = "retune.release_lock"
+
+
+def _decoded(value: Any) -> Any:
+    """An XCom value as stored (JSON text in the metadata DB) decoded; never instantiates classes."""
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        state = session.scalar(
+            select(TaskInstance.state).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+            )
+        )
+    return None if state is None else str(state)
+
+
+def abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None) -> tuple[str, str, str | None] | None:
+    """The lock a failed ``retune_model`` run still holds: ``(config, token, parent_run_id)``,
+    or ``None`` when it holds none or its ``release_lock`` task released it."""
+    from retune_links import return_value, xcom_value
+
+    if dag_id != RETUNE_DAG or _task_state(dag_id, run_id, RELEASE_TASK) == "success":
+        return None
+    conf = conf or {}
+    token = _decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_token")) or conf.get("policy_token")
+    config = _decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_config")) or conf.get("config")
+    if not (isinstance(token, str) and token and isinstance(config, str) and config):
+        return None
+    parent = return_value(dag_id, run_id, LOAD_DATA_TASK).get("parent_run_id")
+    return config, token, parent if isinstance(parent, str) and parent else None
+
+
+def release_abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None, msg: str) -> str | None:
+    """Release the lock of a failed run that did not release it; close its MLflow parent run in
+    a background thread.
+
+    Returns:
+        The config whose lock was released, or ``None``.
+    """
+    found = abandoned_lock(dag_id, run_id, conf)
+    if found is None:
+        return None
+    config, token, parent = found
+    from retune.pipeline import close_failed_run
+    from retune.policy import release
+
+    held = release(config, token, outcome=f"failed: run {run_id} ended without release_lock ({msg})"[:256])
+    log.warning(
+        "retune_model run %s failed without release_lock (%s): lock of %s %s",
+        run_id,
+        msg,
+        config,
+        "released" if held else "was already free",
+    )
+    if parent:
+        threading.Thread(target=close_failed_run, args=(parent,), name=f"retune-close-{parent}", daemon=True).start()
+    return config
+
+
+@hookimpl
+def on_dag_run_failed(dag_run: DagRun, msg: str) -> None:
+    """Airflow's DAG-run listener hook: see the module docstring."""
+    if dag_run.dag_id != RETUNE_DAG:
+        return
+    try:
+        release_abandoned_lock(dag_run.dag_id, dag_run.run_id, dict(dag_run.conf or {}), msg)
+    except Exception:  # noqa: BLE001 - a listener must never break the api-server or the scheduler
+        log.exception("could not release the trigger-policy lock of %s/%s", dag_run.dag_id, dag_run.run_id)
+
+
+class RetuneListenerPlugin(AirflowPlugin):
+    """Registers :func:`on_dag_run_failed` with Airflow's listener manager."""
+
+    name = "retune_listener"
+    listeners = [sys.modules[__name__]]
