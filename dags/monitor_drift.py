@@ -84,19 +84,23 @@ def monitor_drift() -> None:
     @task(map_index_template="{{ task.op_kwargs['config_name'] }}")
     def check_drift(config_name: str) -> dict:
         """Evidently drift check of one model's newest production window."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk import Connection
+        from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+        from retune.data import connection_lookup
         from retune.errors import ConfigError, DataError
         from retune.pipeline import check_drift as run_check
 
         ctx = get_current_context()
         end = ctx["params"].get("window_end") or ctx.get("data_interval_end") or pendulum.now("UTC")
         try:
-            return run_check(
-                config_name,
-                window_end=str(end),
-                run_tags={"airflow.dag_id": ctx["dag"].dag_id, "airflow.run_id": ctx["run_id"]},
-            )
+            # a config's conn_id: Airflow's connections (metadata DB, secrets backend, environment)
+            with connection_lookup(Connection.get, missing=AirflowNotFoundException):
+                return run_check(
+                    config_name,
+                    window_end=str(end),
+                    run_tags={"airflow.dag_id": ctx["dag"].dag_id, "airflow.run_id": ctx["run_id"]},
+                )
         except (ConfigError, DataError) as exc:  # bad input: retrying cannot fix it
             raise AirflowFailException(str(exc)) from exc
 

@@ -40,14 +40,19 @@ from airflow.sdk import Param, dag, get_current_context, task, task_group
 PRUNERS = ["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"]
 
 
-def _fail_fast(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-    """Bad input (a config or data error) fails the task at once: retrying cannot fix it."""
-    from airflow.sdk.exceptions import AirflowFailException
+def _call(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    """Call the library from a task: a config's ``conn_id`` resolves through Airflow's
+    connections, and bad input (a config or data error) fails the task at once, since
+    retrying cannot fix it."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+    from retune.data import connection_lookup
     from retune.errors import ConfigError, DataError
 
     try:
-        return fn(*args, **kwargs)
+        with connection_lookup(Connection.get, missing=AirflowNotFoundException):
+            return fn(*args, **kwargs)
     except (ConfigError, DataError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
@@ -183,7 +188,7 @@ def retune_model() -> None:
             ctx = get_current_context()
             p = ctx["params"]
             lineage = _lineage()
-            decision = _fail_fast(
+            decision = _call(
                 admit,
                 p["config"],
                 conf=dict(ctx["dag_run"].conf or {}),
@@ -208,7 +213,7 @@ def retune_model() -> None:
             ctx = get_current_context()
             p = ctx["params"]
             lineage = _lineage()
-            return _fail_fast(
+            return _call(
                 prepare,
                 p["config"],
                 window_end=p["window_end"],
@@ -240,7 +245,7 @@ def retune_model() -> None:
             """A trial worker on the shared study; each trial is a child run of the parent run."""
             from retune.pipeline import tune_worker
 
-            return tune_worker(run, worker)
+            return _call(tune_worker, run, worker)
 
         @task
         def study_summary(run: dict, ran: list[dict]) -> dict:
@@ -255,7 +260,7 @@ def retune_model() -> None:
             """Refit the winner, compare with the champion on the same holdout, staging check, gates."""
             from retune.pipeline import validate as check
 
-            return check(run, outcome)
+            return _call(check, run, outcome)
 
         @task
         def register(run: dict, checked: dict, outcome: dict) -> dict:

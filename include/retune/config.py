@@ -86,7 +86,7 @@ SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?
 """A table (``table`` or ``schema.table``) or column name a SQL source may use."""
 
 CONN_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-"""An Airflow connection id Retune reads from ``AIRFLOW_CONN_<ID>``: it must make a variable name."""
+"""An Airflow connection id: outside Airflow Retune reads ``AIRFLOW_CONN_<ID>``, so it must make a variable name."""
 
 _DSN_SECRETS = (
     re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@/?#\s]*(?=@)"),  # URI user:password@
@@ -121,7 +121,10 @@ class SqlConfig(_Strict):
     table: str | None = Field(None, description="``table`` or ``schema.table``; rows are filtered on data.time_column.")
     query: str | None = Field(None, description="A SELECT with the placeholders %(start)s and %(end)s (write a literal % as %%).")
     dsn: str | None = Field(None, description="libpq DSN or URI; ${VARS} expand. Keep the password in a variable.")
-    conn_id: str | None = Field(None, description="Airflow connection id, read from AIRFLOW_CONN_<CONN_ID> (URI form).")
+    conn_id: str | None = Field(
+        None,
+        description="Airflow connection id (type postgres): Airflow's connection in the DAGs, AIRFLOW_CONN_<CONN_ID> outside Airflow.",
+    )
     chunk_rows: int = Field(50_000, ge=1, le=10_000_000, description="Rows fetched per round trip (server-side cursor).")
 
     @field_validator("table")

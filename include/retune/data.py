@@ -26,6 +26,9 @@ import logging
 import os
 import string
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -172,10 +175,59 @@ _LIBPQ_EXTRAS = {
 }
 
 
-def conn_id_dsn(conn_id: str) -> str:
-    """The DSN of an Airflow connection defined in the environment, without importing Airflow.
+_CONNECTION_FIELDS = ("conn_type", "host", "port", "login", "password", "schema", "extra")
+_CONNECTION_LOOKUP: ContextVar[tuple[Callable[[str], Any], tuple[type[BaseException], ...]] | None] = ContextVar(
+    "retune_connection_lookup", default=None
+)
 
-    Airflow reads ``AIRFLOW_CONN_<CONN_ID>`` (upper case) as a connection in URI form
+
+@contextmanager
+def connection_lookup(
+    get: Callable[[str], Any], *, missing: type[BaseException] | tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Resolve ``conn_id`` with ``get`` inside the block, before the environment.
+
+    The DAGs pass Airflow's own lookup, ``connection_lookup(Connection.get,
+    missing=AirflowNotFoundException)``, so a connection stored in the metadata DB or a secrets
+    backend works as well as ``AIRFLOW_CONN_<ID>``; the library itself never imports Airflow.
+
+    Args:
+        get: Returns the connection ``conn_id``: an object with Airflow's connection attributes
+            (``conn_type``, ``host``, ``port``, ``login``, ``password``, ``schema``, ``extra``) or
+            a dict of them; ``None`` when there is none.
+        missing: What ``get`` raises for an unknown id (then the environment is read).
+
+    Yields:
+        Nothing; the lookup applies to this context (the task) until the block ends.
+    """
+    token = _CONNECTION_LOOKUP.set((get, missing if isinstance(missing, tuple) else (missing,)))
+    try:
+        yield
+    finally:
+        _CONNECTION_LOOKUP.reset(token)
+
+
+def _looked_up(conn_id: str) -> dict[str, Any] | None:
+    lookup = _CONNECTION_LOOKUP.get()
+    if lookup is None:
+        return None
+    get, missing = lookup
+    try:
+        found = get(conn_id)
+    except missing:
+        return None
+    if found is None or isinstance(found, dict):
+        return found
+    return {k: getattr(found, k, None) for k in _CONNECTION_FIELDS}
+
+
+def conn_id_dsn(conn_id: str) -> str:
+    """The DSN of an Airflow connection, without importing Airflow.
+
+    Inside :func:`connection_lookup` (every Retune task in Airflow) the lookup is asked first:
+    Airflow's connections from the metadata DB, secrets backends and the environment.
+    Otherwise, and when it knows no such connection, Retune reads ``AIRFLOW_CONN_<CONN_ID>``
+    (upper case) as Airflow does: a connection in URI form
     (``postgres://user:password@host:5432/db?sslmode=require``) or as JSON (``{"conn_type":
     "postgres", "host": ..., "login": ..., "password": ..., "schema": ..., "port": ...}``).
     Its ``postgres://`` scheme becomes ``postgresql://``.
@@ -187,15 +239,19 @@ def conn_id_dsn(conn_id: str) -> str:
         A libpq DSN (URI or ``key=value`` form).
 
     Raises:
-        DataError: If the variable is missing or not a PostgreSQL connection; the message
-            names the conn_id and the variable, never the password.
+        DataError: If there is no such connection or it is not a PostgreSQL connection; the
+            message names the conn_id and where it was found, never the password.
     """
+    found = _looked_up(conn_id)
+    if found is not None:
+        return _json_conn_dsn(conn_id, f"Airflow connection {conn_id!r}", json.dumps(found))
     var = f"AIRFLOW_CONN_{conn_id.upper()}"
     value = os.environ.get(var, "").strip()
     if not value:
+        where = "not an Airflow connection and " if _CONNECTION_LOOKUP.get() is not None else ""
         raise DataError(
-            f"conn_id {conn_id!r}: no connection found; set the environment variable {var} "
-            "(Airflow's URI form, e.g. postgres://user:password@host:5432/dbname)"
+            f"conn_id {conn_id!r}: no connection found ({where}no environment variable {var}); add it in Airflow "
+            f"(Admin > Connections, type postgres) or set {var} (Airflow's URI form, e.g. postgres://user:password@host:5432/dbname)"
         )
     if value.startswith("{"):
         return _json_conn_dsn(conn_id, var, value)

@@ -5,10 +5,15 @@ The rows live only in the test's own database: production is a table (``sql.tabl
 (``AIRFLOW_CONN_RETUNE_BIKES_PG``). A champion is bootstrapped on 2011, the drift check finds
 the 2012 drift, the monitor DAG queues a retune with ``trigger=drift``, and the retune reads
 the SQL source and registers version 2.
+
+The monitor DAG's drift check reads the same reference through the connection stored in
+Airflow's metadata DB (no environment variable then), as a user who adds it under
+Admin > Connections would have it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -126,6 +131,32 @@ def _queued_retunes() -> dict[str, dict[str, Any]]:
         return {r.run_id: dict(r.conf or {}) for r in runs}
 
 
+@contextlib.contextmanager
+def _airflow_connection(conn_id: str, params: dict[str, str]) -> Iterator[None]:
+    """A postgres connection stored in the metadata DB (as Admin > Connections does), removed after."""
+    from airflow import settings
+    from airflow.models.connection import Connection
+    from sqlalchemy import delete
+
+    conn = Connection(
+        conn_id=conn_id,
+        conn_type="postgres",
+        host=params.get("host", "127.0.0.1"),
+        port=int(params.get("port", "5432")),
+        login=params["user"],
+        schema=params["dbname"],
+    )
+    with settings.Session() as session:
+        session.add(conn)
+        session.commit()
+    try:
+        yield
+    finally:
+        with settings.Session() as session:
+            session.execute(delete(Connection).where(Connection.conn_id == conn_id))
+            session.commit()
+
+
 def _delete_runs(run_ids: list[str]) -> None:
     """Remove the runs this test queued, so other tests in the session see none of them."""
     from airflow import settings
@@ -174,13 +205,17 @@ def test_drift_in_a_postgres_table_triggers_a_retune(
     gate = pipeline.should_retune(NAME, window_end="2012-06-01", drift=drift, force=False)
     assert gate["retune"] and gate["reason"] == "drift detected"
 
-    # 3. The monitor DAG on the same config queues a retune_model run with trigger=drift.
+    # 3. The monitor DAG on the same config queues a retune_model run with trigger=drift; its
+    #    drift check reads the reference through the connection stored in Airflow, not the env.
+    monkeypatch.delenv("AIRFLOW_CONN_RETUNE_BIKES_PG")
     before = _queued_retunes()
     try:
-        dr = fresh_dags()["monitor_drift"].test(run_conf={"config": NAME, "window_end": "2012-06-01"})
+        with _airflow_connection("retune_bikes_pg", params):
+            dr = fresh_dags()["monitor_drift"].test(run_conf={"config": NAME, "window_end": "2012-06-01"})
     finally:
         new_runs = {run_id: c for run_id, c in _queued_retunes().items() if run_id not in before}
         _delete_runs(list(new_runs))
+    monkeypatch.setenv("AIRFLOW_CONN_RETUNE_BIKES_PG", uri)
     assert dr.state == "success"
     queued = [c for c in new_runs.values() if c.get("config") == NAME]
     assert len(queued) == 1, queued

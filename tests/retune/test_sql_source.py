@@ -389,6 +389,59 @@ def test_missing_conn_id_variable_is_a_data_error(monkeypatch: pytest.MonkeyPatc
         SqlSource(time_column="ts", table="events", conn_id="retune_nowhere").read(None, None)
 
 
+@pytest.mark.postgres
+def test_conn_id_from_a_connection_lookup_before_the_environment(events: Pg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside ``connection_lookup`` (Airflow's ``Connection.get``, in the DAGs) the lookup wins
+    over AIRFLOW_CONN_<ID>; an id it does not know (it raises ``missing``) still resolves from
+    the environment."""
+    from types import SimpleNamespace
+
+    from retune.data import connection_lookup
+
+    class NotFound(Exception):
+        pass
+
+    stored = SimpleNamespace(
+        conn_type="postgres",
+        host=events.host,
+        port=int(events.port),
+        login=events.user,
+        password=PASSWORD,
+        schema=events.dbname,
+        extra='{"sslmode": "disable", "cursor": "dictcursor"}',
+    )
+    asked: list[str] = []
+
+    def get(conn_id: str) -> SimpleNamespace:
+        asked.append(conn_id)
+        if conn_id != "retune_in_airflow":
+            raise NotFound(conn_id)
+        return stored
+
+    monkeypatch.setenv("AIRFLOW_CONN_RETUNE_IN_AIRFLOW", "postgres://nobody@127.0.0.1:1/nowhere")  # shadowed
+    monkeypatch.setenv("AIRFLOW_CONN_RETUNE_ENV_ONLY", events.uri("postgres", password=PASSWORD))
+    monkeypatch.delenv("AIRFLOW_CONN_RETUNE_NONE", raising=False)
+    with connection_lookup(get, missing=NotFound):
+        assert ids(SqlSource(time_column="ts", table="events", conn_id="retune_in_airflow").read(at(0), at(2))) == [0, 1]
+        assert ids(SqlSource(time_column="ts", table="events", conn_id="retune_env_only").read(at(0), at(1))) == [0]
+        with pytest.raises(DataError, match=r"conn_id 'retune_none'.*not an Airflow connection.*AIRFLOW_CONN_RETUNE_NONE"):
+            conn_id_dsn("retune_none")
+    assert asked == ["retune_in_airflow", "retune_env_only", "retune_none"]
+    assert conn_id_dsn("retune_in_airflow") == "postgresql://nobody@127.0.0.1:1/nowhere", "outside the block: the environment"
+
+
+def test_a_looked_up_connection_of_another_kind_is_refused() -> None:
+    from retune.data import connection_lookup
+
+    mysql = {"conn_type": "mysql", "host": "h", "login": "u", "password": PASSWORD, "schema": "db"}
+    with (
+        connection_lookup(lambda _: mysql),
+        pytest.raises(DataError, match="Airflow connection 'shop' is not a PostgreSQL") as info,
+    ):
+        conn_id_dsn("shop")
+    assert PASSWORD not in str(info.value)
+
+
 def test_conn_id_of_another_database_kind_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_RETUNE_MYSQL", f"mysql://u:{PASSWORD}@h/db")
     with pytest.raises(DataError, match="not a PostgreSQL connection") as info:
