@@ -1,11 +1,15 @@
 """Command line: ``python -m retune <command>``.
 
 Commands:
+    check         validate model configs before deploying them (``[--config NAME ...] [--data]``):
+                  every file in RETUNE_CONFIG_DIR, or the named ones; ``--data`` also reads
+                  and checks each config's reference and newest training window
     tune-worker   run one trial worker of a prepared retune (``--ctx`` is the JSON from prepare)
     rollback      move a model's ``champion`` back to ``previous_champion`` in one step
                   (``--config NAME [--why TEXT]``); a second rollback undoes the first
 
-Exit codes: 0 done, 1 refused (e.g. no previous champion, or it does not load), 2 bad usage.
+Exit codes: 0 done, 1 refused (e.g. a config that does not validate, no previous champion, or
+it does not load), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -27,6 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="retune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser(
+        "check",
+        help="validate model configs (and with --data, read their data) before deploying them",
+        description=(
+            "Load and validate every model config in RETUNE_CONFIG_DIR (or the named ones) as the DAGs "
+            "would. With --data, also read each config's reference period and newest training window "
+            "and check them as a retune would. Nothing is written. Exit code 1 if any config fails."
+        ),
+    )
+    check.add_argument("--config", action="append", help="a config name (repeatable; default: every file)")
+    check.add_argument("--data", action="store_true", help="also read and check the data windows")
+    check.add_argument("--window-end", help="end of the newest training window, ISO date or datetime (default: now)")
+    check.add_argument("--json", action="store_true", help="print one JSON object per config instead of a line")
     worker = sub.add_parser("tune-worker", help="run one trial worker on a prepared retune's study")
     worker.add_argument("--ctx", required=True, help="the retune context (JSON) returned by retune.pipeline.prepare")
     worker.add_argument("--worker", type=int, default=0, help="this worker's index")
@@ -44,6 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     rollback.add_argument("--why", default="manual rollback", help="the reason, recorded in the alias history")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "check":
+        from retune.checks import check_configs
+        from retune.settings import get_settings
+
+        checks = check_configs(args.config, data=args.data, window_end=args.window_end)
+        for c in checks:
+            print(json.dumps(c.to_json()) if args.json else c.line())
+        if not checks:
+            print(f"retune check: no config files in {get_settings().config_dir}", file=sys.stderr)
+            return 1
+        failed = sum(not c.ok for c in checks)
+        if not args.json:
+            print(f"{len(checks) - failed} of {len(checks)} config(s) ok" + (" (data read)" if args.data else ""))
+        return 1 if failed else 0
     if args.command == "tune-worker":
         from retune.pipeline import tune_worker
 

@@ -1,0 +1,83 @@
+"""``python -m retune check``: configs (and their data) validated before deployment, nothing written."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retune import demo_data
+from retune.checks import check_configs
+from retune.cli import main
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Callable[..., Path]) -> Path:
+    """A config folder: ``demo`` (valid, data written), ``bad-range`` (low > high), ``renamed``
+    (its target column is not in the data), ``My Model.yaml`` (an unusable file name)."""
+    state, configs = tmp_path / "state", tmp_path / "configs"
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(state))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
+    demo_data.write(state / "data" / "demo", days=90, rows_per_day=20)
+    write_yaml(demo_raw, "demo", configs)
+    bad = copy.deepcopy(demo_raw)
+    bad["model"]["search_space"]["learning_rate"] |= {"low": 0.5, "high": 0.1}
+    write_yaml({**bad, "name": "bad-range"}, "bad-range", configs)
+    write_yaml({**demo_raw, "name": "renamed", "target": "sales"}, "renamed", configs)
+    (configs / "My Model.yaml").write_text("name: my-model\n")
+    return configs
+
+
+def test_every_file_is_checked_and_each_failure_named(folder: Path) -> None:
+    checks = {c.path.name: c for c in check_configs()}
+    assert sorted(checks) == ["My Model.yaml", "bad-range.yaml", "demo.yaml", "renamed.yaml"]
+    assert checks["demo.yaml"].ok and checks["renamed.yaml"].ok, "without --data only the YAML is checked"
+    bad = checks["bad-range.yaml"]
+    assert not bad.ok and "model.search_space" in str(bad.error) and "learning_rate" in str(bad.error)
+    assert "bad-range.yaml" in str(bad.error)
+    assert not checks["My Model.yaml"].ok and "not a usable config file name" in str(checks["My Model.yaml"].error)
+
+
+def test_data_check_reads_both_windows_and_names_the_missing_column(folder: Path) -> None:
+    checks = {c.name: c for c in check_configs(["demo", "renamed"], data=True, window_end="2025-03-20")}
+    demo = checks["demo"]
+    assert demo.ok, demo.error
+    # reference 2025-01-01..2025-02-26 (56 days) and the 28-day train window, 20 rows a day
+    assert demo.details["reference"] == f"{56 * 20:,} rows" and demo.details["latest"] == f"{28 * 20:,} rows"
+    assert demo.details["features"] == "4 numerical + 3 categorical"
+    renamed = checks["renamed"]
+    assert not renamed.ok and "sales" in str(renamed.error)
+
+
+def test_cli_exit_codes_and_nothing_written(folder: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    before = sorted(p.relative_to(state) for p in state.rglob("*"))
+
+    assert main(["check", "--config", "demo", "--data", "--window-end", "2025-03-20"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ok    demo  ") and "reference 1,120 rows" in out[0]
+    assert out[-1] == "1 of 1 config(s) ok (data read)"
+
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "2 of 4 config(s) ok"
+    assert sum(line.startswith("FAIL") for line in out) == 2
+
+    assert main(["check", "--config", "../demo", "--config", "missing", "--json"]) == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["ok"] for r in rows] == [False, False]
+    assert "is not valid" in rows[0]["error"] and "does not exist" in rows[1]["error"]
+
+    assert sorted(p.relative_to(state) for p in state.rglob("*")) == before, "a check writes nothing"
+
+
+def test_an_empty_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    assert main(["check"]) == 1
+    assert "no config files in" in capsys.readouterr().err
