@@ -4,6 +4,9 @@ Commands:
     check         validate model configs before deploying them (``[--config NAME ...] [--data]``):
                   every file in RETUNE_CONFIG_DIR, or the named ones; ``--data`` also reads
                   and checks each config's reference and newest training window
+    status        where a model stands (``--config NAME [--json]``): champion, challenger and
+                  why it was not promoted, the last alias move, a running retune, the newest
+                  trigger decisions and their reasons
     tune-worker   run one trial worker of a prepared retune (``--ctx`` is the JSON from prepare)
     rollback      move a model's ``champion`` back to ``previous_champion`` in one step
                   (``--config NAME [--why TEXT]``); a second rollback undoes the first
@@ -44,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--data", action="store_true", help="also read and check the data windows")
     check.add_argument("--window-end", help="end of the newest training window, ISO date or datetime (default: now)")
     check.add_argument("--json", action="store_true", help="print one JSON object per config instead of a line")
+    status = sub.add_parser(
+        "status",
+        help="champion, challenger, last alias move, running retune and newest trigger decisions of a model",
+        description="Read-only. The registry part is replaced by its error if MLflow is unreachable.",
+    )
+    status.add_argument("--config", required=True, help="the model config: <name>.yaml in RETUNE_CONFIG_DIR")
+    status.add_argument("--decisions", type=int, default=5, help="how many of the newest trigger decisions (default 5)")
+    status.add_argument("--json", action="store_true", help="print JSON")
     worker = sub.add_parser("tune-worker", help="run one trial worker on a prepared retune's study")
     worker.add_argument("--ctx", required=True, help="the retune context (JSON) returned by retune.pipeline.prepare")
     worker.add_argument("--worker", type=int, default=0, help="this worker's index")
@@ -75,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(f"{len(checks) - failed} of {len(checks)} config(s) ok" + (" (data read)" if args.data else ""))
         return 1 if failed else 0
+    if args.command == "status":
+        from retune.errors import RetuneError
+        from retune.status import model_status, render
+
+        try:
+            found = model_status(args.config, decisions=args.decisions)
+        except RetuneError as exc:
+            print(f"retune status: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(found, default=str) if args.json else render(found))
+        return 0
     if args.command == "tune-worker":
         from retune.pipeline import tune_worker
 

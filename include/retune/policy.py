@@ -282,6 +282,30 @@ def release(config_name: str, token: str, *, outcome: str, settings: Settings | 
     return bool(deleted)
 
 
+def current_lock(config_name: str, *, settings: Settings | None = None, now: datetime | None = None) -> dict[str, Any] | None:
+    """The model's lock if a retune holds it: ``{"acquired_at", "expires_at", "decision_id",
+    "source", "key"}`` (the decision that took it); ``None`` when free or expired."""
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, decisions, _, locks = _tables(settings.policy_db)
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(locks.c.acquired_at, locks.c.expires_at, decisions.c.id, decisions.c.source, decisions.c.idempotency_key)
+            .select_from(locks.outerjoin(decisions, decisions.c.token == locks.c.token))
+            .where(locks.c.config == config_name)
+        ).first()
+    if row is None or _aware(row.expires_at) < (now or _now()):
+        return None
+    return {
+        "acquired_at": _aware(row.acquired_at).isoformat(),
+        "expires_at": _aware(row.expires_at).isoformat(),
+        "decision_id": row.id,
+        "source": row.source,
+        "key": row.idempotency_key,
+    }
+
+
 def history(config_name: str | None = None, *, limit: int = 50, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The newest decisions, newest first."""
     import sqlalchemy as sa

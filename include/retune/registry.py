@@ -57,14 +57,31 @@ MODEL_TAG_MAX_CHARS = 5000
 enforces it; version tags are ``TEXT``): the model's history drops its oldest entries to fit."""
 
 
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+"""The error codes with which MLflow answers "no such model, version or alias"."""
+
+
+def _not_found(exc: Exception) -> bool:
+    """Whether an MLflow error means "not there", as opposed to "could not ask" (a server
+    that is down or failing): only the first may be read as "no champion" or "no history"."""
+    return getattr(exc, "error_code", None) in NOT_FOUND_CODES
+
+
 def get_alias(cl: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version an alias points at, or ``None`` (also when the model does not exist)."""
+    """The version an alias points at, or ``None`` when the alias or the model does not exist.
+
+    Raises:
+        MlflowException: The registry could not be asked (unreachable, failing): never
+            mistaken for "no champion", which would let a challenger skip the comparison.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         return cl.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
 
 
 def champion_params(cl: MlflowClient, name: str) -> dict[str, Any] | None:
@@ -95,8 +112,10 @@ def find_by_key(cl: MlflowClient, name: str, key: str) -> ModelVersion | None:
 
     try:
         versions = cl.search_model_versions(f"name = '{name}' and tags.`{KEY_TAG}` = '{key}'")
-    except MlflowException:
-        return None
+    except MlflowException as exc:  # anything but "no such model" must not register a second version
+        if _not_found(exc):
+            return None
+        raise
     return versions[0] if versions else None
 
 
@@ -122,8 +141,9 @@ def register(cl: MlflowClient, name: str, model_uri: str, *, key: str, tags: dic
         return existing, False
     try:
         cl.create_registered_model(name, description="Registered by Retune.")
-    except MlflowException:
-        pass  # exists
+    except MlflowException as exc:
+        if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+            raise
     from mlflow.store.artifact.utils.models import _parse_model_id_if_present
 
     # A tracking server needs the logged model's id with a models:/<model_id> source.
@@ -185,8 +205,10 @@ def alias_history(cl: MlflowClient, name: str, version: str | int | None = None)
         if version is None:
             return _load_history(cl.get_registered_model(name).tags.get(HISTORY_TAG))
         return _load_history(cl.get_model_version(name, str(version)).tags.get(HISTORY_TAG))
-    except MlflowException:
-        return []
+    except MlflowException as exc:  # a failed read must not let record_moves overwrite the history
+        if _not_found(exc):
+            return []
+        raise
 
 
 def _entry(
@@ -403,8 +425,10 @@ def _pending_rollback(cl: MlflowClient, name: str, key: str | None) -> dict[str,
         return None
     try:
         value = cl.get_registered_model(name).tags.get(ROLLBACK_TAG)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
     try:
         plan = json.loads(value) if value else None
     except ValueError:

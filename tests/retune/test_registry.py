@@ -263,3 +263,38 @@ def test_history_keeps_the_newest_100_entries_within_the_tag_limit(mlflow_env) -
     per_version = registry.alias_history(cl, name, s2)  # version tags are TEXT: the full 100
     assert len(per_version) == registry.HISTORY_LIMIT and per_version[0]["why"] == "50"
     assert registry.alias_history(cl, "no-such-model") == []
+
+
+def test_an_unreachable_registry_is_never_read_as_no_champion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry that could not be asked raises; only "not there" means no champion, no
+    history, not registered.
+    Otherwise a blip would let a challenger skip the comparison with the champion, a retried
+    registration add a second version, or a history write drop every earlier move."""
+    import socket
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    down = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}", registry_uri=f"http://127.0.0.1:{port}")
+    for call in (
+        lambda: registry.get_alias(down, "m", registry.CHAMPION),
+        lambda: registry.alias_history(down, "m"),
+        lambda: registry.find_by_key(down, "m", "retune-1"),
+    ):
+        with pytest.raises(MlflowException, match="failed with exception"):
+            call()
+
+
+def test_a_missing_model_or_alias_is_none(mlflow_env) -> None:
+    cl, uri = mlflow_env
+    assert registry.get_alias(cl, "never-registered", registry.CHAMPION) is None
+    assert registry.alias_history(cl, "never-registered") == []
+    assert registry.find_by_key(cl, "never-registered", "k") is None
+    v1, _ = registry.register(cl, "no-champion-yet", uri, key="nc-1", tags={})
+    assert registry.get_alias(cl, "no-champion-yet", registry.CHAMPION) is None
+    assert str(registry.get_alias(cl, "no-champion-yet", registry.CHALLENGER).version) == str(v1.version)

@@ -1,0 +1,146 @@
+"""Where a monitored model stands: ``python -m retune status --config NAME``.
+
+One view for the questions an on-call engineer asks first: which version serves (``champion``)
+and what it was trained on, what the newest candidate is and why it was or was not promoted,
+the last alias move, whether a retune is running (the policy lock), and the newest trigger
+decisions with their reasons (why a retune did or did not start). The registry and the policy
+database are read independently: if MLflow is unreachable, the policy part still shows, with
+the registry's error. Read-only.
+
+Example:
+    >>> from retune.status import model_status  # doctest: +SKIP
+    >>> model_status("demo")["champion"]["version"]  # doctest: +SKIP
+    '3'
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from retune.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+VERSION_TAGS = (
+    "retune.trigger",
+    "retune.gates",
+    "retune.gate_reason",
+    "retune.train_start",
+    "retune.train_end",
+    "retune.parent_run_id",
+    "airflow.run_id",
+)
+"""The tags of a model version that the status shows."""
+
+
+def _iso(ts: datetime) -> str:
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat(timespec="seconds")
+
+
+def _version(cl: MlflowClient, name: str, alias: str, metric: str) -> dict[str, Any] | None:
+    from retune import registry
+
+    found = registry.get_alias(cl, name, alias)
+    if found is None:
+        return None
+    tags = dict(found.tags or {})
+    shown = {k.removeprefix("retune."): tags[k] for k in VERSION_TAGS if tags.get(k)}
+    holdout = tags.get(f"retune.holdout_{metric}")
+    if holdout:
+        shown[f"holdout_{metric}"] = holdout
+    return {"version": str(found.version), **shown}
+
+
+def registry_status(cl: MlflowClient, name: str, metric: str) -> dict[str, Any]:
+    """The aliases of a registered model and the last move of ``champion``."""
+    from retune import registry
+
+    out: dict[str, Any] = {
+        alias: _version(cl, name, alias, metric) for alias in (registry.CHAMPION, registry.PREVIOUS, registry.CHALLENGER)
+    }
+    moves = [e for e in registry.alias_history(cl, name) if e.get("alias") == registry.CHAMPION]
+    out["last_move"] = moves[-1] if moves else None
+    return out
+
+
+def model_status(config_name: str, *, decisions: int = 5, settings: Settings | None = None) -> dict[str, Any]:
+    """Everything :mod:`retune.status` shows, as a JSON-ready dict.
+
+    Args:
+        config_name: The model config.
+        decisions: How many of the newest trigger decisions to include.
+        settings: State locations.
+
+    Returns:
+        ``{"config", "model_name", "metric", "registry" | "registry_error", "lock",
+        "decisions"}``.
+
+    Raises:
+        ConfigError: Unknown or invalid config.
+    """
+    from retune import policy, tracking
+    from retune.pipeline import load_named_config
+
+    settings = settings or get_settings()
+    cfg = load_named_config(config_name, settings)
+    out: dict[str, Any] = {"config": config_name, "model_name": cfg.registry.model_name, "metric": cfg.metric.name}
+    try:
+        out["registry"] = registry_status(tracking.client(settings), cfg.registry.model_name, cfg.metric.name)
+    except Exception as exc:  # noqa: BLE001 - an unreachable registry is reported, the rest still shown
+        out["registry_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    out["lock"] = policy.current_lock(config_name, settings=settings)
+    out["decisions"] = [
+        {
+            "id": d["id"],
+            "at": _iso(d["created_at"]),
+            "source": d["source"],
+            "triggered": bool(d["triggered"]),
+            "reason": d["reason"],
+            "outcome": d["outcome"],
+        }
+        for d in policy.history(config_name, limit=decisions, settings=settings)
+    ]
+    return out
+
+
+def render(status: dict[str, Any]) -> str:
+    """The status as lines for a terminal."""
+    lines = [f"{status['config']}: registered model {status['model_name']} (metric {status['metric']})"]
+    if "registry_error" in status:
+        lines.append(f"  registry: unreachable: {status['registry_error']}")
+    else:
+        reg = status["registry"]
+        for alias in ("champion", "previous_champion", "challenger"):
+            v = reg.get(alias)
+            if v is None:
+                lines.append(f"  {alias:<18} -")
+                continue
+            extra = [f"{k} {v[k]}" for k in (f"holdout_{status['metric']}", "trigger", "gates") if v.get(k)]
+            if v.get("train_start"):
+                extra.append(f"trained on {v['train_start']} .. {v.get('train_end', '?')}")
+            lines.append(f"  {alias:<18} v{v['version']}" + (f"  ({', '.join(extra)})" if extra else ""))
+        challenger, champion = reg.get("challenger"), reg.get("champion")
+        if challenger and champion and challenger["version"] != champion["version"] and challenger.get("gate_reason"):
+            lines.append(f"  not promoted: {challenger['gate_reason']}")
+        move = reg.get("last_move")
+        if move:
+            lines.append(
+                f"  last move: {move['when']} {move['action']} {move['alias']} {move['from']} -> {move['to']} "
+                f"by {move['who']}: {move['why']}"
+            )
+    lock = status["lock"]
+    if lock:
+        lines.append(
+            f"  retune running: lock taken {lock['acquired_at']} (decision {lock['decision_id']}, {lock['source']}), "
+            f"expires {lock['expires_at']}"
+        )
+    else:
+        lines.append("  retune running: no (lock free)")
+    lines.append(f"  newest decisions ({len(status['decisions'])}):")
+    for d in status["decisions"]:
+        verdict = "TRIGGER" if d["triggered"] else "skip"
+        outcome = f" -> {d['outcome']}" if d["outcome"] else ""
+        lines.append(f"    {d['at']}  {d['source']:<9} {verdict:<7} {d['reason']}{outcome}")
+    return "\n".join(lines)

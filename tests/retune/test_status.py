@@ -1,0 +1,117 @@
+"""``python -m retune status``: champion, challenger and why not promoted, the last champion move,
+a running retune and the newest trigger decisions, on the embedded default (real SQLite stores)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retune.cli import main
+
+
+@pytest.fixture
+def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any) -> dict[str, str]:
+    """Config ``st`` (model ``st-model``): v1 then v2 promoted, v3 registered with failed gates."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from retune import registry, tracking
+    from retune.settings import get_settings
+
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RETUNE_POLICY_DB", raising=False)
+    write_yaml({**demo_raw, "name": "st", "registry": {"model_name": "st-model"}}, "st", tmp_path / "configs")
+    settings = get_settings()
+    cl = tracking.client(settings)
+    X = pd.DataFrame({"x": np.arange(10.0)})
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment(cl, "status-tests", settings)):
+        uri = mlflow.sklearn.log_model(
+            LinearRegression().fit(X, X["x"]), name="model", pip_requirements=["scikit-learn"]
+        ).model_uri
+    tags = {"retune.trigger": "drift", "retune.gates": "passed", "retune.holdout_mae": "2.5", "retune.train_start": "2025-05-01"}
+    v1, _ = registry.register(cl, "st-model", uri, key="k1", tags=tags)
+    v2, _ = registry.register(cl, "st-model", uri, key="k2", tags={**tags, "retune.holdout_mae": "2.1"})
+    registry.promote(cl, "st-model", str(v1.version), who="airflow:retune_model/r1", why="first")
+    registry.promote(cl, "st-model", str(v2.version), who="airflow:retune_model/r2", why="mae 2.5 -> 2.1")
+    failed = {**tags, "retune.gates": "failed", "retune.gate_reason": "beats_champion: mae 2.3 not below 2.1"}
+    v3, _ = registry.register(cl, "st-model", uri, key="k3", tags=failed)
+    return {"v1": str(v1.version), "v2": str(v2.version), "v3": str(v3.version)}
+
+
+def test_status_shows_aliases_lock_and_decisions(model: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from retune import policy
+    from retune.status import model_status, render
+
+    first = policy.decide("st", source="alert", key="alert:st:1")
+    skipped = policy.decide("st", source="manual", key="manual:st:2", force=True)
+    assert first.triggered and not skipped.triggered
+
+    status = model_status("st")
+    reg = status["registry"]
+    assert (reg["champion"]["version"], reg["previous_champion"]["version"], reg["challenger"]["version"]) == (
+        model["v2"],
+        model["v1"],
+        model["v3"],
+    )
+    assert reg["champion"]["holdout_mae"] == "2.1" and reg["challenger"]["gates"] == "failed"
+    assert (reg["last_move"]["from"], reg["last_move"]["to"], reg["last_move"]["why"]) == (
+        model["v1"],
+        model["v2"],
+        "mae 2.5 -> 2.1",
+    )
+    assert (
+        status["lock"] is not None and status["lock"]["decision_id"] == first.decision_id and status["lock"]["source"] == "alert"
+    )
+    assert [d["id"] for d in status["decisions"]] == [skipped.decision_id, first.decision_id], "newest first"
+    assert "already running" in status["decisions"][0]["reason"]
+
+    text = render(status)
+    assert f"champion           v{model['v2']}  (holdout_mae 2.1" in text
+    assert "not promoted: beats_champion: mae 2.3 not below 2.1" in text
+    assert "retune running: lock taken" in text and f"decision {first.decision_id}, alert" in text
+
+    assert first.token is not None
+    policy.release("st", first.token, outcome="registered v4, promoted")
+    assert main(["status", "--config", "st", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["lock"] is None
+    assert after["decisions"][1]["outcome"] == "registered v4, promoted"
+    assert main(["status", "--config", "st"]) == 0
+    assert "retune running: no (lock free)" in capsys.readouterr().out
+
+
+def test_status_without_the_registry_still_shows_the_policy(
+    model: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retune import policy
+    from retune.status import model_status
+
+    decision = policy.decide("st", source="manual", key="manual:st:x")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    status = model_status("st")
+    assert "registry" not in status and "Connection" in status["registry_error"]
+    assert status["lock"] is not None and status["lock"]["decision_id"] == decision.decision_id
+    assert main(["status", "--config", "st"]) == 0
+    assert "registry: unreachable" in capsys.readouterr().out
+
+
+def test_status_of_an_unknown_config_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    assert main(["status", "--config", "nope"]) == 1
+    assert "nope.yaml: config file does not exist" in capsys.readouterr().err
