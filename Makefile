@@ -15,7 +15,7 @@ DEMO_ENV := RETUNE_STATE_DIR=$(DEMO) \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	MLFLOW_TRACKING_URI=sqlite:///$(DEMO)/mlflow.db
 
-.PHONY: install browser demo test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status bench bench-quick clean
+.PHONY: install browser demo status test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status bench bench-quick clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ browser:
 demo: install
 	rm -rf $(DEMO)
 	$(DEMO_ENV) $(BIN)/python scripts/demo.py
+
+# Where the demo model stands after `make demo` (champion, challenger, lock, decisions); CONFIG=name for another.
+CONFIG ?= demo
+status: install
+	@$(DEMO_ENV) $(BIN)/python -m retune status --config $(CONFIG)
 
 lint: install
 	$(BIN)/ruff check .

@@ -178,6 +178,7 @@ def main() -> int:
     print_table(rows)
     print(f"\nMLflow tracking URI: {settings.tracking_uri}\nOptuna storage:      {settings.optuna_storage}")
     print(f"Summary JSON:        {state / 'summary.json'}  ({summary['seconds']} s)")
+    print("Where the model stands (champion, challenger, decisions): make status")
     return 0
 
 
