@@ -91,8 +91,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         "RETUNE_STACK_AIRFLOW_PORT": str(_free_port()),
         "RETUNE_STACK_MLFLOW_PORT": str(_free_port()),
         "RETUNE_CONFIG_DIR": str(configs),
-        # A task whose process died with the scheduler is noticed in 20 s, not 5 min.
+        # A task whose process died with the scheduler is noticed in 20 s, not 5 min, and the new
+        # scheduler resets the dead one's orphaned tasks every 15 s instead of every 300 s (it
+        # checks once at start-up, while the killed scheduler still looks alive): this alone was
+        # ~5 of the test's 6 minutes.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
     }
     for key in (
         "AIRFLOW_HOME",
