@@ -104,3 +104,38 @@ def restore_mlflow_uris(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
     monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+
+
+@pytest.fixture
+def register_retune() -> Callable[..., dict[str, Any]]:
+    """``pipeline.register`` for a retune whose study and validation are given: a parent run in
+    ``experiment``, a fixed production window, a one-trial study outcome."""
+
+    def register(
+        cl: Any, experiment: str, config: str, key: str, validation: dict[str, Any], *, best_params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        from retune import pipeline
+
+        parent = cl.create_run(cl.get_experiment_by_name(experiment).experiment_id).info.run_id
+        ctx = {
+            "config": config,
+            "key": key,
+            "trigger": "manual",
+            "window": {"kind": "production", "start": "2025-01-01T00:00:00+00:00", "end": "2025-01-29T00:00:00+00:00"},
+            "rows": {"total": 200},
+            "study_name": f"retune-{key}",
+            "parent_run_id": parent,
+            "data_digest": "0" * 64,
+        }
+        outcome = {
+            "study_name": ctx["study_name"],
+            "n_complete": 1,
+            "n_pruned": 0,
+            "n_failed": 0,
+            "stop_reason": "trial budget reached",
+            "best_trial": 0,
+            "best_params": best_params or {},
+        }
+        return pipeline.register(ctx, validation, outcome)
+
+    return register

@@ -117,11 +117,9 @@ def test_promoting_the_champion_again_changes_nothing(mlflow_env) -> None:
 
 
 def test_a_retried_register_still_promotes_a_version_that_passed(
-    mlflow_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw
+    mlflow_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw, register_retune
 ) -> None:
     import yaml
-
-    from retune import pipeline
 
     cl, uri = mlflow_env
     name = "unit-retry"
@@ -131,17 +129,6 @@ def test_a_retried_register_still_promotes_a_version_that_passed(
     monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
     monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", cl.tracking_uri)
-    parent = cl.create_run(cl.get_experiment_by_name("registry-tests").experiment_id).info.run_id
-    ctx = {
-        "config": "demo",
-        "key": "retune-42",
-        "trigger": "manual",
-        "window": {"kind": "production", "start": "2025-01-01T00:00:00+00:00", "end": "2025-01-29T00:00:00+00:00"},
-        "rows": {"total": 100},
-        "study_name": "retune-unit-retry-retune-42",
-        "parent_run_id": parent,
-        "data_digest": "0" * 64,
-    }
     validation = {
         "model_uri": uri,
         "params": {"learning_rate": 0.1},
@@ -150,19 +137,9 @@ def test_a_retried_register_still_promotes_a_version_that_passed(
         "champion_version": None,
         "gates": [{"name": "staging_load", "passed": True, "detail": "predictions match"}],
     }
-    outcome = {
-        "study_name": ctx["study_name"],
-        "n_complete": 1,
-        "n_pruned": 0,
-        "n_failed": 0,
-        "stop_reason": "trial budget reached",
-        "best_trial": 0,
-        "best_params": {"learning_rate": 0.1},
-    }
-
     # the first attempt registered the version, then the worker died before promoting it
-    version, _ = registry.register(cl, name, uri, key=ctx["key"], tags={})
-    result = pipeline.register(ctx, validation, outcome)
+    version, _ = registry.register(cl, name, uri, key="retune-42", tags={})
+    result = register_retune(cl, "registry-tests", "demo", "retune-42", validation, best_params={"learning_rate": 0.1})
 
     assert result["created"] is False and str(result["version"]) == str(version.version)
     assert str(result["champion_after"]) == str(version.version)

@@ -104,33 +104,6 @@ def two_champions(cl: Any, store: Store, name: str) -> tuple[str, str, list[str]
     return str(v1.version), str(v2.version), uris
 
 
-def register_retune(cl: Any, config: str, key: str, validation: dict[str, Any]) -> dict[str, Any]:
-    """``pipeline.register`` for a retune whose study and validation are given."""
-    from retune import pipeline
-
-    parent = cl.create_run(cl.get_experiment_by_name("rollback-tests").experiment_id).info.run_id
-    ctx = {
-        "config": config,
-        "key": key,
-        "trigger": "manual",
-        "window": {"kind": "production", "start": "2025-01-01T00:00:00+00:00", "end": "2025-01-29T00:00:00+00:00"},
-        "rows": {"total": 200},
-        "study_name": f"retune-{key}",
-        "parent_run_id": parent,
-        "data_digest": "0" * 64,
-    }
-    outcome = {
-        "study_name": ctx["study_name"],
-        "n_complete": 1,
-        "n_pruned": 0,
-        "n_failed": 0,
-        "stop_reason": "trial budget reached",
-        "best_trial": 0,
-        "best_params": {},
-    }
-    return pipeline.register(ctx, validation, outcome)
-
-
 def aliases(cl: Any, name: str) -> dict[str, str]:
     return {k: str(v) for k, v in cl.get_registered_model(name).aliases.items()}
 
@@ -210,7 +183,7 @@ def test_a_retried_rollback_with_the_same_key_does_not_roll_back_twice(cl, store
     assert registry.alias_history(cl, name)[-2]["key"] == "k2"
 
 
-def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store) -> None:
+def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store, register_retune) -> None:
     """The staging check (a fresh process) refuses a challenger whose artifact is corrupted;
     the staging gate fails and register leaves the champion where it was."""
     import numpy as np
@@ -255,14 +228,14 @@ def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store) -> None:
         "bootstrap": boot.to_json(),
         "gates": gates_json(gates),
     }
-    result = register_retune(cl, "unload", "unload-2", validation)
+    result = register_retune(cl, "rollback-tests", "unload", "unload-2", validation)
     assert result["promoted"] is False and "staging_load" in result["reason"]
     assert str(result["champion_after"]) == str(v1.version) == aliases(cl, name)["champion"]
     assert aliases(cl, name)["challenger"] == str(result["version"])
     assert [e["to"] for e in registry.alias_history(cl, name)] == [str(v1.version)], "no move recorded"
 
 
-def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, store: Store) -> None:
+def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, store: Store, register_retune) -> None:
     """The retune validated its challenger against v2; v2 was rolled back to v1 before the
     retune registered: the challenger is registered but v1 stays champion. A retune that
     validated against v1 promotes as usual."""
@@ -283,7 +256,7 @@ def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, stor
 
     stale = validated_against(s2)
     registry.rollback(cl, name, who="cli:ana", why="v2 over-forecasts")
-    result = register_retune(cl, "race", "race-1", stale)
+    result = register_retune(cl, "rollback-tests", "race", "race-1", stale)
     assert result["promoted"] is False and str(result["champion_after"]) == s1
     assert "champion changed during the retune" in result["reason"] and f"validated against version {s2}" in result["reason"]
     assert aliases(cl, name) == {"challenger": str(result["version"]), "champion": s1, "previous_champion": s2}
@@ -291,7 +264,7 @@ def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, stor
     tag = cl.get_model_version(name, str(result["version"])).tags["retune.gate_reason"]
     assert "champion changed" in tag
 
-    fresh = register_retune(cl, "race", "race-2", validated_against(s1))
+    fresh = register_retune(cl, "rollback-tests", "race", "race-2", validated_against(s1))
     assert fresh["promoted"] is True and aliases(cl, name)["champion"] == str(fresh["version"])
 
 
