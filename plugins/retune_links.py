@@ -111,13 +111,20 @@ def report_url(base: str, monitor_run_id: Any, report_uri: Any = None, experimen
 # --------------------------------------------------------------------------- metadata DB
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    """An XCom or conf value as a dict; never instantiates classes from stored data."""
+def decoded(value: Any) -> Any:
+    """A stored XCom or conf value with JSON text decoded (as is when it is not JSON); never
+    instantiates classes from stored data."""
     if isinstance(value, (str, bytes)):
         try:
-            value = json.loads(value)
+            return json.loads(value)
         except ValueError:
-            return {}
+            return value
+    return value
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """An XCom or conf value as a dict, ``{}`` when it is none."""
+    value = decoded(value)
     return value if isinstance(value, dict) else {}
 
 

@@ -19,7 +19,6 @@ then still expires after ``policy.lock_ttl``.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -27,26 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
+from retune_links import LOAD_DATA_TASK, RETUNE_DAG, decoded, return_value, xcom_value
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
 
 log = logging.getLogger(__name__)
 
-RETUNE_DAG = "retune_model"
 GATE_TASK = "retune.drift_gate"
-LOAD_DATA_TASK = "retune.load_data"
 RELEASE_TASK = "retune.release_lock"
-
-
-def _decoded(value: Any) -> Any:
-    """An XCom value as stored (JSON text in the metadata DB) decoded; never instantiates classes."""
-    if isinstance(value, (str, bytes)):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
@@ -66,13 +54,11 @@ def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
 def abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None) -> tuple[str, str, str | None] | None:
     """The lock a failed ``retune_model`` run still holds: ``(config, token, parent_run_id)``,
     or ``None`` when it holds none or its ``release_lock`` task released it."""
-    from retune_links import return_value, xcom_value
-
     if dag_id != RETUNE_DAG or _task_state(dag_id, run_id, RELEASE_TASK) == "success":
         return None
     conf = conf or {}
-    token = _decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_token")) or conf.get("policy_token")
-    config = _decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_config")) or conf.get("config")
+    token = decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_token")) or conf.get("policy_token")
+    config = decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_config")) or conf.get("config")
     if not (isinstance(token, str) and token and isinstance(config, str) and config):
         return None
     parent = return_value(dag_id, run_id, LOAD_DATA_TASK).get("parent_run_id")
