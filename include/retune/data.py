@@ -244,7 +244,7 @@ def conn_id_dsn(conn_id: str) -> str:
     """
     found = _looked_up(conn_id)
     if found is not None:
-        return _json_conn_dsn(conn_id, f"Airflow connection {conn_id!r}", json.dumps(found))
+        return _fields_dsn(conn_id, f"Airflow connection {conn_id!r}", found)
     var = f"AIRFLOW_CONN_{conn_id.upper()}"
     value = os.environ.get(var, "").strip()
     if not value:
@@ -264,12 +264,17 @@ def conn_id_dsn(conn_id: str) -> str:
 
 
 def _json_conn_dsn(conn_id: str, var: str, value: str) -> str:
-    from psycopg2.extensions import make_dsn
-
     try:
         conn = json.loads(value)
     except json.JSONDecodeError:
         raise DataError(f"conn_id {conn_id!r}: {var} is neither a URI nor valid JSON") from None
+    return _fields_dsn(conn_id, var, conn)
+
+
+def _fields_dsn(conn_id: str, var: str, conn: Any) -> str:
+    """The DSN of a connection given by Airflow's fields (``conn_type``, ``host``, ``login``, ...)."""
+    from psycopg2.extensions import make_dsn
+
     if not isinstance(conn, dict) or str(conn.get("conn_type", "postgres")).lower() not in _AIRFLOW_SCHEMES:
         raise DataError(f"conn_id {conn_id!r}: {var} is not a PostgreSQL connection")
     extra = conn.get("extra") or {}
