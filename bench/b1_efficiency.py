@@ -5,10 +5,11 @@ training window) of bike sharing and NOAA weather, and for each seed, three stud
 the same data with the same trial budget:
 
 - (a) ``cold``: cold start, no pruning (Optuna's defaults: TPE, no pruner);
-- (b) ``cold+median``: cold start with Retune's default pruner (median);
+- (b) ``cold+sh``: cold start with Retune's default pruner (``tuning.pruner``: successive
+  halving);
 - (c) ``retune``: Retune's study: drift-aware mode (:func:`retune.adaptive.plan` from the
   monitor's drift share), the champion's params and the previous study's top-k enqueued,
-  median pruner.
+  Retune's default pruner.
 
 All of them run the same trial budget (early stopping off). Recorded for each: CPU seconds
 and finished trials until the study first reaches (a)'s final best within 0.5%, total CPU
@@ -23,10 +24,11 @@ Two more rows say how to read that target:
 
 For (a), (b), (c) and these two, the same question is also asked on the holdout, which no
 trial has seen: when does the study first hold a model (its best-so-far trial, trained again
-exactly as the trial trained it) whose holdout error is within 0.5% of (a)'s final model's? Alongside, on the same
-data: warm-start modes (enqueue without the adaptive space; warm-starting CMA-ES from the
-previous study's trials, alone and with the seeds enqueued) and pruners (successive
-halving, hyperband; cold and warm). A guard case puts the learning rate in the search space
+exactly as the trial trained it) whose holdout error is within 0.5% of (a)'s final model's?
+Alongside, on the same data: warm-start modes (enqueue without the adaptive space;
+warm-starting CMA-ES from the previous study's trials, alone and with the seeds enqueued) and
+the other pruners (median, Retune's default before successive halving, and hyperband; cold
+and warm, ``warm+median`` with the holdout view too). A guard case puts the learning rate in the search space
 and asks whether successive halving shows short-horizon bias.
 
 The champion after an episode is (c)'s best (what Retune would promote), and (c)'s study is
@@ -37,13 +39,26 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from common import log, median, plot_path, pyplot, quiet, ratio, table
 
 TOLERANCE = 0.005
-HOLDOUT = ("cold", "cold+median", "retune", "retune, early stop (default)", "cold, other seed")
+SHORT = {"successive_halving": "sh", "median": "median", "hyperband": "hyperband"}
+
+
+def _ours() -> str:
+    """Retune's default pruner (``tuning.pruner.type`` when a config does not set it)."""
+    from retune.config import PrunerConfig
+
+    return str(PrunerConfig().type)
+
+
+PRUNED = f"cold+{SHORT.get(_ours(), _ours())}"  # (b)
+MAIN = ("cold", PRUNED, "retune", "retune, early stop (default)", "cold, other seed")
+HOLDOUT = (*MAIN, "warm+median")
 
 
 def _settings(quick: bool) -> dict[str, Any]:
@@ -132,26 +147,26 @@ def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, o
     prev_trials = storage_trials(storage, previous)
     common = {"split": ep["split"], "features": ep["features"], "storage": storage, "n_trials": n_trials, "seed": seed}
     budget = {"early_stop": None}  # the same trial budget for every study of the comparison
-    runs = {
+    ours = _ours()
+    others = [p for p in SHORT if p != ours]  # the other pruners, cold and warm
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
         "cold": lambda: {"pruner": "none", **budget},
-        "cold+median": lambda: {"pruner": "median", **budget},
-        "retune": lambda: {"pruner": "median", "space": plan.space, "seeds": seeds, "study_name": retune_name, **budget},
-        "retune, early stop (default)": lambda: {"pruner": "median", "space": plan.space, "seeds": seeds, "early_stop": "auto"},
+        PRUNED: lambda: {"pruner": ours, **budget},
+        "retune": lambda: {"pruner": ours, "space": plan.space, "seeds": seeds, "study_name": retune_name, **budget},
+        "retune, early stop (default)": lambda: {"pruner": ours, "space": plan.space, "seeds": seeds, "early_stop": "auto"},
         "cold, other seed": lambda: {"pruner": "none", "sampler_seed": seed + 1000, **budget},
-        "cold+sh": lambda: {"pruner": "successive_halving", **budget},
-        "cold+hyperband": lambda: {"pruner": "hyperband", **budget},
-        "warm+sh": lambda: {"pruner": "successive_halving", "space": plan.space, "seeds": seeds, **budget},
-        "warm+hyperband": lambda: {"pruner": "hyperband", "space": plan.space, "seeds": seeds, **budget},
-        "enqueue,full space": lambda: {"pruner": "median", "seeds": seeds, **budget},
+        **{f"cold+{SHORT[p]}": (lambda p=p: {"pruner": p, **budget}) for p in others},
+        **{f"warm+{SHORT[p]}": (lambda p=p: {"pruner": p, "space": plan.space, "seeds": seeds, **budget}) for p in others},
+        "enqueue,full space": lambda: {"pruner": ours, "seeds": seeds, **budget},
         "cma transfer": lambda: {
-            "pruner": "median",
+            "pruner": ours,
             "space": plan.space,
             "sampler": "cmaes",
             "source_trials": prev_trials,
             **budget,
         },
         "cma transfer+enqueue": lambda: {
-            "pruner": "median",
+            "pruner": ours,
             "space": plan.space,
             "seeds": seeds,
             "sampler": "cmaes",
@@ -204,7 +219,7 @@ def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, o
             "trace": [(round(c, 3), round(e, 6)) for c, e in trace],
         }
     trace = {}
-    for label in ("cold", "cold+median", "retune", "retune, early stop (default)", "cold, other seed"):
+    for label in MAIN:
         if label not in studies:
             continue
         best, points = None, []
@@ -416,9 +431,9 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
         "holdout_final_warm_over_cold": summary.get("retune", {}).get("median_holdout_final_this_over_cold"),
         "total_cpu_default_over_cold": summary.get(default, {}).get("median_total_cpu_this_over_cold"),
         "holdout_final_default_over_cold": summary.get(default, {}).get("median_holdout_final_this_over_cold"),
-        "cpu_to_target_cold_over_pruned": summary.get("cold+median", {}).get("median_cpu_to_target_cold_over_this"),
+        "cpu_to_target_cold_over_pruned": summary.get(PRUNED, {}).get("median_cpu_to_target_cold_over_this"),
         "final_best_warm_over_cold": summary.get("retune", {}).get("median_final_best_this_over_cold"),
-        "final_best_pruned_over_cold": summary.get("cold+median", {}).get("median_final_best_this_over_cold"),
+        "final_best_pruned_over_cold": summary.get(PRUNED, {}).get("median_final_best_this_over_cold"),
         "total_cpu_warm_over_cold": summary.get("retune", {}).get("median_total_cpu_this_over_cold"),
     }
     result = {
@@ -480,7 +495,7 @@ def _plot(cases: list[dict[str, Any]], path: Path) -> None:
         cold_best = case["studies"]["cold"]["best"]
         for label, style in (
             ("cold", "-"),
-            ("cold+median", "--"),
+            (PRUNED, "--"),
             ("retune", "-"),
             ("retune, early stop (default)", "-."),
             ("cold, other seed", ":"),

@@ -241,7 +241,7 @@ def timed_study(
     storage: Any,
     n_trials: int,
     seed: int,
-    pruner: str = "median",
+    pruner: str | None = None,
     sampler: str = "tpe",
     space: dict[str, Any] | None = None,
     seeds: list[tuple[str, dict[str, Any]]] | None = None,
@@ -260,7 +260,8 @@ def timed_study(
         storage: Optuna storage.
         n_trials: Trial budget.
         seed: Sampler seed.
-        pruner: Retune pruner type (``none`` for no pruning).
+        pruner: Retune pruner type (``none`` for no pruning; default: the config's
+            ``tuning.pruner`` with its args).
         sampler: ``tpe`` (Retune's) or ``cmaes`` (with ``source_trials``: warm-starting CMA-ES).
         space: Search space (default: the config's).
         seeds: Warm-start seeds ``(source, params)``, enqueued with :func:`retune.warmstart.enqueue_seeds`.
@@ -295,7 +296,10 @@ def timed_study(
         study_name=study_name,
         direction=cfg.direction,
         sampler=smp,
-        pruner=make_pruner(PrunerConfig(type=pruner), n_steps=cfg.tuning.n_steps),  # type: ignore[arg-type]
+        pruner=make_pruner(
+            cfg.tuning.pruner if pruner is None else PrunerConfig(type=pruner),  # type: ignore[arg-type]
+            n_steps=cfg.tuning.n_steps,
+        ),
     )
     enqueued = enqueue_seeds(study, seeds, space) if seeds else []
     objective = _objective_class()(cfg, split, features, cl=NullMlflowClient(), experiment_id="0", parent_run_id="0", space=space)

@@ -359,7 +359,16 @@ class DriftConfig(_Strict):
 
 
 class PrunerConfig(_Strict):
-    type: Literal["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"] = "median"
+    """``tuning.pruner``: which Optuna pruner stops unpromising trials, with its arguments.
+
+    The default is successive halving: on the real-drift episodes of benchmark B1 (bike
+    sharing and NOAA weather, 25 episode x seed cases) it ended warm-started studies with a
+    better model than the median pruner (holdout error 0.977x vs 0.991x a cold unpruned
+    study's, 12 wins to 7) at the same CPU, and showed no short-horizon bias with the
+    learning rate in the space.
+    """
+
+    type: Literal["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"] = "successive_halving"
     args: dict[str, Any] = Field(default_factory=dict)
 
 

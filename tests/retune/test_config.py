@@ -48,7 +48,7 @@ def test_demo_config_loads_with_typed_fields() -> None:
     space = cfg.model.search_space
     assert isinstance(space["learning_rate"], FloatParam) and space["learning_rate"].type == "log_float"
     assert isinstance(space["max_leaf_nodes"], IntParam) and space["max_leaf_nodes"].log is True
-    assert cfg.tuning.pruner.type == "median" and cfg.tuning.pruner.args == {"n_startup_trials": 4}
+    assert cfg.tuning.pruner.type == "successive_halving" and cfg.tuning.pruner.args == {}
     assert cfg.registry.model_name == "demo-demand"
 
 
