@@ -204,6 +204,23 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files other than ``bench/results`` differ from ``HEAD`` (the measured
+    code is then not the recorded commit), or None outside a work tree."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return None
+    return None if out.returncode else bool(out.stdout.strip())
+
+
 def write_json(path: Path, data: Any) -> None:
     """Pretty JSON, NaN as null."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, git_commit, log, machine, markdown_table, render_table, rnd, write_json  # noqa: E402
+from common import RESULTS, git_commit, git_dirty, log, machine, markdown_table, render_table, rnd, write_json  # noqa: E402
 
 BENCHMARKS = {
     "B1": "b1_efficiency",
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "started": started.isoformat(timespec="seconds"),
         "commit": git_commit(),
+        "uncommitted_changes": git_dirty(),
         "machine": machine(),
     }
     stem = "latest-quick" if args.quick else "latest"
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name} failed: {res['error']}")
         res["run_started"] = started.isoformat(timespec="seconds")
         res["commit"] = results["commit"]
+        res["uncommitted_changes"] = results["uncommitted_changes"]
         results[name] = res
         write_json(out / f"{stem}.json", results)  # after each benchmark: a stopped run keeps what it measured
         if "table" in res:
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_json(out / f"{stem}.json", results)
     write_json(out / "history" / f"{dated}.json", results)
-    md = [f"Benchmarks ({'quick' if args.quick else 'full'}), {started.date()}, commit {str(results['commit'])[:10]}", ""]
+    dirty = " with uncommitted changes" if results["uncommitted_changes"] else ""
+    md = [f"Benchmarks ({'quick' if args.quick else 'full'}), {started.date()}, commit {str(results['commit'])[:10]}{dirty}", ""]
     for name in [b for b in BENCHMARKS if b in results]:
         res = results[name]
         if isinstance(res, dict) and "table" in res:
