@@ -307,7 +307,8 @@ def current_lock(config_name: str, *, settings: Settings | None = None, now: dat
 
 
 def history(config_name: str | None = None, *, limit: int = 50, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """The newest decisions, newest first."""
+    """The newest decisions, newest first; ``created_at`` and ``finished_at`` are aware UTC
+    datetimes on every backend (SQLite hands them back naive)."""
     import sqlalchemy as sa
 
     settings = settings or get_settings()
@@ -316,4 +317,9 @@ def history(config_name: str | None = None, *, limit: int = 50, settings: Settin
     if config_name:
         query = query.where(decisions.c.config == config_name)
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    for row in rows:
+        for key in ("created_at", "finished_at"):
+            if row[key] is not None:
+                row[key] = _aware(row[key])
+    return rows

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from retune.settings import Settings, get_settings
@@ -33,10 +32,6 @@ VERSION_TAGS = (
     "airflow.run_id",
 )
 """The tags of a model version that the status shows."""
-
-
-def _iso(ts: datetime) -> str:
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat(timespec="seconds")
 
 
 def _version(cl: MlflowClient, name: str, alias: str, metric: str) -> dict[str, Any] | None:
@@ -94,7 +89,7 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
     out["decisions"] = [
         {
             "id": d["id"],
-            "at": _iso(d["created_at"]),
+            "at": d["created_at"].isoformat(timespec="seconds"),
             "source": d["source"],
             "triggered": bool(d["triggered"]),
             "reason": d["reason"],

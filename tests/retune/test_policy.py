@@ -38,6 +38,8 @@ def test_first_request_triggers_and_takes_the_lock(env) -> None:  # noqa: ANN001
     rows = policy.history("demo")
     assert rows[0]["triggered"] is True
     assert rows[0]["reason"] == "triggered"
+    assert rows[0]["created_at"] == T0 and rows[0]["created_at"].tzinfo is not None  # aware, also on SQLite
+    assert rows[0]["finished_at"] is None
 
 
 def test_one_at_a_time_then_cooldown_then_duplicate(env) -> None:  # noqa: ANN001
