@@ -195,30 +195,26 @@ def machine() -> dict[str, Any]:
     }
 
 
-def git_commit() -> str | None:
-    """``git rev-parse HEAD`` (read-only), or None outside a work tree."""
+def _git(*args: str) -> str | None:
+    """``git <args>`` in the repository (read-only): its output, or None when git fails or
+    this is not a work tree."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return None
-    return out.stdout.strip() or None
+    return None if out.returncode else out.stdout.strip()
+
+
+def git_commit() -> str | None:
+    """``git rev-parse HEAD``, or None outside a work tree."""
+    return _git("rev-parse", "HEAD") or None
 
 
 def git_dirty() -> bool | None:
     """Whether tracked files other than ``bench/results`` differ from ``HEAD`` (the measured
     code is then not the recorded commit), or None outside a work tree."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except OSError:
-        return None
-    return None if out.returncode else bool(out.stdout.strip())
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
+    return None if status is None else bool(status)
 
 
 def write_json(path: Path, data: Any) -> None:
