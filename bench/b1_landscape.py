@@ -6,7 +6,11 @@ configuration's error moves with the model's own randomness.
 configurations of the B1 search space on each window and prints, for consecutive windows, the
 rank correlation of their validation errors and how far the previous window's best
 configuration lands from the new best; then, for a few configurations, the spread of the
-validation error over ten model seeds (HistGradientBoosting subsamples features at random).
+validation error over ten model seeds (HistGradientBoosting subsamples features at random);
+last, how far apart whole searches land: on a few windows, ``--studies`` cold 30-trial studies
+that differ only in the sampler's seed, once with the B1 space and once with ``max_features``
+left out of it (HistGradientBoosting is then deterministic), and how often one study's final
+best reaches another's within B1's 0.5% (the share of ordered pairs).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", type=int, default=120)
     parser.add_argument("--windows", type=int, default=8)
+    parser.add_argument("--studies", type=int, default=5, help="cold studies per window in the last part")
+    parser.add_argument("--study-windows", type=int, default=3, help="windows of the last part")
     args = parser.parse_args(argv)
     quiet()
     import optuna
@@ -79,7 +85,47 @@ def main(argv: list[str] | None = None) -> int:
             values = [_score(rd, split, features, configs[i], seed=s) for s in range(10)]
             mean = statistics.fmean(values)
             print(f"{configs[i]}: sd/mean {statistics.pstdev(values) / mean:.4f}, min/mean {min(values) / mean:.4f}")
+        print(
+            f"\n{args.studies} cold studies per window ({rd.cfg.tuning.n_trials} trials, no pruning), only the sampler seed differs"
+        )
+        print("window      space                      worst/best final  pairs within 0.5%")
+        for end, split, features in splits[1 : 1 + args.study_windows]:
+            for name, space_of in (("B1 space", dict(space)), ("without max_features", _without(space, "max_features"))):
+                bests = _search_bests(rd, split, features, space_of, args.studies)
+                pairs = [(a, b) for i, a in enumerate(bests) for j, b in enumerate(bests) if i != j]
+                within = sum(b <= a * 1.005 for a, b in pairs) / len(pairs)
+                print(f"{end.date()}  {name:26} {max(bests) / min(bests):16.3f}  {within:17.2f}")
     return 0
+
+
+def _without(space: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in space.items() if k != name}
+
+
+def _search_bests(rd: Any, split: Any, features: Any, space: dict[str, Any], n: int) -> list[float]:
+    """Final best of ``n`` cold studies (no pruning, the whole budget) with sampler seeds 0..n-1
+    and the same model seed."""
+    import optuna
+    import realdata
+
+    bests = []
+    for s in range(n):
+        run = realdata.timed_study(
+            rd,
+            split,
+            features,
+            label="cold",
+            study_name=f"landscape.{s}",
+            storage=optuna.storages.InMemoryStorage(),
+            n_trials=rd.cfg.tuning.n_trials,
+            seed=0,
+            sampler_seed=s,
+            pruner="none",
+            space=space,
+            early_stop=None,
+        )
+        bests.append(float(run.best))  # type: ignore[arg-type]
+    return bests
 
 
 if __name__ == "__main__":
