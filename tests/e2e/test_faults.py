@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from procs import stop_group  # type: ignore[import-not-found]
 from tests_e2e_helpers import fresh_dags, write_config  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
@@ -74,8 +74,7 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            os.killpg(self.proc.pid, 15)
-            self.proc.wait(timeout=30)
+            stop_group(self.proc)
             self.proc = None
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from procs import stop_group  # type: ignore[import-not-found]
 from tests_e2e_helpers import ROOT, write_config  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
@@ -121,11 +121,7 @@ def test_scheduler_runs_monitor_then_triggered_retune(tmp_path: Path) -> None:
         assert any(m["state"] == "success" and m["run_id"].startswith("scheduled__") for m in monitors), monitors
         assert [r["state"] for r in retunes] == ["success"], retunes
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
         log.close()
 
     cl = MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}", registry_uri=f"sqlite:///{state / 'mlflow.db'}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import stop_group  # type: ignore[import-not-found]
 from retune_alert_samples import PLUGINS, ROOT, TOKEN, alertmanager_payload, grafana_payload, write_config
 
 pytestmark = pytest.mark.slow
@@ -179,12 +179,7 @@ def test_alerts_create_retune_runs_in_a_real_api_server(tmp_path: Path, policy: 
             assert policy_holds(policy, state, config, conf["policy_token"])
         assert TOKEN not in log_path.read_text(errors="replace")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def policy_holds(policy: Any, state: Path, config: str, token: str) -> bool:
