@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 from common import BIN, ROOT, log, median, plot_path, pyplot, ratio, table
 
-sys.path.insert(0, str(ROOT / "tests"))
-from procs import stop_group  # noqa: E402  # the tests' own stop: one way to stop a server's process group
+sys.path.insert(0, str(ROOT / "scripts"))
+from procs import stop_group  # noqa: E402  # the one stopper scripts/, tests/ and bench/ share
 
 BARE = "import airflow.sdk"
 STARTUP = "pass"

@@ -27,12 +27,13 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from procs import group_members, stop_group  # scripts/procs.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -254,21 +255,15 @@ def down(drop: bool = False) -> int:
     stack = Path(cfg["dir"])
     for name in reversed(SERVICES):
         pid_file = stack / "pids" / f"{name}.pid"
-        pid = _alive(pid_file)
-        if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            for _ in range(50):
-                if _alive(pid_file) is None:
-                    break
-                time.sleep(0.2)
-            else:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        if not pid_file.exists():
+            continue
+        pgid = int(pid_file.read_text())  # each service leads its own session: pid == process group
+        # The whole group, even when its leader is gone: a scheduler's executor workers can
+        # outlive the scheduler, and waiting for the leader alone left them running.
+        if group_members(pgid):
+            killed = stop_group(pgid, timeout=15)
+            if killed:
+                print(f"{name}: {len(killed)} process(es) still running 15 s after SIGTERM; killed them")
         pid_file.unlink(missing_ok=True)
     if drop:
         _drop_databases(cfg)

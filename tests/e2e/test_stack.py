@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from procs import group_members  # type: ignore[import-not-found]
 from tests_e2e_helpers import ROOT, write_config  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -118,8 +119,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             time.sleep(3)
         yield {"env": env, "senv": senv, "dir": stack_dir, "script": script}
     finally:
-        down = subprocess.run([*script, "down", "--drop"], env=env, capture_output=True, text=True, timeout=120, check=False)
+        groups = {p.stem: int(p.read_text()) for p in (stack_dir / "pids").glob("*.pid")}
+        down = subprocess.run([*script, "down", "--drop"], env=env, capture_output=True, text=True, timeout=180, check=False)
         assert down.returncode == 0, down.stderr
+        left = {name: group_members(pgid) for name, pgid in groups.items() if group_members(pgid)}
+        assert not left, f"processes of the stack still running after stack down: {left}"
 
 
 def _trigger_and_wait(senv: dict[str, str], conf: dict, *, timeout: float = 400, during=None) -> dict:  # noqa: ANN001
