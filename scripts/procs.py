@@ -68,18 +68,16 @@ def stop_group(target: subprocess.Popen | int, timeout: float = 30.0) -> list[in
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if leader is not None:
-            leader.poll()  # reap the leader, or it stays a zombie
-        if not group_members(pgid):
-            break
+    left = group_members(pgid)  # zombies do not count, so an unreaped leader does not hold us
+    while left and time.monotonic() < deadline:
         time.sleep(0.2)
-    killed = group_members(pgid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+        left = group_members(pgid)
+    if left:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     if leader is not None:
-        leader.wait(timeout=10)
-    deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return killed
+        leader.wait(timeout=10)  # reap the leader, or it stays a zombie
+    return left

@@ -33,7 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from procs import group_members, stop_group  # scripts/procs.py, beside this file
+from procs import stop_group  # scripts/procs.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -260,10 +260,9 @@ def down(drop: bool = False) -> int:
         pgid = int(pid_file.read_text())  # each service leads its own session: pid == process group
         # The whole group, even when its leader is gone: a scheduler's executor workers can
         # outlive the scheduler, and waiting for the leader alone left them running.
-        if group_members(pgid):
-            killed = stop_group(pgid, timeout=15)
-            if killed:
-                print(f"{name}: {len(killed)} process(es) still running 15 s after SIGTERM; killed them")
+        killed = stop_group(pgid, timeout=15)  # nothing to do when the group is already gone
+        if killed:
+            print(f"{name}: {len(killed)} process(es) still running 15 s after SIGTERM; killed them")
         pid_file.unlink(missing_ok=True)
     if drop:
         _drop_databases(cfg)

@@ -122,7 +122,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         groups = {p.stem: int(p.read_text()) for p in (stack_dir / "pids").glob("*.pid")}
         down = subprocess.run([*script, "down", "--drop"], env=env, capture_output=True, text=True, timeout=180, check=False)
         assert down.returncode == 0, down.stderr
-        left = {name: group_members(pgid) for name, pgid in groups.items() if group_members(pgid)}
+        members = {name: group_members(pgid) for name, pgid in groups.items()}
+        left = {name: pids for name, pids in members.items() if pids}
         assert not left, f"processes of the stack still running after stack down: {left}"
 
 
