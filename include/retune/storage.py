@@ -3,7 +3,10 @@
 - PostgreSQL (or any RDB URL but SQLite): :class:`optuna.storages.RDBStorage` with trial
   heartbeats. A worker that dies mid-trial stops beating; after ``grace_period`` seconds the
   next worker to start a trial marks it FAIL and re-enqueues it (up to ``max_retry`` times),
-  and its MLflow child run is marked FAILED.
+  and its MLflow child run is marked FAILED. Optuna never fails a RUNNING trial that has
+  not recorded a single heartbeat (its worker died between ``ask`` and the first beat, e.g.
+  while the database restarted); :class:`HeartbeatStorage` treats such a trial as stale too
+  once it is ``grace_period`` seconds old, so it cannot stay RUNNING for ever.
 - SQLite with one worker: a plain RDBStorage (the embedded default).
 - SQLite with more than one worker: Optuna's FAQ advises against SQLite for parallel
   optimization ("database is locked"), so the study goes to a JournalStorage file beside it
@@ -59,6 +62,67 @@ class StaleTrialCallback:
         self.retry(study, trial)
 
 
+def never_beaten_trial_ids(storage: optuna.storages.RDBStorage, study_id: int, grace_period: float) -> list[int]:
+    """RUNNING trials of a study that never recorded a heartbeat and started more than
+    ``grace_period`` seconds ago.
+
+    A live worker records its trial's first heartbeat right after ``ask`` (milliseconds), so
+    a trial without one after the grace period lost its worker before the first beat.
+    ``datetime_start`` is the creating worker's clock, compared with this one's.
+
+    Args:
+        storage: The study's RDB storage.
+        study_id: The study.
+        grace_period: Seconds.
+
+    Returns:
+        The trial ids.
+    """
+    from datetime import datetime, timedelta
+
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    cutoff = datetime.now() - timedelta(seconds=grace_period)
+    session = storage.scoped_session()
+    try:
+        unbeaten = (
+            session.query(models.TrialModel)
+            .outerjoin(models.TrialHeartbeatModel, models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+            .filter(
+                models.TrialModel.study_id == study_id,
+                models.TrialModel.state == TrialState.RUNNING,
+                models.TrialHeartbeatModel.trial_heartbeat_id.is_(None),
+            )
+            .all()
+        )
+        # datetime_start: naive local time (Optuna converts from the naive UTC it stores)
+        ids = [int(t.trial_id) for t in unbeaten if t.datetime_start is not None and t.datetime_start < cutoff]
+        session.commit()
+    finally:
+        session.close()
+    return ids
+
+
+def _heartbeat_storage_class() -> type[optuna.storages.RDBStorage]:
+    from optuna.storages import RDBStorage
+
+    class HeartbeatStorage(RDBStorage):
+        """An RDBStorage whose stale trials include RUNNING trials that never beat.
+
+        Optuna's ``fail_stale_trials`` (run before every trial) only looks at trials with a
+        heartbeat row; this adds those without one (see :func:`never_beaten_trial_ids`).
+        """
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            stale = list(super()._get_stale_trial_ids(study_id))
+            grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 0)
+            stale += [t for t in never_beaten_trial_ids(self, study_id, grace) if t not in stale]
+            return stale
+
+    return HeartbeatStorage
+
+
 def journal_path(settings: Settings) -> Path:
     """The JournalStorage file used for parallel studies on the embedded default."""
     return settings.state_dir / "optuna.journal"
@@ -90,7 +154,7 @@ def open_storage(settings: Settings, tuning: TuningConfig, *, n_workers: int = 1
             log.info("%d workers on SQLite: using the journal file %s (SQLite locks under parallel writers)", n_workers, journal)
             return JournalStorage(JournalFileBackend(str(journal)))
         return RDBStorage(url)
-    return RDBStorage(
+    return _heartbeat_storage_class()(
         url,
         engine_kwargs={"pool_pre_ping": True},
         heartbeat_interval=tuning.heartbeat_interval,

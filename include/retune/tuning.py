@@ -379,6 +379,7 @@ def run_study(
     if patience:
         callbacks.append(EarlyStopping(patience, min_delta=tuning.early_stop_min_delta, direction=objective.cfg.direction))
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    fail_stale(study)  # Optuna only does this before a trial: also when the budget is already met
     already = len(study.get_trials(deepcopy=False, states=finished))
     remaining = max(0, n_trials - already)
     log.info(
@@ -412,6 +413,21 @@ def run_study(
         max_latency_ms_per_1k=tuning.max_latency_ms_per_1k,
         max_size_kb=tuning.max_size_kb,
     )
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Mark trials whose worker died FAIL (and retry them, per the storage's callback).
+
+    A no-op on storages without heartbeats (SQLite, journal).
+    """
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import fail_stale_trials
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        fail_stale_trials(study)
 
 
 def is_warm_started(study: optuna.Study) -> bool:

@@ -327,3 +327,39 @@ def test_early_stopping_off_runs_a_warm_study_to_its_budget(make_cfg, split) -> 
     warm.enqueue_trial({"alpha": 0.001}, user_attrs={WARM_START_ATTR: "champion"})
     outcome = run_study(warm, objective(cfg, split, FakeClient()), n_trials=14, timeout=None)
     assert len(warm.trials) == 14 and outcome.stop_reason == "trial budget reached"
+
+
+@pytest.mark.postgres
+def test_a_resumed_study_whose_budget_is_met_still_fails_a_dead_workers_trial(
+    linear_cfg, split, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna fails stale trials only before starting a trial; a rerun with nothing left to
+    run would leave a dead worker's trial RUNNING for ever."""
+    import sqlalchemy
+    from pg import temp_database  # type: ignore[import-not-found]
+
+    from retune.config import TuningConfig
+    from retune.settings import get_settings
+    from retune.storage import open_storage
+
+    with temp_database("retune_tuning") as pg:
+        url = pg.replace("postgresql://", "postgresql+psycopg2://")
+        monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+        monkeypatch.setenv("RETUNE_OPTUNA_STORAGE", url)
+        storage = open_storage(get_settings(), TuningConfig(heartbeat_interval=1, grace_period=5))
+        study = optuna.create_study(study_name="s", storage=storage, pruner=optuna.pruners.NopPruner())
+        run_study(study, objective(linear_cfg, split, FakeClient()), n_trials=2, timeout=None)
+        lost = study.ask()  # a worker that died before its trial's first heartbeat
+        engine = sqlalchemy.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                sqlalchemy.text("UPDATE trials SET datetime_start = datetime_start - interval '1 hour' WHERE trial_id = :t"),
+                {"t": lost._trial_id},
+            )
+        engine.dispose()
+
+        outcome = run_study(study, objective(linear_cfg, split, FakeClient()), n_trials=2, timeout=None)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        assert states[2] == optuna.trial.TrialState.FAIL and optuna.trial.TrialState.RUNNING not in states
+        assert outcome.stop_reason == "trial budget reached" and outcome.n_complete == 2
+        sqlalchemy.orm.close_all_sessions()
