@@ -276,7 +276,7 @@ def timed_study(
     from optuna.trial import TrialState
 
     from retune.config import PrunerConfig
-    from retune.tuning import WARM_START_ATTR, make_pruner, run_study
+    from retune.tuning import WARM_START_ATTR, make_pruner, make_sampler, run_study
     from retune.warmstart import enqueue_seeds
 
     cfg = rd.cfg
@@ -290,7 +290,7 @@ def timed_study(
             raise ValueError(f"warm-starting CMA-ES needs 10 complete source trials, the previous study has {len(usable)}")
         smp: Any = optuna.samplers.CmaEsSampler(seed=sseed, source_trials=usable or None, warn_independent_sampling=False)
     else:
-        smp = optuna.samplers.TPESampler(seed=sseed)
+        smp = make_sampler(cfg.tuning, n_seeds=0, seed=sseed)
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
@@ -302,6 +302,8 @@ def timed_study(
         ),
     )
     enqueued = enqueue_seeds(study, seeds, space) if seeds else []
+    if sampler != "cmaes" and enqueued:  # as Retune's pipeline does: TPE's random start counts the seeds
+        study.sampler = make_sampler(cfg.tuning, n_seeds=len(enqueued), seed=sseed)
     objective = _objective_class()(cfg, split, features, cl=NullMlflowClient(), experiment_id="0", parent_run_id="0", space=space)
     objective.cpu0 = time.process_time()
     outcome = run_study(study, objective, n_trials=n_trials, timeout=None)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from retune.errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+COLD_STARTUP_TRIALS = 10  # Optuna's TPESampler default
 """Model and config names become paths, run names and study names: keep them tame."""
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -415,6 +416,13 @@ class TuningConfig(_Strict):
         ),
     )
     early_stop_min_delta: float = Field(0.0, ge=0.0, description="An improvement smaller than this does not count.")
+    startup_trials: int | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Trials TPE samples at random before it models the results. 'auto': 10 (Optuna's default) for a cold "
+            "study; the number of warm-start seeds + 1 for a warm one, so TPE learns from the seeds after one random trial."
+        ),
+    )
     adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)
     transfer: Literal["enqueue", "cmaes"] = Field(
         "enqueue",
@@ -435,12 +443,25 @@ class TuningConfig(_Strict):
             raise ValueError(f"must start with 'metric', then 'latency' and/or 'size', without repeats; got {value}")
         return value
 
+    @field_validator("startup_trials")
+    @classmethod
+    def _startup(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"must be at least 0 or 'auto'; got {value}")
+        return value
+
     @field_validator("early_stop_patience")
     @classmethod
     def _patience(cls, value: int | str | None) -> int | str | None:
         if isinstance(value, int) and value < 1:
             raise ValueError(f"must be at least 1, 'auto' or null; got {value}")
         return value
+
+    def startup_trials_for(self, n_seeds: int) -> int:
+        """TPE's ``n_startup_trials`` for a study with ``n_seeds`` enqueued warm-start seeds."""
+        if self.startup_trials != "auto":
+            return int(self.startup_trials)
+        return n_seeds + 1 if n_seeds else COLD_STARTUP_TRIALS
 
     def patience_for(self, *, n_trials: int, warm: bool) -> int | None:
         """The early-stopping patience of one study (``None``: it runs its budget).

@@ -596,22 +596,25 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
 
     from retune.config import PrunerConfig
     from retune.storage import open_storage
-    from retune.tuning import make_pruner
+    from retune.tuning import make_pruner, make_sampler, n_seeds_of
 
     pruner_cfg = cfg.tuning.pruner if ctx["pruner"] == cfg.tuning.pruner.type else PrunerConfig(type=ctx["pruner"])
     multi = cfg.tuning.multi_objective
-    sampler: Any = optuna.samplers.TPESampler(seed=cfg.tuning.seed)
+    sampler: Any = None
     if cfg.tuning.transfer == "cmaes" and not multi and ctx.get("transfer_from"):
-        sampler = _cmaes_transfer_sampler(cfg, ctx, settings) or sampler
-    return optuna.create_study(
+        sampler = _cmaes_transfer_sampler(cfg, ctx, settings)
+    study = optuna.create_study(
         storage=open_storage(settings, cfg.tuning, n_workers=int(ctx.get("n_workers", 1))),
         study_name=ctx["study_name"],
         directions=[cfg.direction] + ["minimize"] * (len(cfg.tuning.objectives) - 1) if multi else None,  # type: ignore[operator]
         direction=None if multi else cfg.direction,
-        sampler=sampler,
+        sampler=sampler or make_sampler(cfg.tuning, n_seeds=0),
         pruner=optuna.pruners.NopPruner() if multi else make_pruner(pruner_cfg, n_steps=cfg.tuning.n_steps),
         load_if_exists=True,
     )
+    if sampler is None:  # TPE's random start depends on the seeds already enqueued (warm_start ran)
+        study.sampler = make_sampler(cfg.tuning, n_seeds=n_seeds_of(study))
+    return study
 
 
 def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) -> Any:

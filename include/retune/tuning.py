@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from retune.config import CategoricalParam, FloatParam, IntParam, ParamSpec, PrunerConfig, RetuneConfig
+from retune.config import CategoricalParam, FloatParam, IntParam, ParamSpec, PrunerConfig, RetuneConfig, TuningConfig
 from retune.data import FeatureSet, RetuneSplit
 from retune.metrics import get_metric
 from retune.models import get_family
@@ -69,6 +69,35 @@ def distributions(space: dict[str, ParamSpec]) -> dict[str, Any]:
         else:
             out[name] = CategoricalDistribution(spec.choices)
     return out
+
+
+def make_sampler(tuning: TuningConfig, *, n_seeds: int, seed: int | None = None) -> optuna.samplers.TPESampler:
+    """Retune's TPE sampler for a study with ``n_seeds`` enqueued warm-start seeds.
+
+    TPE samples its first ``n_startup_trials`` finished trials at random. With Optuna's
+    default (10) a study warm-started with 4 seeds spends 6 more trials on random search
+    before TPE uses the seeds' scores; ``tuning.startup_trials: auto`` starts modelling after
+    one random trial (bench B1: on bike sharing it doubled how often the warm study reached a
+    cold study's best).
+
+    Args:
+        tuning: ``startup_trials`` and ``seed``.
+        n_seeds: Warm-start seeds in the study (0: cold).
+        seed: The sampler's seed (default: ``tuning.seed``).
+
+    Returns:
+        The sampler.
+    """
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        n_startup_trials=tuning.startup_trials_for(n_seeds), seed=tuning.seed if seed is None else seed
+    )
+
+
+def n_seeds_of(study: optuna.Study) -> int:
+    """How many warm-start seeds were enqueued in the study."""
+    return sum(WARM_START_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
 def make_pruner(cfg: PrunerConfig, *, n_steps: int) -> optuna.pruners.BasePruner:
@@ -432,7 +461,7 @@ def fail_stale(study: optuna.Study) -> None:
 
 def is_warm_started(study: optuna.Study) -> bool:
     """Whether warm-start seeds were enqueued in the study (trials marked ``warm_start``)."""
-    return any(WARM_START_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
+    return n_seeds_of(study) > 0
 
 
 def stop_reason_of(study: optuna.Study, n_trials: int) -> str:

@@ -429,3 +429,19 @@ def test_drift_methods_accepted_on_load_are_evidentlys(demo_dict, write_yaml) ->
     demo_dict["drift"]["columns"] = {"price": {"method": "wasserstein", "threshold": 0.2}, "promo": {"method": "chisquare"}}
     cfg = load_config(write_yaml(demo_dict))
     assert cfg.drift.columns["price"].method == "wasserstein"
+
+
+@pytest.mark.parametrize(
+    ("setting", "n_seeds", "expected"), [("auto", 0, 10), ("auto", 4, 5), ("auto", 1, 2), (7, 0, 7), (7, 4, 7), (0, 4, 0)]
+)
+def test_tpe_startup_trials_per_study(demo_dict, write_yaml, setting: object, n_seeds: int, expected: int) -> None:
+    from retune.config import load_config
+
+    demo_dict["tuning"]["startup_trials"] = setting
+    assert load_config(write_yaml(demo_dict)).tuning.startup_trials_for(n_seeds) == expected
+
+
+@pytest.mark.parametrize("value", [-1, "often", 2.5])
+def test_bad_startup_trials_are_refused(demo_dict, write_yaml, value: object) -> None:
+    demo_dict["tuning"]["startup_trials"] = value
+    assert "tuning.startup_trials" in load_error(write_yaml(demo_dict))

@@ -14,7 +14,17 @@ import pytest
 
 from retune.config import CategoricalParam, FloatParam, IntParam, PrunerConfig
 from retune.data import FeatureSet, RetuneSplit
-from retune.tuning import WARM_START_ATTR, Objective, distributions, make_pruner, outcome_of, run_study, suggest
+from retune.tuning import (
+    WARM_START_ATTR,
+    Objective,
+    distributions,
+    make_pruner,
+    make_sampler,
+    n_seeds_of,
+    outcome_of,
+    run_study,
+    suggest,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -363,3 +373,25 @@ def test_a_resumed_study_whose_budget_is_met_still_fails_a_dead_workers_trial(
         assert states[2] == optuna.trial.TrialState.FAIL and optuna.trial.TrialState.RUNNING not in states
         assert outcome.stop_reason == "trial budget reached" and outcome.n_complete == 2
         sqlalchemy.orm.close_all_sessions()
+
+
+def _seeded_study(startup: object) -> optuna.Study:
+    """4 enqueued warm-start seeds, then 4 more trials of a quadratic, TPE per ``startup``."""
+    from retune.config import TuningConfig
+
+    tuning = TuningConfig(startup_trials=startup, seed=3)  # type: ignore[arg-type]
+    study = optuna.create_study(sampler=make_sampler(tuning, n_seeds=0))
+    for x in (0.1, 0.2, 0.25, 0.3):
+        study.enqueue_trial({"x": x}, user_attrs={WARM_START_ATTR: "previous_study"})
+    study.sampler = make_sampler(tuning, n_seeds=n_seeds_of(study))
+    study.optimize(lambda t: (t.suggest_float("x", -10.0, 10.0) - 0.2) ** 2, n_trials=8)
+    return study
+
+
+def test_a_warm_study_models_its_seeds_after_one_random_trial() -> None:
+    auto, default = _seeded_study("auto"), _seeded_study(10)
+    xs_auto = [t.params["x"] for t in auto.trials]
+    xs_default = [t.params["x"] for t in default.trials]
+    assert n_seeds_of(auto) == 4
+    assert xs_auto[:5] == xs_default[:5], "the seeds, then the same seeded random trial"
+    assert xs_auto[5:] != xs_default[5:], "then TPE (auto) where the default still samples at random"
