@@ -156,7 +156,14 @@ def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, o
     seeds = [("champion", ep["champion"])] + [("previous_study", p) for p in top]
     seeds = seeds if plan.warm else []
     prev_trials = storage_trials(storage, previous)
-    common = {"split": ep["split"], "features": ep["features"], "storage": storage, "n_trials": n_trials, "seed": seed}
+    common = {
+        "split": ep["split"],
+        "features": ep["features"],
+        "storage": storage,
+        "n_trials": n_trials,
+        "seed": seed,
+        "mode": plan.mode,
+    }
     budget = {"early_stop": None}  # the same trial budget for every study of the comparison
     ours = _ours()
     others = [p for p in SHORT if p != ours]  # the other pruners, cold and warm

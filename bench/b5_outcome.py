@@ -154,7 +154,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         seeds = ([("champion", s.params)] + [("previous_study", p) for p in top]) if plan.warm else []
         run = realdata.timed_study(
             rd, split, features, label=label, study_name=name, storage=storages[label], n_trials=plan.n_trials, seed=i,
-            space=plan.space, seeds=seeds, early_stop=early_stop[label],
+            space=plan.space, seeds=seeds, early_stop=early_stop[label], mode=plan.mode,
         )  # fmt: skip
         challenger = realdata.fit_and_score(rd, run.best_params, split.tuning, features)
         X, y = split.holdout[features.columns], split.holdout[cfg.target]

@@ -248,6 +248,7 @@ def timed_study(
     source_trials: list[Any] | None = None,
     early_stop: int | str | None = "auto",
     sampler_seed: int | None = None,
+    mode: str | None = None,
 ) -> StudyRun:
     """Run one study with Retune's objective and record the CPU seconds at each trial's end.
 
@@ -271,6 +272,7 @@ def timed_study(
             a number, or ``None`` to run the whole budget.
         sampler_seed: The sampler's seed (default ``seed``); the models' seed stays ``seed``,
             so the objective is the same.
+        mode: The drift-aware plan's mode (``severe`` widened the space: TPE keeps its random start).
     """
     import optuna
     from optuna.trial import TrialState
@@ -303,7 +305,7 @@ def timed_study(
     )
     enqueued = enqueue_seeds(study, seeds, space) if seeds else []
     if sampler != "cmaes" and enqueued:  # as Retune's pipeline does: TPE's random start counts the seeds
-        study.sampler = make_sampler(cfg.tuning, n_seeds=len(enqueued), seed=sseed)
+        study.sampler = make_sampler(cfg.tuning, n_seeds=len(enqueued), widened=mode == "severe", seed=sseed)
     objective = _objective_class()(cfg, split, features, cl=NullMlflowClient(), experiment_id="0", parent_run_id="0", space=space)
     objective.cpu0 = time.process_time()
     outcome = run_study(study, objective, n_trials=n_trials, timeout=None)

@@ -419,8 +419,9 @@ class TuningConfig(_Strict):
     startup_trials: int | Literal["auto"] = Field(
         "auto",
         description=(
-            "Trials TPE samples at random before it models the results. 'auto': 10 (Optuna's default) for a cold "
-            "study; the number of warm-start seeds + 1 for a warm one, so TPE learns from the seeds after one random trial."
+            "Trials TPE samples at random before it models the results. 'auto': the number of warm-start seeds + 1 "
+            "when the study searches the space its seeds came from (TPE learns from the seeds after one random trial); "
+            "10 (Optuna's default) for a cold study or one whose space severe drift widened."
         ),
     )
     adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)
@@ -457,11 +458,16 @@ class TuningConfig(_Strict):
             raise ValueError(f"must be at least 1, 'auto' or null; got {value}")
         return value
 
-    def startup_trials_for(self, n_seeds: int) -> int:
-        """TPE's ``n_startup_trials`` for a study with ``n_seeds`` enqueued warm-start seeds."""
+    def startup_trials_for(self, n_seeds: int, *, widened: bool = False) -> int:
+        """TPE's ``n_startup_trials`` for one study.
+
+        Args:
+            n_seeds: Warm-start seeds enqueued in the study.
+            widened: Whether the study searches a space wider than its seeds' (severe drift).
+        """
         if self.startup_trials != "auto":
             return int(self.startup_trials)
-        return n_seeds + 1 if n_seeds else COLD_STARTUP_TRIALS
+        return n_seeds + 1 if n_seeds and not widened else COLD_STARTUP_TRIALS
 
     def patience_for(self, *, n_trials: int, warm: bool) -> int | None:
         """The early-stopping patience of one study (``None``: it runs its budget).

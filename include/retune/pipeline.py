@@ -613,7 +613,7 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
         load_if_exists=True,
     )
     if sampler is None:  # TPE's random start depends on the seeds already enqueued (warm_start ran)
-        study.sampler = make_sampler(cfg.tuning, n_seeds=n_seeds_of(study))
+        study.sampler = make_sampler(cfg.tuning, n_seeds=n_seeds_of(study), widened=ctx.get("mode") == "severe")
     return study
 
 

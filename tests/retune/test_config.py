@@ -432,13 +432,22 @@ def test_drift_methods_accepted_on_load_are_evidentlys(demo_dict, write_yaml) ->
 
 
 @pytest.mark.parametrize(
-    ("setting", "n_seeds", "expected"), [("auto", 0, 10), ("auto", 4, 5), ("auto", 1, 2), (7, 0, 7), (7, 4, 7), (0, 4, 0)]
+    ("setting", "n_seeds", "widened", "expected"),
+    [
+        ("auto", 0, False, 10),
+        ("auto", 4, False, 5),
+        ("auto", 1, False, 2),
+        ("auto", 4, True, 10),
+        (7, 0, False, 7),
+        (7, 4, True, 7),
+        (0, 4, False, 0),
+    ],
 )
-def test_tpe_startup_trials_per_study(demo_dict, write_yaml, setting: object, n_seeds: int, expected: int) -> None:
+def test_tpe_startup_trials_per_study(demo_dict, write_yaml, setting: object, n_seeds: int, widened: bool, expected: int) -> None:
     from retune.config import load_config
 
     demo_dict["tuning"]["startup_trials"] = setting
-    assert load_config(write_yaml(demo_dict)).tuning.startup_trials_for(n_seeds) == expected
+    assert load_config(write_yaml(demo_dict)).tuning.startup_trials_for(n_seeds, widened=widened) == expected
 
 
 @pytest.mark.parametrize("value", [-1, "often", 2.5])
