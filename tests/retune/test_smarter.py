@@ -115,7 +115,8 @@ def test_a_model_without_history_is_seeded_from_the_nearest_past_task(tmp_path: 
     cl = tracking.client(get_settings())
     assert cl.get_run(second["parent_run_id"]).data.tags["retune.similar_tasks"] == "alpha"
     # TPE's random start counts the seeds: 10 trials cold, the one seed + 1 here
-    for ctx, name, startup in ((second, "beta", 2), (first, "alpha", 10)):
+    # ... and keeps Optuna's 10 where severe drift widened the space beyond the seeds'
+    for ctx, name, startup in ((second, "beta", 2), (first, "alpha", 10), ({**second, "mode": "severe"}, "beta", 10)):
         cfg = pipeline.load_named_config(name, get_settings())
         assert pipeline._create_study(cfg, ctx, get_settings()).sampler._n_startup_trials == startup
 
