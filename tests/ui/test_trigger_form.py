@@ -128,9 +128,15 @@ def _trigger_from_the_form(d: Any, server: AirflowServer) -> dict:
     d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     _open_trigger_form(d)
 
-    # Every param shows its title and description in "Run Parameters".
+    # Every param shows its title and description in "Run Parameters". The dialog's inputs
+    # exist before its text is shown (it fades in): wait for the titles, then name any missing.
+    labels = ("Model config", "Training window", "Window end", "Force retune", "Trials", "Timeout (seconds)", "Pruner")
+    try:
+        _wait("every param's title in the form", lambda: all(label in _page_text(d) for label in labels), timeout=20)
+    except AssertionError:
+        pass  # the asserts below say which title is missing
     text = _page_text(d)
-    for label in ("Model config", "Training window", "Window end", "Force retune", "Trials", "Timeout (seconds)", "Pruner"):
+    for label in labels:
         assert label in text, f"{label!r} missing from the trigger form"
     assert "RETUNE_CONFIG_DIR" in text, "the config's description says where configs live"
 
