@@ -278,7 +278,7 @@ def timed_study(
     from optuna.trial import TrialState
 
     from retune.config import PrunerConfig
-    from retune.tuning import WARM_START_ATTR, make_pruner, make_sampler, run_study
+    from retune.tuning import WARM_START_ATTR, fit_sampler_to_seeds, make_pruner, make_sampler, run_study
     from retune.warmstart import enqueue_seeds
 
     cfg = rd.cfg
@@ -305,7 +305,7 @@ def timed_study(
     )
     enqueued = enqueue_seeds(study, seeds, space) if seeds else []
     if sampler != "cmaes" and enqueued:  # as Retune's pipeline does: TPE's random start counts the seeds
-        study.sampler = make_sampler(cfg.tuning, n_seeds=len(enqueued), widened=mode == "severe", seed=sseed)
+        fit_sampler_to_seeds(study, cfg.tuning, mode=mode, seed=sseed)
     objective = _objective_class()(cfg, split, features, cl=NullMlflowClient(), experiment_id="0", parent_run_id="0", space=space)
     objective.cpu0 = time.process_time()
     outcome = run_study(study, objective, n_trials=n_trials, timeout=None)

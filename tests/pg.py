@@ -44,3 +44,29 @@ def temp_database(prefix: str = "retune_test") -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def age_trial(url: str, trial_id: int, *, start: bool = False, heartbeat: bool = False) -> None:
+    """Move an Optuna trial's start and/or last heartbeat an hour into the past.
+
+    Args:
+        url: SQLAlchemy URL of the Optuna storage.
+        trial_id: The trial.
+        start: Age ``datetime_start``.
+        heartbeat: Age its heartbeat.
+    """
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        if start:
+            conn.execute(
+                sqlalchemy.text("UPDATE trials SET datetime_start = datetime_start - interval '1 hour' WHERE trial_id = :t"),
+                {"t": trial_id},
+            )
+        if heartbeat:
+            conn.execute(
+                sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 hour' WHERE trial_id = :t"),
+                {"t": trial_id},
+            )
+    engine.dispose()

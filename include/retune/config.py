@@ -28,8 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from retune.errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
-COLD_STARTUP_TRIALS = 10  # Optuna's TPESampler default
 """Model and config names become paths, run names and study names: keep them tame."""
+
+COLD_STARTUP_TRIALS = 10
+"""TPE's random trials before it models, in a cold study (Optuna's ``TPESampler`` default)."""
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

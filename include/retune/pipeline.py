@@ -596,7 +596,7 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
 
     from retune.config import PrunerConfig
     from retune.storage import open_storage
-    from retune.tuning import make_pruner, make_sampler, n_seeds_of
+    from retune.tuning import fit_sampler_to_seeds, make_pruner, make_sampler
 
     pruner_cfg = cfg.tuning.pruner if ctx["pruner"] == cfg.tuning.pruner.type else PrunerConfig(type=ctx["pruner"])
     multi = cfg.tuning.multi_objective
@@ -613,7 +613,7 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
         load_if_exists=True,
     )
     if sampler is None:  # TPE's random start depends on the seeds already enqueued (warm_start ran)
-        study.sampler = make_sampler(cfg.tuning, n_seeds=n_seeds_of(study), widened=ctx.get("mode") == "severe")
+        fit_sampler_to_seeds(study, cfg.tuning, mode=ctx.get("mode"))
     return study
 
 

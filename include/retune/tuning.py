@@ -99,6 +99,18 @@ def make_sampler(
     )
 
 
+def fit_sampler_to_seeds(study: optuna.Study, tuning: TuningConfig, *, mode: str | None, seed: int | None = None) -> None:
+    """Give a study whose seeds are enqueued the TPE sampler that counts them (:func:`make_sampler`).
+
+    Args:
+        study: The study, its warm-start seeds already enqueued.
+        tuning: ``startup_trials`` and ``seed``.
+        mode: The drift-aware plan's mode (``severe`` widened the space beyond the seeds').
+        seed: The sampler's seed (default: ``tuning.seed``).
+    """
+    study.sampler = make_sampler(tuning, n_seeds=n_seeds_of(study), widened=mode == "severe", seed=seed)
+
+
 def n_seeds_of(study: optuna.Study) -> int:
     """How many warm-start seeds were enqueued in the study."""
     return sum(WARM_START_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))

@@ -11,6 +11,7 @@ import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
+from pg import age_trial  # type: ignore[import-not-found]
 
 from retune.config import TuningConfig
 from retune.settings import get_settings
@@ -43,23 +44,6 @@ def _study(url: str) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
         return optuna.create_study(study_name="s", storage=storage, load_if_exists=True), storage
 
 
-def _age(url: str, trial_id: int, *, start: bool = False, heartbeat: bool = False) -> None:
-    """Move a trial's start and/or last heartbeat an hour into the past."""
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        if start:
-            conn.execute(
-                sqlalchemy.text("UPDATE trials SET datetime_start = datetime_start - interval '1 hour' WHERE trial_id = :t"),
-                {"t": trial_id},
-            )
-        if heartbeat:
-            conn.execute(
-                sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 hour' WHERE trial_id = :t"),
-                {"t": trial_id},
-            )
-    engine.dispose()
-
-
 def _states(study: optuna.Study) -> list[tuple[int, str]]:
     return [(t.number, t.state.name) for t in study.get_trials(deepcopy=False)]
 
@@ -72,7 +56,7 @@ def test_a_trial_that_never_beat_is_failed_and_retried_once_past_the_grace_perio
     assert _states(study) == [(0, "RUNNING")], "a fresh trial between ask and its first beat is alive"
     assert never_beaten_trial_ids(storage, study._study_id, TUNING.grace_period) == []
 
-    _age(pg_url, lost._trial_id, start=True)
+    age_trial(pg_url, lost._trial_id, start=True)
     assert never_beaten_trial_ids(storage, study._study_id, TUNING.grace_period) == [lost._trial_id]
     fail_stale(study)
     trials = study.get_trials(deepcopy=False)
@@ -84,12 +68,12 @@ def test_a_beating_trial_stays_running_and_one_whose_beats_stopped_is_failed(pg_
     study, storage = _study(pg_url)
     trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
-    _age(pg_url, trial._trial_id, start=True)  # old, but it beat just now
+    age_trial(pg_url, trial._trial_id, start=True)  # old, but it beat just now
 
     fail_stale(study)
     assert _states(study) == [(0, "RUNNING")]
 
-    _age(pg_url, trial._trial_id, heartbeat=True)
+    age_trial(pg_url, trial._trial_id, heartbeat=True)
     fail_stale(study)
     assert [s for _, s in _states(study)] == ["FAIL", "WAITING"]
 

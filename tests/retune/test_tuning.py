@@ -346,7 +346,7 @@ def test_a_resumed_study_whose_budget_is_met_still_fails_a_dead_workers_trial(
     """Optuna fails stale trials only before starting a trial; a rerun with nothing left to
     run would leave a dead worker's trial RUNNING for ever."""
     import sqlalchemy
-    from pg import temp_database  # type: ignore[import-not-found]
+    from pg import age_trial, temp_database  # type: ignore[import-not-found]
 
     from retune.config import TuningConfig
     from retune.settings import get_settings
@@ -360,13 +360,7 @@ def test_a_resumed_study_whose_budget_is_met_still_fails_a_dead_workers_trial(
         study = optuna.create_study(study_name="s", storage=storage, pruner=optuna.pruners.NopPruner())
         run_study(study, objective(linear_cfg, split, FakeClient()), n_trials=2, timeout=None)
         lost = study.ask()  # a worker that died before its trial's first heartbeat
-        engine = sqlalchemy.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(
-                sqlalchemy.text("UPDATE trials SET datetime_start = datetime_start - interval '1 hour' WHERE trial_id = :t"),
-                {"t": lost._trial_id},
-            )
-        engine.dispose()
+        age_trial(url, lost._trial_id, start=True)
 
         outcome = run_study(study, objective(linear_cfg, split, FakeClient()), n_trials=2, timeout=None)
         states = [t.state for t in study.get_trials(deepcopy=False)]
