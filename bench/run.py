@@ -42,24 +42,47 @@ BENCHMARKS = {
 }
 
 
-def run_one(name: str, quick: bool, out: Path) -> dict:
+SEEDED = ("B1",)  # benchmarks that take --seeds
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"5-9"``, ``"5,7,9"`` or a mix (``"0-2,7"``) as a list of seeds.
+
+    Raises:
+        argparse.ArgumentTypeError: If ``text`` is not such a list (naming ``--seeds``).
+    """
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            lo, _, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: expected e.g. 5-9 or 5,6,7, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds: expected distinct seeds >= 0, got {text!r}")
+    return seeds
+
+
+def run_one(name: str, quick: bool, out: Path, seeds: list[int] | None = None) -> dict:
     """One benchmark in this process (the child side of :func:`isolated`)."""
     t = time.perf_counter()
     try:
         module = importlib.import_module(BENCHMARKS[name])
-        res = module.run(quick, out)
+        res = module.run(quick, out, seeds=seeds) if seeds and name in SEEDED else module.run(quick, out)
     except Exception as exc:  # noqa: BLE001 - a broken benchmark is reported, the others still run
         res = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:], "ratios": {}}
     res["seconds"] = round(time.perf_counter() - t, 1)
     return res
 
 
-def isolated(name: str, quick: bool, out: Path) -> dict:
+def isolated(name: str, quick: bool, out: Path, seeds: list[int] | None = None) -> dict:
     """One benchmark in a fresh process, so that no thread, cache or environment variable of
     one benchmark can reach another's clocks."""
     with tempfile.TemporaryDirectory(prefix="retune-bench-") as tmp:
         result = Path(tmp) / "result.json"
         cmd = [sys.executable, __file__, "--child", name, "--out", str(out), "--result", str(result)]
+        if seeds:
+            cmd += ["--seeds", ",".join(map(str, seeds))]
         proc = subprocess.run([*cmd, "--quick"] if quick else cmd, check=False)
         if result.exists():
             return dict(json.loads(result.read_text()))
@@ -76,13 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: all benchmarks in under 10 minutes")
     parser.add_argument("--only", default="", help="comma-separated subset, e.g. B1,B2")
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default bench/results)")
+    parser.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        help=f"{', '.join(SEEDED)}: other seeds than the default 0-4 (quick: 0), e.g. 5-9; use with --out "
+        "to keep bench/results/latest.json as it is",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.child:
-        Path(args.result).write_text(json.dumps(rnd(run_one(args.child, args.quick, out), 6), default=str))
+        Path(args.result).write_text(json.dumps(rnd(run_one(args.child, args.quick, out, args.seeds), 6), default=str))
         return 0
     only = [b.strip().upper() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
     unknown = [b for b in only if b not in BENCHMARKS]
@@ -91,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     results: dict[str, object] = {
         "quick": args.quick,
+        "seeds": args.seeds,
         "started": started.isoformat(timespec="seconds"),
         "commit": git_commit(),
         "uncommitted_changes": git_dirty(),
@@ -105,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for name in only:
         log(f"{name} ({BENCHMARKS[name]}) {'quick' if args.quick else 'full'}")
-        res = isolated(name, args.quick, out)
+        res = isolated(name, args.quick, out, args.seeds)
         if "error" in res:
             log(f"{name} failed: {res['error']}")
         res["run_started"] = started.isoformat(timespec="seconds")
@@ -123,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / f"{stem}.json", results)
     write_json(out / "history" / f"{dated}.json", results)
     dirty = " with uncommitted changes" if results["uncommitted_changes"] else ""
-    md = [f"Benchmarks ({'quick' if args.quick else 'full'}), {started.date()}, commit {str(results['commit'])[:10]}{dirty}", ""]
+    seeded = f", seeds {','.join(map(str, args.seeds))} ({', '.join(SEEDED)})" if args.seeds else ""
+    md = [
+        f"Benchmarks ({'quick' if args.quick else 'full'}), {started.date()}, commit {str(results['commit'])[:10]}{dirty}{seeded}",
+        "",
+    ]
     for name in [b for b in BENCHMARKS if b in results]:
         res = results[name]
         if isinstance(res, dict) and "table" in res:
