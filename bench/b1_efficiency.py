@@ -7,7 +7,7 @@ the same data with the same trial budget:
 - (a) ``cold``: cold start, no pruning (Optuna's defaults: TPE, no pruner);
 - (b) ``cold+sh``: cold start with Retune's default pruner (``tuning.pruner``: successive
   halving);
-- (c) ``retune``: Retune's study: drift-aware mode (:func:`retune.adaptive.plan` from the
+- (c) ``retune``: Retune's study: drift-aware mode (:func:`retune.adaptive.plan_for` from the
   monitor's drift share), the champion's params and the previous study's top-k enqueued,
   Retune's default pruner.
 
@@ -143,13 +143,7 @@ def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, o
     model = cfg.registry.model_name
     tag = f"s{seed}.e{ep['episode']}"
     retune_name = f"retune.{model}-s{seed}.e{ep['episode']}"
-    plan = adaptive.plan(
-        cfg.tuning.adaptive,
-        cfg.model.search_space,
-        n_trials=n_trials,
-        drift_share=ep["drift_share"],
-        champion_params=ep["champion"],
-    )
+    plan = adaptive.plan_for(cfg, n_trials=n_trials, drift_share=ep["drift_share"], champion_params=ep["champion"])
     previous, top = previous_study_top_k(
         storage, f"{model}-s{seed}", exclude=retune_name, k=cfg.tuning.warm_start_top_k, direction=cfg.direction
     )

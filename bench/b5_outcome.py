@@ -9,7 +9,7 @@ pruned study on the bootstrap window). At the end of each production window:
   verdicts as Evidently's) compares the window with the champion's training window and
   records it; Retune's trigger policy (:func:`retune.policy.decide`, the config's defaults:
   no hysteresis, no cooldown) decides; a triggered retune is Retune's warm-started, pruned
-  study (drift-aware mode and budget from :func:`retune.adaptive.plan`, champion and previous
+  study (drift-aware mode and budget from :func:`retune.adaptive.plan_for`, champion and previous
   study's top-k enqueued, and Retune's default early stopping: a warm-started study stops
   after max(5, n_trials / 5) trials without improvement), refit on train + validation, and
   promoted when it scores at least as well as the champion on the retune's holdout (the
@@ -140,13 +140,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         if not decision.triggered:
             return step
         split, _ = retune_split(end)
-        plan = adaptive.plan(
-            cfg.tuning.adaptive,
-            cfg.model.search_space,
-            n_trials=n_trials,
-            drift_share=summary.drift_share,
-            champion_params=s.params,
-        )
+        plan = adaptive.plan_for(cfg, n_trials=n_trials, drift_share=summary.drift_share, champion_params=s.params)
         name = f"retune.{model_name}.w{i:02d}"
         _, top = previous_study_top_k(
             storages[label], model_name, exclude=name, k=cfg.tuning.warm_start_top_k, direction=cfg.direction

@@ -5,7 +5,7 @@ Everything runs through Retune's own code: the config is a real ``RetuneConfig``
 from YAML by :func:`retune.config.load_config`), windows come from
 :func:`retune.data.load_window`, splits from :func:`retune.data.split_for_retune`, trials
 from :class:`retune.tuning.Objective` and :func:`retune.tuning.run_study`, pruners from
-:func:`retune.tuning.make_pruner`, the drift-aware mode from :func:`retune.adaptive.plan`
+:func:`retune.tuning.make_pruner`, the drift-aware mode from :func:`retune.adaptive.plan_for`
 and the warm-start seeds from :mod:`retune.warmstart`. Only MLflow is replaced by a
 stand-in that drops what a trial logs (see :class:`common.NullMlflowClient`).
 """

@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from retune.config import AdaptiveConfig, CategoricalParam, FloatParam, IntParam, ParamSpec
-from retune.models import Domain, ModelFamily
+from retune.config import AdaptiveConfig, CategoricalParam, FloatParam, IntParam, ParamSpec, RetuneConfig
+from retune.models import Domain, ModelFamily, get_family
 
 
 @dataclass(frozen=True)
@@ -179,3 +179,35 @@ def plan(
             warm=not cfg.severe_cold,
         )
     return Plan("moderate", f"drift share {drift_share:.2f}: configured space and budget", dict(space), n_trials, warm=True)
+
+
+def plan_for(
+    cfg: RetuneConfig,
+    *,
+    drift_share: float | None,
+    champion_params: dict[str, Any] | None,
+    n_trials: int | None = None,
+) -> Plan:
+    """:func:`plan` for one model's config: its ``tuning.adaptive``, search space and budget,
+    a widened space bounded by what its estimator accepts (:func:`domains_of`).
+
+    Retune's pipeline and the benchmarks plan through this, so that both search the same space.
+
+    Args:
+        cfg: The model's config.
+        drift_share: Share of drifted columns that triggered the retune (``None``: unknown).
+        champion_params: The champion's params (``None``: no champion).
+        n_trials: The requested budget (default: ``tuning.n_trials``).
+
+    Returns:
+        The plan.
+    """
+    space = cfg.model.search_space
+    return plan(
+        cfg.tuning.adaptive,
+        space,
+        n_trials=cfg.tuning.n_trials if n_trials is None else n_trials,
+        drift_share=drift_share,
+        champion_params=champion_params,
+        domains=domains_of(get_family(cfg.model.family), cfg.task, space),
+    )

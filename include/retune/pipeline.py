@@ -491,16 +491,8 @@ def prepare(
         if drift:
             tracking.log_json(cl, parent_id, drift, "drift/trigger.json")
     from retune import adaptive, registry
-    from retune.models import get_family
 
-    plan = adaptive.plan(
-        cfg.tuning.adaptive,
-        cfg.model.search_space,
-        n_trials=cfg.tuning.n_trials,
-        drift_share=drift_share,
-        champion_params=registry.champion_params(cl, cfg.registry.model_name),
-        domains=adaptive.domains_of(get_family(cfg.model.family), cfg.task, cfg.model.search_space),
-    )
+    plan = adaptive.plan_for(cfg, drift_share=drift_share, champion_params=registry.champion_params(cl, cfg.registry.model_name))
     n = n_trials or plan.n_trials  # an explicit budget wins over the mode's
     t = timeout if timeout is not None else cfg.tuning.timeout
     ctx = {

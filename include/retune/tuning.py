@@ -402,7 +402,9 @@ def run_study(
     Several workers may run this on one study at once: the budget is shared (a worker stops
     when the study as a whole reaches it, so at most one in-flight trial per other worker
     runs past it). A retried task resumes the same study: finished trials count towards the
-    budget. Failed trials do not count, so a trial lost with its worker is made up for.
+    budget. Failed trials do not count then, so a trial lost with its worker is made up for;
+    within one run, a trial whose objective raised an error the study catches (``ValueError``,
+    ``ArithmeticError``) uses up one trial of the budget, as in Optuna's ``optimize``.
 
     Args:
         study: The study (with its warm-start seeds already enqueued).
@@ -481,13 +483,23 @@ def is_warm_started(study: optuna.Study) -> bool:
 
 
 def stop_reason_of(study: optuna.Study, n_trials: int) -> str:
-    """Why a study stopped: convergence (early stopping), its budget, or the timeout."""
+    """Why a study stopped: convergence (early stopping), its budget, or the timeout.
+
+    A trial that failed (its objective raised one of the errors the study catches) used up
+    one of the budget's trials: a budget spent that way says how many failed, instead of
+    passing for a timeout.
+    """
     from optuna.trial import TrialState
 
     if "stop_reason" in study.user_attrs:
         return str(study.user_attrs["stop_reason"])
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    return "trial budget reached" if done >= n_trials else "timeout reached"
+    if done >= n_trials:
+        return "trial budget reached"
+    failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    if failed and done + failed >= n_trials:
+        return f"trial budget reached ({failed} trial(s) failed)"
+    return "timeout reached"
 
 
 def outcome_of(

@@ -10,7 +10,7 @@ import optuna
 import pytest
 import yaml
 
-from retune.adaptive import domains_of, narrow, plan, widen
+from retune.adaptive import domains_of, narrow, plan, plan_for, widen
 from retune.config import AdaptiveConfig, CategoricalParam, FloatParam, IntParam
 from retune.models import get_family
 from retune.tuning import EarlyStopping, stop_reason_of
@@ -128,6 +128,21 @@ def test_a_severe_plan_trains_every_widened_trial() -> None:
     for corner in ("low", "high"):
         params = {k: getattr(v, corner) for k, v in p.space.items()}
         HistGradientBoostingRegressor(max_iter=2, **params).fit(X, y)  # raises if a widened bound is invalid
+
+
+def test_a_configs_plan_keeps_its_widened_space_within_what_the_estimator_accepts(make_cfg) -> None:
+    space = {
+        "max_features": {"type": "float", "low": 0.3, "high": 1.0},
+        "min_samples_leaf": {"type": "int", "low": 5, "high": 80},
+    }
+    cfg = make_cfg({"model": {"family": "hist_gradient_boosting", "search_space!": space}})
+    p = plan_for(cfg, drift_share=1.0, champion_params={"max_features": 0.9, "min_samples_leaf": 20})
+    assert p.mode == "severe" and p.n_trials == round(cfg.tuning.n_trials * cfg.tuning.adaptive.severe_budget)
+    assert p.space["max_features"].high == 1.0 and p.space["max_features"].low < 0.3
+    assert p.space["min_samples_leaf"].low >= 1 and p.space["min_samples_leaf"].high > 80
+    assert plan_for(cfg, drift_share=0.4, champion_params={"max_features": 0.9}, n_trials=7).n_trials == 7  # moderate
+    assert plan_for(cfg, drift_share=1.0, champion_params={"max_features": 0.9}, n_trials=8).n_trials == 12  # 8 x 1.5
+    assert plan_for(cfg, drift_share=None, champion_params=None).mode == "cold"
 
 
 def test_early_stopping_stops_after_patience_without_improvement() -> None:

@@ -249,6 +249,7 @@ def test_failing_trials_end_failed_and_do_not_stop_the_study(make_cfg, split) ->
     study = optuna.create_study()
     outcome = run_study(study, objective(cfg, split, client), n_trials=2, timeout=None)
     assert (outcome.n_failed, outcome.n_complete) == (2, 0)
+    assert outcome.stop_reason == "trial budget reached (2 trial(s) failed)"  # no timeout was set
     assert {(r.status, r.tags["optuna.trial_state"]) for r in client.runs} == {("FAILED", "FAIL")}
 
 
