@@ -489,14 +489,17 @@ def stop_reason_of(study: optuna.Study, n_trials: int) -> str:
     one of the budget's trials: a budget spent that way says how many failed, instead of
     passing for a timeout.
     """
+    from collections import Counter
+
     from optuna.trial import TrialState
 
     if "stop_reason" in study.user_attrs:
         return str(study.user_attrs["stop_reason"])
-    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
+    done = states[TrialState.COMPLETE] + states[TrialState.PRUNED]
     if done >= n_trials:
         return "trial budget reached"
-    failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    failed = states[TrialState.FAIL]
     if failed and done + failed >= n_trials:
         return f"trial budget reached ({failed} trial(s) failed)"
     return "timeout reached"
