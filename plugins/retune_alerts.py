@@ -246,15 +246,16 @@ def create_retune_run(*, run_id: str, conf: dict[str, Any], note: str) -> str:
     return str(run.run_id)
 
 
-def _release(config: str, token: str | None, outcome: str) -> None:
-    """Give back the lock of a decision whose run could not be created, so the model is not
-    blocked until the lock expires (``retune.policy.release``)."""
+def _cancel(config: str, token: str | None, reason: str) -> None:
+    """Undo a decision whose run could not be created (``retune.policy.cancel``): the lock is
+    given back and the decision no longer counts, so the sender's retry with the same
+    idempotency key is decided afresh instead of being skipped as a duplicate."""
     if not token:
         return
     try:
-        from retune.policy import release
+        from retune.policy import cancel
 
-        release(config, token, outcome=outcome[:256])
+        cancel(config, token, reason=reason)
     except Exception:  # noqa: BLE001 (the lock then expires after policy.lock_ttl)
         log.exception("could not release the policy lock of %s", config)
 
@@ -349,7 +350,7 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
                 failed = True
                 entry["reason"] = f"the policy triggered, but creating the {RETUNE_DAG_ID} run failed: {exc}"
                 log.exception("creating a %s run for %s (%s) failed", RETUNE_DAG_ID, name, key)
-                _release(name, decision.token, f"alert receiver: creating the {RETUNE_DAG_ID} run failed: {exc}")
+                _cancel(name, decision.token, f"alert receiver: creating the {RETUNE_DAG_ID} run failed: {exc}")
                 continue
             entry["triggered"] = True
             log.info("%s alert %r for %s: %s run %s (%s)", source, alertname, name, RETUNE_DAG_ID, entry["dag_run_id"], key)

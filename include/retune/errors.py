@@ -11,12 +11,22 @@ class ConfigError(RetuneError, ValueError):
     """A model config is missing or invalid; the message names the file and field."""
 
 
+class ParamError(ConfigError):
+    """A run parameter (a Params field, a conf key, a CLI option) is invalid; the message
+    names it."""
+
+
 class DataError(RetuneError, ValueError):
     """A data window is unusable; the message names the source and the column."""
 
 
 class RegistryError(RetuneError):
     """The model registry is not in the state a step expects."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry or its artifact store could not be read (a 5xx, a timeout, missing files):
+    retry later. Never read as "no champion" or "the champion is broken"."""
 
 
 class ChampionChangedError(RegistryError):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from retune.config import RetuneConfig, config_path, load_config, parse_timestamp
 from retune.data import FeatureSet, Window, frame_digest, load_window, split_for_retune
 from retune.drift import DriftDetector, EvidentlyDriftDetector
-from retune.errors import ChampionChangedError, ConfigError, DataError, RetuneError
+from retune.errors import ChampionChangedError, ConfigError, DataError, ParamError, RegistryUnavailableError, RetuneError
 from retune.metrics import get_metric
 from retune.settings import Settings, get_settings
 
@@ -50,7 +50,17 @@ def _now() -> datetime:
 
 
 def _end(window_end: str | datetime | None) -> datetime:
-    return _now() if window_end in (None, "") else parse_timestamp(window_end)  # type: ignore[arg-type]
+    """The window's end: now when not given.
+
+    Raises:
+        ParamError: ``window_end`` is not an ISO date or datetime (say ``2025-02-30``).
+    """
+    if window_end in (None, ""):
+        return _now()
+    try:
+        return parse_timestamp(window_end)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ParamError(f"window_end: {window_end!r} is not an ISO date or datetime ({exc})") from None
 
 
 def slug(text: str, *, limit: int = 80) -> str:
@@ -249,15 +259,28 @@ def plan_retunes(
     """
     from retune import policy
 
-    confs = []
-    for r in results:
-        if not r["drift_detected"]:
-            continue
-        key = f"drift:{r['config']}:{r['window']['end']}"
-        decision = policy.decide(r["config"], source=source, key=key, settings=settings)
-        print(f"{r['config']}: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
-        if not decision.triggered:
-            continue
+    confs: list[dict[str, Any]] = []
+    try:
+        for r in results:
+            if r["drift_detected"]:
+                _plan_one(r, source, confs, settings)
+    except BaseException as exc:
+        # the task fails and its retry decides again: the decisions taken so far must not
+        # hold their locks (or count as duplicates) for runs that will never start
+        for conf in confs:
+            policy.cancel(conf["config"], conf["policy_token"], reason=f"planning failed: {exc!r}"[:200], settings=settings)
+        raise
+    return confs
+
+
+def _plan_one(r: dict[str, Any], source: str, confs: list[dict[str, Any]], settings: Settings | None) -> None:
+    """Put one drifted model to the policy; append its run conf when triggered."""
+    from retune import policy
+
+    key = f"drift:{r['config']}:{r['window']['end']}"
+    decision = policy.decide(r["config"], source=source, key=key, settings=settings)
+    print(f"{r['config']}: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
+    if decision.triggered:
         confs.append(
             {
                 "config": r["config"],
@@ -270,7 +293,6 @@ def plan_retunes(
                 "idempotency_key": key,
             }
         )
-    return confs
 
 
 def admit(
@@ -320,7 +342,12 @@ def admit(
         token, reason = decision.token, decision.reason
     if window_kind == "reference":
         return {"retune": True, "reason": f"{reason}; reference window", "token": token}
-    gate = should_retune(config_name, window_end=window_end, drift=drift, force=force, settings=settings)
+    try:
+        gate = should_retune(config_name, window_end=window_end, drift=drift, force=force, settings=settings)
+    except BaseException as exc:
+        if not conf.get("policy_token"):  # the lock was taken here: this run's retry decides again
+            policy.cancel(config_name, str(token), reason=f"the drift gate failed: {exc!r}"[:200], settings=settings)
+        raise
     if not gate["retune"]:
         policy.release(config_name, str(token), outcome=f"skipped: {gate['reason']}", settings=settings)
         return {"retune": False, "reason": gate["reason"], "token": None}
@@ -984,10 +1011,14 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
     bootstrap: BootstrapResult | None = None
     if champion_version is not None:
         try:
-            # by version, not alias: the scores must be those of the version recorded below
-            champ_model = mlflow.sklearn.load_model(f"models:/{cfg.registry.model_name}/{champion_version.version}")
+            # by version, not alias: the scores must be those of the version recorded below.
+            # A registry that cannot be read raises RegistryUnavailableError here and the task
+            # retries: only a champion that loads and fails, or does not unpickle, is broken.
+            champ_model = registry.load_sklearn(cl, cfg.registry.model_name, champion_version.version)
             champion = _score(champ_model, metric, X_hold, y_hold)
             champion_scores = predict_scores(metric, champ_model, X_hold)
+        except RegistryUnavailableError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a champion that cannot score new data is reported, not fatal
             champion, champion_error = None, f"champion v{champion_version.version} could not score the holdout: {exc}"
             log.warning(champion_error)

@@ -4,7 +4,9 @@ Retunes are asked for by the schedule (drift found by ``monitor_drift``), by a p
 Airflow form or the REST API) and by alerts. Before one starts, :func:`decide` applies, per
 model config (``policy`` section of the YAML):
 
-1. **idempotency**: a request whose key was already decided is a duplicate and is skipped;
+1. **idempotency**: a request whose key already triggered a retune is a duplicate and is
+   skipped (a request that was skipped, or whose run could not be started and was
+   :func:`cancel`-led, may be sent again);
 2. **hysteresis**: for drift from the schedule, drift must have been found in
    ``policy.hysteresis`` consecutive windows;
 3. **cooldown**: no new retune within ``policy.cooldown`` of the last one that started;
@@ -40,6 +42,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCES = ("drift", "schedule", "manual", "alert", "api", "bootstrap")
+MAX_KEY = 512  # the idempotency_key column's width
+
+
+def stored_key(key: str) -> str:
+    """The key as stored: itself up to :data:`MAX_KEY` characters, else a prefix and its
+    SHA-256 (two long keys that differ only at the end stay two keys)."""
+    import hashlib
+
+    if len(key) <= MAX_KEY:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: MAX_KEY - len(digest) - 1]}#{digest}"
 
 
 @dataclass(frozen=True)
@@ -195,12 +209,16 @@ def decide(
     with engine.begin() as conn:
         if not force:
             dup = conn.execute(
-                sa.select(decisions.c.id, decisions.c.triggered, decisions.c.outcome)
-                .where(decisions.c.config == config_name, decisions.c.idempotency_key == key)
+                sa.select(decisions.c.id, decisions.c.outcome)
+                .where(
+                    decisions.c.config == config_name,
+                    decisions.c.idempotency_key == stored_key(key),
+                    decisions.c.triggered.is_(True),
+                )
                 .order_by(decisions.c.id.desc())
                 .limit(1)
             ).first()
-            if dup is not None and not (rerun and (not dup.triggered or dup.outcome is not None)):
+            if dup is not None and not (rerun and dup.outcome is not None):
                 reason = f"duplicate of decision {dup.id} (same idempotency key)"
         if not reason and not force and source in ("drift", "schedule") and policy.hysteresis > 1:
             seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis)
@@ -238,7 +256,7 @@ def decide(
                 created_at=now,
                 config=config_name,
                 source=source,
-                idempotency_key=key[:512],
+                idempotency_key=stored_key(key),
                 triggered=triggered,
                 forced=force,
                 reason=reason,
@@ -279,6 +297,35 @@ def release(config_name: str, token: str, *, outcome: str, settings: Settings | 
             .values(outcome=outcome[:256], finished_at=_now())
         )
     log.info("policy %s: released (%s)", config_name, outcome)
+    return bool(deleted)
+
+
+def cancel(config_name: str, token: str, *, reason: str, settings: Settings | None = None) -> bool:
+    """Undo a triggered decision whose retune never started (its run could not be created,
+    or planning failed after the decision): give the lock back and mark the decision not
+    triggered, so a retry with the same key is not a duplicate and no cooldown starts.
+
+    Args:
+        config_name: The model config.
+        token: The decision's lock token.
+        reason: Why the retune did not start (noted as the outcome).
+        settings: State locations (``policy_db``).
+
+    Returns:
+        Whether the lock was still held by ``token``.
+    """
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, decisions, _, locks = _tables(settings.policy_db)
+    with engine.begin() as conn:
+        deleted = conn.execute(sa.delete(locks).where(locks.c.config == config_name, locks.c.token == token)).rowcount
+        conn.execute(
+            sa.update(decisions)
+            .where(decisions.c.token == token)
+            .values(triggered=False, outcome=f"cancelled: {reason}"[:256], finished_at=_now())
+        )
+    log.info("policy %s: cancelled (%s)", config_name, reason)
     return bool(deleted)
 
 

@@ -29,7 +29,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retune.errors import ChampionChangedError, RegistryError
+from retune.errors import ChampionChangedError, RegistryError, RegistryUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -320,6 +320,52 @@ def promote(
         )
     record_moves(cl, name, entries)
     return str(old.version) if old else None
+
+
+def load_sklearn(cl: MlflowClient, name: str, version: str | int) -> Any:
+    """Load a registered scikit-learn version, telling a registry that failed apart from a
+    model that is broken.
+
+    The files are fetched first, then unpickled: a fetch that fails (server error, timeout,
+    deleted artifacts) says nothing about the model, so it must stop the caller (its task
+    retries), never let a challenger replace a champion it was not compared with.
+
+    Args:
+        cl: MLflow client (its tracking and registry URI are used).
+        name: Registered model name.
+        version: The version.
+
+    Returns:
+        The fitted estimator.
+
+    Raises:
+        RegistryUnavailableError: The version's files could not be fetched.
+        RegistryError: The files were fetched but do not load as a scikit-learn model.
+    """
+    import tempfile
+
+    import mlflow
+
+    what = f"{name} version {version}"
+    uri = f"models:/{name}/{version}"
+    with tempfile.TemporaryDirectory(prefix="retune-model-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri,
+                dst_path=tmp,
+                tracking_uri=cl.tracking_uri,
+                registry_uri=getattr(cl, "_registry_uri", None) or cl.tracking_uri,
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever the store raised, the model is unknown
+            raise RegistryUnavailableError(
+                f"{what} could not be fetched from the registry: {type(exc).__name__}: {str(exc)[:500]}"
+            ) from exc
+        if not os.path.exists(os.path.join(local, "MLmodel")):  # a local store hands back an empty folder
+            raise RegistryUnavailableError(f"{what} could not be fetched from the registry: no MLmodel file came back")
+        try:
+            return mlflow.sklearn.load_model(local)
+        except Exception as exc:  # noqa: BLE001 - the files are here: the model itself is broken
+            raise RegistryError(f"{what} does not load: {type(exc).__name__}: {str(exc)[:500]}") from exc
 
 
 def check_loads(cl: MlflowClient, name: str, version: str | int, *, sample: pd.DataFrame | None = None) -> int:

@@ -370,11 +370,19 @@ def test_second_alert_while_a_retune_runs_is_not_triggered(
     assert len(created_runs) == 1
 
 
-def test_failed_run_creation_is_500_and_gives_the_lock_back(
+def test_failed_run_creation_is_500_and_the_retry_triggers(
     client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
 ) -> None:
+    """The sender retries a 500 with the same alert: the failed attempt gave its lock back and
+    was cancelled, so the retry is decided afresh (not a duplicate, no cooldown) and runs."""
+    created: list[str] = []
+
     def broken(**_: Any) -> str:
         raise RuntimeError("database is locked")
+
+    def works(*, run_id: str, conf: dict[str, Any], note: str) -> str:
+        created.append(run_id)
+        return run_id
 
     monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
     monkeypatch.setattr(alerts, "create_retune_run", broken)
@@ -384,8 +392,17 @@ def test_failed_run_creation_is_500_and_gives_the_lock_back(
     assert (result["triggered"], result["dag_run_id"]) == (False, None)
     assert "database is locked" in result["reason"]
     [decision] = policy.history("demo")
-    assert decision["outcome"].startswith("alert receiver: creating the retune_model run failed")
+    assert decision["outcome"].startswith("cancelled: alert receiver: creating the retune_model run failed")
+    assert decision["triggered"] is False
     assert not policy.holds("demo", decision["token"])
+
+    monkeypatch.setattr(alerts, "create_retune_run", works)
+    retry = _post(client, AM, alertmanager_payload(), auth)
+    assert retry.status_code == 202, retry.text
+    again = retry.json()["results"][0]
+    assert again["triggered"] is True and again["dag_run_id"] == created[0]
+    assert again["idempotency_key"] == result["idempotency_key"]
+    assert _post(client, AM, alertmanager_payload(), auth).json()["results"][0]["triggered"] is False, "then a duplicate"
 
 
 def test_missing_dag_is_503_before_the_policy(

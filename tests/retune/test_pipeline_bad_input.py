@@ -261,3 +261,41 @@ def test_bad_pruner_args_in_the_config_are_refused_by_prepare(boot: Boot) -> Non
     write_config(boot, "bad-pruner-args", bad_args)
     with pytest.raises(ValueError, match=r"tuning\.pruner\.args"):
         pipeline.prepare("bad-pruner-args", window_end=WINDOW_END, key="bad-pruner-args")
+
+
+# --------------------------------------------------------------------------- a registry that cannot be read
+
+
+def test_a_champion_that_cannot_be_fetched_stops_validation(boot: Boot) -> None:
+    """The champion's files are unreachable (a store outage): validate raises, the task's
+    retry can go on, and nothing is registered or promoted in between. A champion that
+    could not be fetched is not a broken champion: the challenger is never waved through
+    without the comparison. Once the files are back, the retry compares against it."""
+    import mlflow
+
+    from retune.errors import RegistryUnavailableError
+
+    champion = boot.client.get_model_version_by_alias(MODEL, "champion")
+    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    folder = Path(mlflow.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+    assert (folder / "MLmodel").exists()
+    ctx = pipeline.prepare("demo", window_end=WINDOW_END, key="outage")
+    outcome = pipeline.tune(ctx)
+    before = snapshot(boot)
+    moved = folder.with_name(folder.name + "-outage")
+    folder.rename(moved)
+    try:
+        with pytest.raises(RegistryUnavailableError, match=f"{MODEL} version {champion.version} could not be fetched"):
+            pipeline.validate(ctx, outcome)
+    finally:
+        moved.rename(folder)
+    after = snapshot(boot)
+    assert (after["versions"], after["aliases"]) == (before["versions"], before["aliases"])
+    retried = pipeline.validate(ctx, outcome)
+    assert retried["champion_error"] is None
+    assert str(retried["champion_version"]) == str(champion.version)
+    assert retried["champion"] is not None and cfg_metric(boot) in retried["champion"]
+
+
+def cfg_metric(boot: Boot) -> str:
+    return str(boot.config["metric"]["name"])

@@ -142,3 +142,86 @@ def test_a_cleared_rerun_of_the_same_run_is_admitted_once_the_first_attempt_ende
     assert again.triggered, "a person cleared the run: it may run again (registration stays idempotent)"
     other = policy.decide("demo", source="manual", key="retune_model/run-2", now=T0 + timedelta(minutes=3))
     assert not other.triggered
+
+
+def test_a_skipped_request_may_be_sent_again(env) -> None:  # noqa: ANN001
+    """Only a request that triggered a retune makes its key a duplicate: an alert skipped
+    (here by the cooldown of another retune) is decided afresh when its sender repeats it."""
+    running = policy.decide("demo", source="manual", key="k1", now=T0)
+    skipped = policy.decide("demo", source="alert", key="alert:a", now=T0 + timedelta(minutes=1))
+    assert not skipped.triggered and skipped.reason.startswith("cooldown")
+    assert running.token is not None
+    policy.release("demo", running.token, outcome="registered v2")
+    repeated = policy.decide("demo", source="alert", key="alert:a", now=T0 + timedelta(hours=7))
+    assert repeated.triggered, repeated.reason
+    again = policy.decide("demo", source="alert", key="alert:a", now=T0 + timedelta(hours=20))
+    assert not again.triggered and "duplicate" in again.reason
+
+
+def test_a_cancelled_decision_gives_the_lock_back_and_does_not_count(env) -> None:  # noqa: ANN001
+    """The run of a triggered decision could not be created: cancel frees the lock, starts no
+    cooldown, and the retry with the same key triggers."""
+    first = policy.decide("demo", source="alert", key="alert:b", now=T0)
+    assert first.triggered and first.token is not None
+    assert policy.cancel("demo", first.token, reason="creating the run failed: HTTP 500")
+    assert not policy.holds("demo", first.token)
+    row = next(r for r in policy.history("demo") if r["token"] == first.token)
+    assert row["triggered"] is False and row["outcome"] == "cancelled: creating the run failed: HTTP 500"
+    retry = policy.decide("demo", source="alert", key="alert:b", now=T0 + timedelta(minutes=1))
+    assert retry.triggered, "no duplicate and no cooldown from a cancelled decision"
+    assert not policy.cancel("demo", first.token, reason="again"), "the old token holds nothing"
+    assert policy.holds("demo", str(retry.token)), "cancelling an old token leaves the new lock alone"
+
+
+def test_long_keys_stay_distinct_and_idempotent(env) -> None:  # noqa: ANN001
+    a, b = "x" * 600 + "a", "x" * 600 + "b"
+    assert len(policy.stored_key(a)) == policy.MAX_KEY and policy.stored_key(a) != policy.stored_key(b)
+    assert policy.stored_key("short") == "short"
+    first = policy.decide("demo", source="alert", key=a, now=T0)
+    assert first.token is not None
+    policy.release("demo", first.token, outcome="done")
+    assert "duplicate" in policy.decide("demo", source="alert", key=a, now=T0 + timedelta(hours=7)).reason
+    assert policy.decide("demo", source="alert", key=b, now=T0 + timedelta(hours=7)).triggered
+
+
+def _drifted(config: str, end: str) -> dict:
+    return {
+        "config": config,
+        "drift_detected": True,
+        "window": {"end": end},
+        "summary": {"drift_share": 0.5},
+        "monitor_run_id": "r",
+        "report_uri": "u",
+    }
+
+
+def test_planning_that_fails_midway_cancels_what_it_decided(env) -> None:  # noqa: ANN001
+    """plan_retunes fails on the second model (its config is gone): the first model's
+    decision must not keep its lock for a run that will never be created, and the task's
+    retry triggers it again."""
+    from retune import pipeline
+    from retune.errors import ConfigError
+
+    for day in (1, 2):
+        policy.record_window("demo", T0 + timedelta(days=day), drift_detected=True, drift_share=0.5)
+    with pytest.raises(ConfigError, match="ghost"):
+        pipeline.plan_retunes([_drifted("demo", "2025-06-02"), _drifted("ghost", "2025-06-02")])
+    [decision] = policy.history("demo")
+    assert decision["triggered"] is False and decision["outcome"].startswith("cancelled: planning failed")
+    assert policy.current_lock("demo") is None
+    [conf] = pipeline.plan_retunes([_drifted("demo", "2025-06-02")])
+    assert policy.holds("demo", conf["policy_token"])
+
+
+def test_a_bad_window_end_names_the_param_and_gives_the_lock_back(env) -> None:  # noqa: ANN001
+    from retune import pipeline
+    from retune.errors import ParamError
+
+    kwargs = {"window_kind": "latest", "force": False, "trigger": "manual", "drift": None}
+    with pytest.raises(ParamError, match=r"window_end: '2025-02-30' is not an ISO date"):
+        pipeline.admit("demo", conf={}, run_key="retune_model/r1", window_end="2025-02-30", **kwargs)  # type: ignore[arg-type]
+    [decision] = policy.history("demo")
+    assert decision["triggered"] is False and "window_end" in decision["outcome"]
+    assert policy.current_lock("demo") is None
+    again = policy.decide("demo", source="manual", key="retune_model/r1", rerun=True)
+    assert again.triggered, "the cleared run is decided afresh"

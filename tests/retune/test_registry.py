@@ -275,3 +275,67 @@ def test_a_missing_model_or_alias_is_none(mlflow_env) -> None:
     v1, _ = registry.register(cl, "no-champion-yet", uri, key="nc-1", tags={})
     assert registry.get_alias(cl, "no-champion-yet", registry.CHAMPION) is None
     assert str(registry.get_alias(cl, "no-champion-yet", registry.CHALLENGER).version) == str(v1.version)
+
+
+def _logged_version(cl, name: str) -> tuple[str, Path]:
+    """Log and register a fresh sklearn model; return its version and the folder of its files."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit(np.arange(10.0).reshape(-1, 1), np.arange(10.0) * 3)
+    exp_id = cl.get_experiment_by_name("registry-tests").experiment_id
+    with mlflow.start_run(experiment_id=exp_id):
+        info = mlflow.sklearn.log_model(model, name="model")
+    version, _ = registry.register(cl, name, info.model_uri, key=f"{name}-1", tags={})
+    folder = Path(mlflow.get_logged_model(info.model_id).artifact_location.removeprefix("file://"))
+    assert (folder / "MLmodel").exists()
+    return str(version.version), folder
+
+
+def test_load_sklearn_tells_a_failed_fetch_from_a_broken_model(mlflow_env) -> None:
+    """A fetch that fails is RegistryUnavailableError (retry, never "the champion is broken");
+    files that are there but do not unpickle are a plain RegistryError."""
+    import numpy as np
+
+    from retune.errors import RegistryError, RegistryUnavailableError
+
+    cl, _ = mlflow_env
+    version, folder = _logged_version(cl, "load-me")
+    model = registry.load_sklearn(cl, "load-me", version)
+    assert np.allclose(model.predict(np.array([[2.0]])), [6.0])
+
+    pickles = [p for p in folder.glob("model.*")]  # model.skops (MLflow 3's default) or model.pkl
+    assert pickles, f"no serialized model under {folder}"
+    kept = pickles[0].read_bytes()
+    pickles[0].write_bytes(b"not a pickle")
+    with pytest.raises(RegistryError, match="load-me version .* does not load") as broken:
+        registry.load_sklearn(cl, "load-me", version)
+    assert not isinstance(broken.value, RegistryUnavailableError)
+    pickles[0].write_bytes(kept)
+
+    moved = folder.with_name(folder.name + "-gone")
+    folder.rename(moved)
+    try:
+        with pytest.raises(RegistryUnavailableError, match="load-me version .* could not be fetched"):
+            registry.load_sklearn(cl, "load-me", version)
+    finally:
+        moved.rename(folder)
+    assert np.allclose(registry.load_sklearn(cl, "load-me", version).predict(np.array([[1.0]])), [3.0])
+
+
+def test_load_sklearn_from_a_registry_that_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from mlflow import MlflowClient
+
+    from retune.errors import RegistryUnavailableError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    down = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}", registry_uri=f"http://127.0.0.1:{port}")
+    with pytest.raises(RegistryUnavailableError, match="m version 1 could not be fetched"):
+        registry.load_sklearn(down, "m", 1)
