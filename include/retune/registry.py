@@ -280,11 +280,22 @@ def promote(
         The previous champion's version, if there was one.
 
     Raises:
-        ChampionChangedError: The champion is not ``expected_champion`` any more.
+        ChampionChangedError: The champion is not ``expected_champion`` any more, or this
+            ``key`` already promoted ``version`` and the champion has moved since (a retried
+            or cleared task must not undo a rollback made after its promotion).
     """
     old = get_alias(cl, name, CHAMPION)
     if old is not None and str(old.version) == str(version):
         return None
+    if key is not None:
+        done = [e for e in alias_history(cl, name) if e.get("key") == key and e.get("alias") == CHAMPION]
+        if any(e.get("to") == str(version) for e in done):
+            last = cl.get_registered_model(name).tags.get(LAST_MOVE_TAG, "")
+            raise ChampionChangedError(
+                f"{name}: version {version} was already promoted by {key} and the champion has moved since "
+                f"(now version {None if old is None else old.version}); not promoted again"
+                + (f" (last move: {last})" if last else "")
+            )
     if expected_champion is not UNCHECKED:
         now = None if old is None else str(old.version)
         expected = None if expected_champion is None else str(expected_champion)
@@ -439,6 +450,8 @@ def rollback(
     Raises:
         RegistryError: No champion or no previous champion, or the target does not load and
             predict (the champion is then unchanged).
+        ChampionChangedError: A retried rollback whose first attempt never moved the
+            champion finds another champion than the one it was asked to roll back.
     """
     champion = get_alias(cl, name, CHAMPION)
     previous = get_alias(cl, name, PREVIOUS)
@@ -448,6 +461,29 @@ def rollback(
         if previous is None or str(previous.version) != started["from"]:
             cl.set_registered_model_alias(name, PREVIOUS, started["from"])
         return _finish_rollback(cl, name, started, who=who, why=why, key=key, repeated=True)
+    if started is not None and champion is not None and str(champion.version) != started["from"]:
+        # this key rolled back (or began to) and the champion has moved since: a retried task
+        # must not roll back a promotion it never saw
+        done = any(
+            e.get("key") == key and e.get("action") == "rollback" and e.get("alias") == CHAMPION for e in alias_history(cl, name)
+        )
+        if not done:
+            raise ChampionChangedError(
+                f"{name}: rollback {key} was to move champion {started['from']} -> {started['to']}, but the champion "
+                f"is version {champion.version} now; not rolled back (start a new rollback if it is still wanted)"
+            )
+        log.warning(
+            "%s: rollback %s was done (champion %s -> %s); the champion has moved since to version %s: not repeated",
+            name,
+            key,
+            started["from"],
+            started["to"],
+            champion.version,
+        )
+        return {
+            **_finish_rollback(cl, name, started, who=who, why=why, key=key, repeated=True),
+            "champion_now": str(champion.version),
+        }
     if champion is None:
         raise RegistryError(f"{name} has no champion: nothing to roll back")
     if previous is None:

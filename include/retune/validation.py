@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -445,7 +446,11 @@ def apply_gates(
             staging.get("error") or ("predictions match" if predictions_match else "predictions in a fresh process differ"),
         )
     ]
-    if champion is not None:
+    score = challenger.get(metric.name)
+    if score is None or not math.isfinite(score):
+        # NaN compares False both ways, so MLflow's thresholds can pass it: refuse it here
+        gates.append(Gate("beats_champion", False, f"the challenger's {metric.name} is not a finite number ({score})"))
+    elif champion is not None:
         kwargs: dict[str, Any] = {"greater_is_better": metric.greater_is_better}
         if v.min_improvement > 0:
             kwargs["min_relative_change"] = float(v.min_improvement)

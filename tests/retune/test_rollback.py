@@ -183,6 +183,37 @@ def test_a_retried_rollback_with_the_same_key_does_not_roll_back_twice(cl, store
     assert registry.alias_history(cl, name)[-2]["key"] == "k2"
 
 
+def test_a_retried_rollback_never_undoes_a_promotion_made_between_attempts(cl, store: Store) -> None:
+    """Rollback k1 moved champion v2 -> v1; then a retune promoted v3; then k1 ran again (the
+    task is retried after its first attempt lost its answer). It must report the rollback it
+    did, not roll v3 back. A rollback whose first attempt never moved anything, retried
+    after the champion changed, is refused."""
+    from retune.errors import ChampionChangedError
+
+    name = "rb-between"
+    s1, _, _ = two_champions(cl, store, name)
+    registry.rollback(cl, name, who="airflow:rollback_model/k1", why="w", key="k1")
+    v3, _ = registry.register(cl, name, store.log_model(4.0), key=f"{name}-3", tags={})
+    registry.promote(cl, name, str(v3.version), who="airflow:retune_model/r3", why="better", key="r3")
+    moves = len(registry.alias_history(cl, name))
+    again = registry.rollback(cl, name, who="airflow:rollback_model/k1", why="w", key="k1")
+    assert again["repeated"] is True and again["champion_after"] == s1 and again["champion_now"] == str(v3.version)
+    assert aliases(cl, name)["champion"] == str(v3.version), "the promotion made after the rollback stands"
+    assert len(registry.alias_history(cl, name)) == moves
+
+    # a first attempt that wrote its plan and died before moving anything; the champion changes
+    cl.set_registered_model_tag(
+        name,
+        registry.ROLLBACK_TAG,
+        json.dumps({"key": "k2", "from": str(v3.version), "to": s1, "when": "2025-01-01T00:00:00+00:00"}),
+    )
+    v4, _ = registry.register(cl, name, store.log_model(5.0), key=f"{name}-4", tags={})
+    registry.promote(cl, name, str(v4.version), who="t", why="even better", key="r4")
+    with pytest.raises(ChampionChangedError, match=rf"rollback k2 was to move champion {v3.version} -> {s1}"):
+        registry.rollback(cl, name, who="airflow:rollback_model/k2", why="w", key="k2")
+    assert aliases(cl, name)["champion"] == str(v4.version)
+
+
 def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store, register_retune) -> None:
     """The staging check (a fresh process) refuses a challenger whose artifact is corrupted;
     the staging gate fails and register leaves the champion where it was."""
@@ -266,6 +297,36 @@ def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, stor
 
     fresh = register_retune(cl, "rollback-tests", "race", "race-2", validated_against(s1))
     assert fresh["promoted"] is True and aliases(cl, name)["champion"] == str(fresh["version"])
+
+
+def test_a_retried_register_does_not_undo_a_rollback_made_after_its_promotion(cl, store: Store, register_retune) -> None:
+    """The retune promoted v3 over v2; a person rolled back to v2; then the register task ran
+    again (an Airflow retry or a cleared run, same key). It finds v3 already registered and
+    was validated against v2, which is champion again: without the history check it would
+    promote v3 a second time and silently undo the rollback."""
+    name = "rb-retry-register"
+    store.write_config("retry-register", name)
+    s1, s2, _ = two_champions(cl, store, name)
+    validation = {
+        "model_uri": store.log_model(2.0),
+        "params": {},
+        "challenger": {"mae": 1.0, "latency_ms_per_1k": 1.0},
+        "champion": {"mae": 2.0, "latency_ms_per_1k": 1.0},
+        "champion_version": s2,
+        "gates": [{"name": "beats_champion", "passed": True, "detail": "mae 1.0 < 2.0"}],
+    }
+    first = register_retune(cl, "rollback-tests", "retry-register", "rr-1", validation)
+    v3 = str(first["version"])
+    assert first["promoted"] is True and aliases(cl, name)["champion"] == v3
+    registry.rollback(cl, name, who="cli:ana", why="v3 over-forecasts")
+    assert aliases(cl, name)["champion"] == s2
+    moves = len(registry.alias_history(cl, name))
+
+    retried = register_retune(cl, "rollback-tests", "retry-register", "rr-1", validation)
+    assert str(retried["version"]) == v3 and retried["created"] is False
+    assert retried["promoted"] is False and "already promoted by rr-1" in retried["reason"]
+    assert aliases(cl, name)["champion"] == s2, "the rollback stands"
+    assert len(registry.alias_history(cl, name)) == moves, "no move recorded"
 
 
 def test_promote_checks_the_expected_champion(cl, store: Store) -> None:

@@ -437,3 +437,15 @@ def test_validation_config_bootstrap_defaults_and_bounds(make_cfg) -> None:
     for bad in ({"confidence": 1.0}, {"confidence": 0.4}, {"bootstrap_resamples": 10}):
         with pytest.raises((ValidationError, ValueError)):
             make_cfg({"validation": bad})
+
+
+@pytest.mark.parametrize("validation", [{}, {"min_improvement": 0.01}, {"min_absolute_improvement": 0.1}])
+@pytest.mark.parametrize("champion", [None, 5.0])
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_a_challenger_without_a_finite_score_never_passes(gate_cfg, validation, champion, score) -> None:
+    """NaN compares False both ways: MLflow's relative threshold let it through. Refused
+    with or without a champion, whatever the margins."""
+    gates = run_gates(gate_cfg(**validation), "mae", score, champion)
+    beats = next(g for g in gates if g.name == "beats_champion")
+    assert beats.passed is False and "not a finite number" in beats.detail
+    assert not all(g.passed for g in gates)
