@@ -285,6 +285,18 @@ def _holdout_ratio(case: dict[str, Any], label: str) -> float | None:
     return 0.0 if not s["reached"] else ratio(a["cpu_to_target_s"], s["cpu_to_target_s"])
 
 
+def _final_ratio(case: dict[str, Any], label: str) -> float | None:
+    """``label``'s final validation best over (a)'s (under 1: better, for a minimized metric)."""
+    s = case["studies"].get(label)
+    return None if s is None else ratio(s["best"], case["studies"]["cold"]["best"])
+
+
+def _holdout_final_ratio(case: dict[str, Any], label: str) -> float | None:
+    """``label``'s model's holdout error over (a)'s model's."""
+    hold = case["studies"].get(label, {}).get("holdout")
+    return None if not hold or hold.get("final") is None else ratio(hold["final"], hold["cold_final"])
+
+
 def _summarize(cases: list[dict[str, Any]], labels: list[str]) -> dict[str, dict[str, Any]]:
     """Medians over ``cases`` for each study label."""
     summary: dict[str, dict[str, Any]] = {}
@@ -301,9 +313,7 @@ def _summarize(cases: list[dict[str, Any]], labels: list[str]) -> dict[str, dict
             "median_cpu_to_target_cold_over_this_when_reached": median(
                 [_cpu_ratio(c, label) for c in cases if label in c["studies"] and c["studies"][label]["reached"]]
             ),
-            "median_final_best_this_over_cold": median(
-                [ratio(c["studies"][label]["best"], c["studies"]["cold"]["best"]) for c in cases if label in c["studies"]]
-            ),
+            "median_final_best_this_over_cold": median([_final_ratio(c, label) for c in cases if label in c["studies"]]),
             "median_total_cpu_this_over_cold": median(
                 [ratio(c["studies"][label]["cpu_s"], c["studies"]["cold"]["cpu_s"]) for c in cases if label in c["studies"]]
             ),
@@ -313,12 +323,7 @@ def _summarize(cases: list[dict[str, Any]], labels: list[str]) -> dict[str, dict
                 {
                     "holdout_reached_share": sum(r["holdout"]["reached"] for r in rows) / len(rows) if rows else None,
                     "median_holdout_cpu_to_target_cold_over_this": median([_holdout_ratio(c, label) for c in cases]),
-                    "median_holdout_final_this_over_cold": median(
-                        [
-                            ratio(c["studies"][label]["holdout"]["final"], c["studies"][label]["holdout"]["cold_final"])
-                            for c in cases
-                        ]
-                    ),
+                    "median_holdout_final_this_over_cold": median([_holdout_final_ratio(c, label) for c in cases]),
                 }
             )
     return summary
@@ -425,12 +430,10 @@ def target_agreement(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for c in cases:
             if c["dataset"] != dataset:
                 continue
-            cold = c["studies"]["cold"]
             for label, row in c["studies"].items():
-                hold = row.get("holdout")
-                if label == "cold" or not hold or hold.get("final") is None or row.get("best") is None:
+                if label == "cold" or row.get("best") is None:
                     continue
-                pairs.append((ratio(row["best"], cold["best"]), ratio(hold["final"], hold["cold_final"])))
+                pairs.append((_final_ratio(c, label), _holdout_final_ratio(c, label)))
         pairs = [(v, h) for v, h in pairs if v is not None and h is not None]
         rho = spearmanr([v for v, _ in pairs], [h for _, h in pairs]).statistic if len(pairs) > 2 else None
         out[dataset] = {"pairs": len(pairs), "spearman_validation_vs_holdout": None if rho is None else float(rho)}

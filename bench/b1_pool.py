@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from b1_efficiency import _cpu_ratio, _holdout_ratio  # noqa: E402
-from common import RESULTS, markdown_table, median, ratio, render_table, rnd, table, write_json  # noqa: E402
+from b1_efficiency import _cpu_ratio, _final_ratio, _holdout_final_ratio, _holdout_ratio  # noqa: E402
+from common import RESULTS, markdown_table, median, render_table, rnd, table, write_json  # noqa: E402
 
 STUDIES = ("retune", "retune, early stop (default)", "cold+sh", "warm+hyperband", "cold, other seed")
 TARGET = 4.0  # B1's target: cold / retune CPU to target
@@ -122,18 +122,6 @@ def chain_bootstrap(
         "low": medians[int(tail * (n_boot - 1))],
         "high": medians[int(round((1 - tail) * (n_boot - 1)))],
     }
-
-
-def _final_ratio(case: dict[str, Any], label: str) -> float | None:
-    """``label``'s final validation best over (a)'s (under 1: better, for a minimized metric)."""
-    s = case["studies"].get(label)
-    return None if s is None else ratio(s["best"], case["studies"]["cold"]["best"])
-
-
-def _holdout_final_ratio(case: dict[str, Any], label: str) -> float | None:
-    """``label``'s model's holdout error over (a)'s model's."""
-    hold = case["studies"].get(label, {}).get("holdout")
-    return None if not hold or hold.get("final") is None else ratio(hold["final"], hold["cold_final"])
 
 
 def verdict(low: float, high: float, target: float = TARGET) -> str:
