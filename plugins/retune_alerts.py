@@ -209,7 +209,8 @@ class ConfigIndex:
 
 
 def retune_dag_problem() -> str | None:
-    """Why ``retune_model`` cannot get a run now (not in the metadata DB, stale, import errors), or None."""
+    """Why ``retune_model`` cannot get a run now (not in the metadata DB, stale, import errors,
+    paused), or None."""
     from airflow.models.dag import DagModel
 
     dm = DagModel.get_current(RETUNE_DAG_ID)
@@ -217,6 +218,10 @@ def retune_dag_problem() -> str | None:
         return f"DAG {RETUNE_DAG_ID} is not in the metadata database (is the dag-processor running, or run `airflow dags reserialize`)"
     if dm.has_import_errors:
         return f"DAG {RETUNE_DAG_ID} has import errors"
+    if dm.is_paused:
+        # a run of a paused DAG stays queued while its policy lock expires: refuse, so the
+        # sender retries, rather than accept an alert that will never retune
+        return f"DAG {RETUNE_DAG_ID} is paused: unpause it (UI or `airflow dags unpause {RETUNE_DAG_ID}`) to let alerts retune"
     return None
 
 

@@ -117,6 +117,15 @@ def test_alerts_create_retune_runs_in_a_real_api_server(tmp_path: Path, policy: 
             time.sleep(1)
         assert health == {"status": "ok", "token_configured": True, "policy_available": True}
 
+        # retune_model is paused (as DAGs are at creation): 503 before the policy, no run
+        status, body = _request(f"{base}/alerts/alertmanager", alertmanager_payload())
+        assert status == 503 and "retune_model is paused" in body["detail"], body
+        assert _retune_runs(db) == {}
+        out = subprocess.run(
+            [AIRFLOW, "dags", "unpause", "retune_model"], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+
         # Alertmanager: a firing alert for model demo-demand, and a resolved one
         status, body = _request(f"{base}/alerts/alertmanager", alertmanager_payload())
         assert status == 202, body

@@ -22,10 +22,11 @@ UI = "http://mlflow.example:5000"
 
 @pytest.fixture(scope="module")
 def metadata_db() -> None:
-    """The tests' metadata DB, migrated, with ``retune_model`` and ``monitor_drift`` serialized in it."""
+    """The tests' metadata DB, migrated, with ``retune_model`` and ``monitor_drift`` serialized in
+    it and ``retune_model`` unpaused (DAGs are paused at creation by default)."""
     env = {**os.environ}
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
-    for cmd in (["db", "migrate"], ["dags", "reserialize"]):
+    for cmd in (["db", "migrate"], ["dags", "reserialize"], ["dags", "unpause", "retune_model"]):
         out = subprocess.run([AIRFLOW, *cmd], env=env, capture_output=True, text=True, check=False, timeout=300)
         assert out.returncode == 0, f"airflow {' '.join(cmd)}:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
 
@@ -93,6 +94,23 @@ def test_bad_conf_is_refused_by_the_dags_params(alerts: ModuleType, run_ids: lis
 def test_retune_dag_problem_names_a_missing_dag(alerts: ModuleType, metadata_db: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(alerts, "RETUNE_DAG_ID", "no_such_dag")
     assert "not in the metadata database" in alerts.retune_dag_problem()
+
+
+def test_retune_dag_problem_names_a_paused_dag(alerts: ModuleType, metadata_db: None) -> None:
+    env = {**os.environ}
+    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+
+    def airflow(*args: str) -> None:
+        out = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, check=False, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+    airflow("dags", "pause", "retune_model")
+    try:
+        problem = alerts.retune_dag_problem()
+        assert problem is not None and "retune_model is paused" in problem and "airflow dags unpause" in problem
+    finally:
+        airflow("dags", "unpause", "retune_model")
+    assert alerts.retune_dag_problem() is None
 
 
 def test_grafana_alert_creates_a_run_in_the_db(
