@@ -1,13 +1,14 @@
 """Gives a retune's trigger-policy lock back when its run ends without running ``release_lock``.
 
 ``retune_model`` releases the model's lock in its ``release_lock`` task (trigger rule
-``all_done``), however the retune ended. A run that a person marks *failed* (Airflow UI or
-``PATCH /api/v2/dags/retune_model/dagRuns/<run>``) never runs that task: Airflow skips every
-task that had not finished. Without this listener the model would then be locked until
+``all_done``), however the retune ended. A run that a person marks *failed* or *success*
+(Airflow UI or ``PATCH /api/v2/dags/retune_model/dagRuns/<run>``) never runs that task:
+Airflow skips every task that had not finished. Without this listener the model would then be locked until
 ``policy.lock_ttl`` (6 hours by default) and every retune request meanwhile skipped.
 
 Airflow calls :func:`on_dag_run_failed` when a DAG run fails: in the api-server when a person
-marks it failed, in the scheduler when its tasks failed or it timed out. For a
+marks it failed, in the scheduler when its tasks failed or it timed out; and
+:func:`on_dag_run_success` when a run succeeds or is marked success. For a
 ``retune_model`` run whose ``release_lock`` did not succeed, the listener reads the lock's
 token and config from the run's XCom (``retune.drift_gate``, keys ``policy_token`` and
 ``policy_config``; before that task ran, from the run conf of a run the monitor or an alert
@@ -65,9 +66,11 @@ def abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None) -> tup
     return config, token, parent if isinstance(parent, str) and parent else None
 
 
-def release_abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None, msg: str) -> str | None:
-    """Release the lock of a failed run that did not release it; close its MLflow parent run in
-    a background thread.
+def release_abandoned_lock(
+    dag_id: str, run_id: str, conf: dict[str, Any] | None, msg: str, *, state: str = "failed"
+) -> str | None:
+    """Release the lock of a run that ended (``state``: ``failed`` or ``success``) without
+    releasing it; close its MLflow parent run in a background thread.
 
     Returns:
         The config whose lock was released, or ``None``.
@@ -79,10 +82,11 @@ def release_abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None
     from retune.pipeline import close_failed_run
     from retune.policy import release
 
-    held = release(config, token, outcome=f"failed: run {run_id} ended without release_lock ({msg})"[:256])
+    held = release(config, token, outcome=f"{state}: run {run_id} ended without release_lock ({msg})"[:256])
     log.warning(
-        "retune_model run %s failed without release_lock (%s): lock of %s %s",
+        "retune_model run %s ended %s without release_lock (%s): lock of %s %s",
         run_id,
+        state,
         msg,
         config,
         "released" if held else "was already free",
@@ -92,19 +96,42 @@ def release_abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None
     return config
 
 
+def _release_logged(dag_id: str, run_id: str, conf: dict[str, Any], msg: str, state: str) -> None:
+    try:
+        release_abandoned_lock(dag_id, run_id, conf, msg, state=state)
+    except Exception:  # noqa: BLE001 - a listener must never break the api-server or the scheduler
+        log.exception("could not release the trigger-policy lock of %s/%s", dag_id, run_id)
+
+
+def _in_background(dag_run: DagRun, msg: str, state: str) -> None:
+    """Look for an abandoned lock in a thread of its own, never in the caller's.
+
+    The scheduler calls the hooks inside its own transaction, before it commits the run's new
+    state. Reading the metadata DB from a new session there waits on that very transaction
+    on SQLite (``airflow standalone``): the scheduler hung, with every task of a retune done
+    and the run never marked success. A thread reads once the caller has moved on.
+    """
+    args = (dag_run.dag_id, dag_run.run_id, dict(dag_run.conf or {}), msg, state)
+    threading.Thread(target=_release_logged, args=args, name=f"retune-lock-{dag_run.run_id}", daemon=True).start()
+
+
 @hookimpl
 def on_dag_run_failed(dag_run: DagRun, msg: str) -> None:
     """Airflow's DAG-run listener hook: see the module docstring."""
-    if dag_run.dag_id != RETUNE_DAG:
-        return
-    try:
-        release_abandoned_lock(dag_run.dag_id, dag_run.run_id, dict(dag_run.conf or {}), msg)
-    except Exception:  # noqa: BLE001 - a listener must never break the api-server or the scheduler
-        log.exception("could not release the trigger-policy lock of %s/%s", dag_run.dag_id, dag_run.run_id)
+    if dag_run.dag_id == RETUNE_DAG:
+        _in_background(dag_run, msg, "failed")
+
+
+@hookimpl
+def on_dag_run_success(dag_run: DagRun, msg: str) -> None:
+    """A run marked *success* by hand: Airflow skips its unfinished tasks, ``release_lock``
+    among them. A run that succeeded on its own ran ``release_lock``: not looked at."""
+    if dag_run.dag_id == RETUNE_DAG and "manually set" in msg:
+        _in_background(dag_run, msg, "success")
 
 
 class RetuneListenerPlugin(AirflowPlugin):
-    """Registers :func:`on_dag_run_failed` with Airflow's listener manager."""
+    """Registers :func:`on_dag_run_failed` and :func:`on_dag_run_success` with Airflow's listener manager."""
 
     name = "retune_listener"
     listeners = [sys.modules[__name__]]

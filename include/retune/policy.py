@@ -209,7 +209,7 @@ def decide(
     with engine.begin() as conn:
         if not force:
             dup = conn.execute(
-                sa.select(decisions.c.id, decisions.c.outcome)
+                sa.select(decisions.c.id, decisions.c.outcome, decisions.c.token)
                 .where(
                     decisions.c.config == config_name,
                     decisions.c.idempotency_key == stored_key(key),
@@ -218,7 +218,15 @@ def decide(
                 .order_by(decisions.c.id.desc())
                 .limit(1)
             ).first()
-            if dup is not None and not (rerun and dup.outcome is not None):
+            if dup is not None and rerun and dup.outcome is None and dup.token:
+                held = conn.execute(
+                    sa.select(locks.c.token).where(
+                        locks.c.config == config_name, locks.c.token == dup.token, locks.c.expires_at >= now
+                    )
+                ).first()
+                if held is not None:  # the same run's task again (a retry after it took the lock)
+                    token, reason = dup.token, "triggered (the same run again, its lock still held)"
+            if not token and dup is not None and not (rerun and dup.outcome is not None):
                 reason = f"duplicate of decision {dup.id} (same idempotency key)"
         if not reason and not force and source in ("drift", "schedule") and policy.hysteresis > 1:
             seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis)
@@ -248,7 +256,7 @@ def decide(
             since = _aware(holder.acquired_at).isoformat() if holder else "just now"
             reason = f"a retune of {config_name} is already running (since {since}); one at a time"
     triggered = token is not None
-    if triggered:
+    if triggered and not reason:  # (a kept lock has its reason already)
         reason = "triggered (forced)" if force else "triggered"
     with engine.begin() as conn:
         inserted = conn.execute(

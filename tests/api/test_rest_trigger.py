@@ -111,7 +111,10 @@ def _xcom(server: AirflowServer, run_id: str, task_id: str, key: str = "return_v
     return body["value"]
 
 
-def test_a_run_marked_failed_by_hand_gives_the_lock_back(server: AirflowServer, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mark", ["failed", "success"])
+def test_a_run_marked_by_hand_gives_the_lock_back(server: AirflowServer, monkeypatch: pytest.MonkeyPatch, mark: str) -> None:
+    """A person marks a tuning run failed or success: Airflow skips release_lock, so the
+    listener gives the lock back and closes the MLflow parent run FAILED (it registered nothing)."""
     from retune import policy
 
     monkeypatch.setenv("RETUNE_STATE_DIR", str(server.state))
@@ -136,9 +139,9 @@ def test_a_run_marked_failed_by_hand_gives_the_lock_back(server: AirflowServer, 
     blocked = policy.decide("demo", source="manual", key="while-tuning", force=True)
     assert not blocked.triggered and "already running" in blocked.reason
 
-    # what the UI's "Mark run as failed" sends
-    status, body = server.request("PATCH", f"/api/v2/dags/retune_model/dagRuns/{run_id}", {"state": "failed"})
-    assert status == 200 and body["state"] == "failed", f"{status} {body}"
+    # what the UI's "Mark run as failed" / "as success" sends
+    status, body = server.request("PATCH", f"/api/v2/dags/retune_model/dagRuns/{run_id}", {"state": mark})
+    assert status == 200 and body["state"] == mark, f"{status} {body}"
 
     cl = server.mlflow_client()
     deadline = time.monotonic() + 60
@@ -150,8 +153,8 @@ def test_a_run_marked_failed_by_hand_gives_the_lock_back(server: AirflowServer, 
     states = {ti["task_id"]: ti["state"] for ti in server.task_instances("retune_model", run_id)}
     assert states["retune.release_lock"] != "success", f"release_lock did not run: {states}"
     decision = next(d for d in policy.history("demo") if d["token"] == token)
-    assert decision["outcome"].startswith(f"failed: run {run_id} ended without release_lock"), decision
-    after = policy.decide("demo", source="manual", key="after-mark-failed", force=True)
+    assert decision["outcome"].startswith(f"{mark}: run {run_id} ended without release_lock"), decision
+    after = policy.decide("demo", source="manual", key=f"after-mark-{mark}", force=True)
     assert after.triggered, after.reason
     assert after.token is not None
     policy.release("demo", after.token, outcome="test: not started")

@@ -132,12 +132,18 @@ def test_a_burst_of_ten_triggers_exactly_one_on_postgres(env, monkeypatch: pytes
 
 
 def test_a_cleared_rerun_of_the_same_run_is_admitted_once_the_first_attempt_ended(env) -> None:  # noqa: ANN001
+    """The key of a run's own decision is the run: a retry of its gate task while it holds the
+    lock gets that lock again (without it the retry would skip and the lock leak until
+    lock_ttl); after the run ended, a cleared rerun is decided afresh; another run waits."""
     first = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0)
     assert first.triggered
     while_running = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0 + timedelta(minutes=1))
-    assert not while_running.triggered
+    assert while_running.triggered and while_running.token == first.token, "the same run's retried task keeps its lock"
+    assert while_running.reason == "triggered (the same run again, its lock still held)"
     assert first.token is not None
     policy.release("demo", first.token, outcome="ended without registering (failed or skipped)")
+    kept = [r for r in policy.history("demo") if r["token"] == first.token]
+    assert len(kept) == 2 and all(r["outcome"] for r in kept), "both decisions recorded, both closed by the release"
     again = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0 + timedelta(minutes=2))
     assert again.triggered, "a person cleared the run: it may run again (registration stays idempotent)"
     other = policy.decide("demo", source="manual", key="retune_model/run-2", now=T0 + timedelta(minutes=3))
