@@ -63,6 +63,25 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def select(only: str, seeds: list[int] | None) -> list[str]:
+    """The benchmarks to run: those of ``--only``; without it every one, or with ``--seeds``
+    only those that take seeds (``--seeds 5-9`` alone means "B1 on other seeds", not the
+    hour-long suite).
+
+    Raises:
+        ValueError: An unknown benchmark, or ``--seeds`` with only benchmarks that take none.
+    """
+    chosen = [b.strip().upper() for b in only.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"--only: unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    if not chosen:
+        return list(SEEDED) if seeds else list(BENCHMARKS)
+    if seeds and not set(chosen) & set(SEEDED):
+        raise ValueError(f"--seeds applies to {', '.join(SEEDED)} only; --only {only} takes no seeds")
+    return chosen
+
+
 def run_one(name: str, quick: bool, out: Path, seeds: list[int] | None = None) -> dict:
     """One benchmark in this process (the child side of :func:`isolated`)."""
     t = time.perf_counter()
@@ -102,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seeds",
         type=parse_seeds,
-        help=f"{', '.join(SEEDED)}: other seeds than the default 0-4 (quick: 0), e.g. 5-9; use with --out "
-        "to keep bench/results/latest.json as it is",
+        help=f"{', '.join(SEEDED)}: other seeds than the default 0-4 (quick: 0), e.g. 5-9; alone it runs "
+        f"only {', '.join(SEEDED)}; use with --out to keep bench/results/latest.json as it is",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -113,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         Path(args.result).write_text(json.dumps(rnd(run_one(args.child, args.quick, out, args.seeds), 6), default=str))
         return 0
-    only = [b.strip().upper() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
-    unknown = [b for b in only if b not in BENCHMARKS]
-    if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    try:
+        only = select(args.only, args.seeds)
+    except ValueError as exc:
+        parser.error(str(exc))
     started = datetime.now(UTC)
     results: dict[str, object] = {
         "quick": args.quick,

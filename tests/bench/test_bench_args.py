@@ -28,6 +28,16 @@ def test_bad_seeds_name_the_option(text: str) -> None:
         run.parse_seeds(text)
 
 
+def test_seeds_alone_select_the_seeded_benchmarks() -> None:
+    assert run.select("", None) == list(run.BENCHMARKS)
+    assert run.select("", [5, 6]) == list(run.SEEDED), "--seeds 5-9 alone is B1 on other seeds, not the whole suite"
+    assert run.select("b1, B2", [5]) == ["B1", "B2"]
+    with pytest.raises(ValueError, match="--seeds applies to B1 only"):
+        run.select("B2", [5])
+    with pytest.raises(ValueError, match=r"--only: unknown benchmark\(s\) \['B9'\]"):
+        run.select("B9", None)
+
+
 def _case(dataset: str, valid: float, holdout: float) -> dict:
     """One B1 case: cold, and one study at ``valid`` / ``holdout`` times cold's error."""
     cold = {"best": 10.0, "holdout": {"final": 20.0, "cold_final": 20.0}}
