@@ -262,8 +262,9 @@ def plan_retunes(
     confs: list[dict[str, Any]] = []
     try:
         for r in results:
-            if r["drift_detected"]:
-                _plan_one(r, source, confs, settings)
+            conf = _plan_one(r, source, settings) if r["drift_detected"] else None
+            if conf is not None:
+                confs.append(conf)
     except BaseException as exc:
         # the task fails and its retry decides again: the decisions taken so far must not
         # hold their locks (or count as duplicates) for runs that will never start
@@ -273,26 +274,25 @@ def plan_retunes(
     return confs
 
 
-def _plan_one(r: dict[str, Any], source: str, confs: list[dict[str, Any]], settings: Settings | None) -> None:
-    """Put one drifted model to the policy; append its run conf when triggered."""
+def _plan_one(r: dict[str, Any], source: str, settings: Settings | None) -> dict[str, Any] | None:
+    """Put one drifted model to the policy: its run conf when triggered, else ``None``."""
     from retune import policy
 
     key = f"drift:{r['config']}:{r['window']['end']}"
     decision = policy.decide(r["config"], source=source, key=key, settings=settings)
     print(f"{r['config']}: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
-    if decision.triggered:
-        confs.append(
-            {
-                "config": r["config"],
-                "window": "latest",
-                "window_end": r["window"]["end"],
-                "force": False,
-                "trigger": "drift",
-                "drift": {"summary": r["summary"], "monitor_run_id": r["monitor_run_id"], "report_uri": r["report_uri"]},
-                "policy_token": decision.token,
-                "idempotency_key": key,
-            }
-        )
+    if not decision.triggered:
+        return None
+    return {
+        "config": r["config"],
+        "window": "latest",
+        "window_end": r["window"]["end"],
+        "force": False,
+        "trigger": "drift",
+        "drift": {"summary": r["summary"], "monitor_run_id": r["monitor_run_id"], "report_uri": r["report_uri"]},
+        "policy_token": decision.token,
+        "idempotency_key": key,
+    }
 
 
 def admit(

@@ -293,19 +293,9 @@ def release(config_name: str, token: str, *, outcome: str, settings: Settings | 
     Returns:
         Whether the lock was held by ``token`` (releasing twice is harmless).
     """
-    import sqlalchemy as sa
-
-    settings = settings or get_settings()
-    engine, decisions, _, locks = _tables(settings.policy_db)
-    with engine.begin() as conn:
-        deleted = conn.execute(sa.delete(locks).where(locks.c.config == config_name, locks.c.token == token)).rowcount
-        conn.execute(
-            sa.update(decisions)
-            .where(decisions.c.token == token, decisions.c.outcome.is_(None))
-            .values(outcome=outcome[:256], finished_at=_now())
-        )
+    deleted = _give_back(config_name, token, settings=settings, outcome=outcome, open_only=True)
     log.info("policy %s: released (%s)", config_name, outcome)
-    return bool(deleted)
+    return deleted
 
 
 def cancel(config_name: str, token: str, *, reason: str, settings: Settings | None = None) -> bool:
@@ -322,18 +312,37 @@ def cancel(config_name: str, token: str, *, reason: str, settings: Settings | No
     Returns:
         Whether the lock was still held by ``token``.
     """
+    deleted = _give_back(config_name, token, settings=settings, outcome=f"cancelled: {reason}", triggered=False)
+    log.info("policy %s: cancelled (%s)", config_name, reason)
+    return deleted
+
+
+def _give_back(
+    config_name: str,
+    token: str,
+    *,
+    settings: Settings | None,
+    outcome: str,
+    open_only: bool = False,
+    triggered: bool | None = None,
+) -> bool:
+    """Delete the lock ``token`` holds and note ``outcome`` on its decision(s), in one
+    transaction; ``open_only`` keeps an outcome already noted, ``triggered`` rewrites the flag.
+
+    Returns:
+        Whether the lock was held by ``token``.
+    """
     import sqlalchemy as sa
 
     settings = settings or get_settings()
     engine, decisions, _, locks = _tables(settings.policy_db)
+    which = [decisions.c.token == token] + ([decisions.c.outcome.is_(None)] if open_only else [])
+    values: dict[str, Any] = {"outcome": outcome[:256], "finished_at": _now()}
+    if triggered is not None:
+        values["triggered"] = triggered
     with engine.begin() as conn:
         deleted = conn.execute(sa.delete(locks).where(locks.c.config == config_name, locks.c.token == token)).rowcount
-        conn.execute(
-            sa.update(decisions)
-            .where(decisions.c.token == token)
-            .values(triggered=False, outcome=f"cancelled: {reason}"[:256], finished_at=_now())
-        )
-    log.info("policy %s: cancelled (%s)", config_name, reason)
+        conn.execute(sa.update(decisions).where(*which).values(**values))
     return bool(deleted)
 
 

@@ -288,8 +288,9 @@ def promote(
     if old is not None and str(old.version) == str(version):
         return None
     if key is not None:
-        done = [e for e in alias_history(cl, name) if e.get("key") == key and e.get("alias") == CHAMPION]
-        if any(e.get("to") == str(version) for e in done):
+        if any(
+            e.get("key") == key and e.get("alias") == CHAMPION and e.get("to") == str(version) for e in alias_history(cl, name)
+        ):
             last = cl.get_registered_model(name).tags.get(LAST_MOVE_TAG, "")
             raise ChampionChangedError(
                 f"{name}: version {version} was already promoted by {key} and the champion has moved since "
@@ -333,6 +334,11 @@ def promote(
     return str(old.version) if old else None
 
 
+def _registry_uri(cl: MlflowClient) -> str:
+    """The client's registry URI (MLflow keeps it private), else its tracking URI."""
+    return str(getattr(cl, "_registry_uri", None) or cl.tracking_uri)
+
+
 def load_sklearn(cl: MlflowClient, name: str, version: str | int) -> Any:
     """Load a registered scikit-learn version, telling a registry that failed apart from a
     model that is broken.
@@ -365,7 +371,7 @@ def load_sklearn(cl: MlflowClient, name: str, version: str | int) -> Any:
                 artifact_uri=uri,
                 dst_path=tmp,
                 tracking_uri=cl.tracking_uri,
-                registry_uri=getattr(cl, "_registry_uri", None) or cl.tracking_uri,
+                registry_uri=_registry_uri(cl),
             )
         except Exception as exc:  # noqa: BLE001 - whatever the store raised, the model is unknown
             raise RegistryUnavailableError(
@@ -399,7 +405,7 @@ def check_loads(cl: MlflowClient, name: str, version: str | int, *, sample: pd.D
     import numpy as np
 
     mlflow.set_tracking_uri(cl.tracking_uri)
-    mlflow.set_registry_uri(getattr(cl, "_registry_uri", None) or cl.tracking_uri)
+    mlflow.set_registry_uri(_registry_uri(cl))
     what = f"{name} version {version}"
     try:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
