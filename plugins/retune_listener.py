@@ -1,4 +1,4 @@
-"""Gives a retune's trigger-policy lock back when its run ends without running ``release_lock``.
+"""Gives trigger-policy locks back when a run ends without giving them back itself.
 
 ``retune_model`` releases the model's lock in its ``release_lock`` task (trigger rule
 ``all_done``), however the retune ended. A run that a person marks *failed* or *success*
@@ -16,6 +16,12 @@ started), releases the lock (``retune.policy.release``, outcome ``failed: ...``)
 retune's MLflow parent run as FAILED in a background thread, so an unreachable MLflow server
 never holds up the api-server or the scheduler. Errors are logged, never raised: the lock
 then still expires after ``policy.lock_ttl``.
+
+A ``monitor_drift`` run takes the locks in ``retunes_to_trigger`` and starts the retunes in
+``trigger_retune``. When it fails (``trigger_retune`` out of retries, or a person marks it
+failed) or is marked success by hand before every retune started, each decision whose
+``retune_model`` run does not exist (no run's conf carries its token) is cancelled
+(``retune.policy.cancel``): the lock goes back and the next monitor run decides afresh.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
-from retune_links import LOAD_DATA_TASK, RETUNE_DAG, decoded, return_value, xcom_value
+from retune_links import LOAD_DATA_TASK, MONITOR_DAG, RETUNE_DAG, decoded, return_value, xcom_value
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -36,6 +42,7 @@ log = logging.getLogger(__name__)
 
 GATE_TASK = "retune.drift_gate"
 RELEASE_TASK = "retune.release_lock"
+PLAN_TASK = "retunes_to_trigger"  # monitor_drift's task that decides, returning the retunes' confs
 
 
 def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
@@ -96,11 +103,67 @@ def release_abandoned_lock(
     return config
 
 
+def _retune_run_carries(token: str) -> bool:
+    """Whether a ``retune_model`` run exists whose conf carries the policy ``token``."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import Text, cast, select
+
+    with create_session() as session:  # tokens are hex: no LIKE wildcard can be in one
+        confs = session.scalars(
+            select(DagRun.conf).where(DagRun.dag_id == RETUNE_DAG, cast(DagRun.conf, Text).like(f"%{token}%"))
+        ).all()
+    return any(isinstance(c := decoded(conf), dict) and c.get("policy_token") == token for conf in confs)
+
+
+def untriggered_retunes(run_id: str) -> list[tuple[str, str]]:
+    """The decisions a ``monitor_drift`` run took whose ``retune_model`` run was never
+    created: ``[(config, token)]``."""
+    confs = decoded(xcom_value(MONITOR_DAG, run_id, PLAN_TASK))
+    found: list[tuple[str, str]] = []
+    for conf in confs if isinstance(confs, list) else []:
+        if not isinstance(conf, dict):
+            continue
+        config, token = conf.get("config"), conf.get("policy_token")
+        if isinstance(config, str) and config and isinstance(token, str) and token and not _retune_run_carries(token):
+            found.append((config, token))
+    return found
+
+
+def cancel_untriggered_retunes(run_id: str, msg: str, *, state: str = "failed") -> list[str]:
+    """Cancel the decisions of a ``monitor_drift`` run that ended (``state``) before it
+    started their retunes.
+
+    Returns:
+        The configs whose decision was cancelled.
+    """
+    from retune.policy import cancel
+
+    cancelled = []
+    for config, token in untriggered_retunes(run_id):
+        held = cancel(
+            config, token, reason=f"monitor_drift run {run_id} ended {state} before triggering its retune ({msg})"[:200]
+        )
+        log.warning(
+            "monitor_drift run %s ended %s (%s) before triggering the retune of %s: decision cancelled, lock %s",
+            run_id,
+            state,
+            msg,
+            config,
+            "released" if held else "was already free",
+        )
+        cancelled.append(config)
+    return cancelled
+
+
 def _release_logged(dag_id: str, run_id: str, conf: dict[str, Any], msg: str, state: str) -> None:
     try:
-        release_abandoned_lock(dag_id, run_id, conf, msg, state=state)
+        if dag_id == MONITOR_DAG:
+            cancel_untriggered_retunes(run_id, msg, state=state)
+        else:
+            release_abandoned_lock(dag_id, run_id, conf, msg, state=state)
     except Exception:  # noqa: BLE001 - a listener must never break the api-server or the scheduler
-        log.exception("could not release the trigger-policy lock of %s/%s", dag_id, run_id)
+        log.exception("could not release the trigger-policy lock(s) of %s/%s", dag_id, run_id)
 
 
 def _in_background(dag_run: DagRun, msg: str, state: str) -> None:
@@ -118,20 +181,21 @@ def _in_background(dag_run: DagRun, msg: str, state: str) -> None:
 @hookimpl
 def on_dag_run_failed(dag_run: DagRun, msg: str) -> None:
     """Airflow's DAG-run listener hook: see the module docstring."""
-    if dag_run.dag_id == RETUNE_DAG:
+    if dag_run.dag_id in (RETUNE_DAG, MONITOR_DAG):
         _in_background(dag_run, msg, "failed")
 
 
 @hookimpl
 def on_dag_run_success(dag_run: DagRun, msg: str) -> None:
     """A run marked *success* by hand: Airflow skips its unfinished tasks, ``release_lock``
-    among them. A run that succeeded on its own ran ``release_lock``: not looked at."""
-    if dag_run.dag_id == RETUNE_DAG and "manually set" in msg:
+    (or ``trigger_retune``) among them. A run that succeeded on its own ran them: not looked at."""
+    if dag_run.dag_id in (RETUNE_DAG, MONITOR_DAG) and "manually set" in msg:
         _in_background(dag_run, msg, "success")
 
 
 class RetuneListenerPlugin(AirflowPlugin):
-    """Registers :func:`on_dag_run_failed` and :func:`on_dag_run_success` with Airflow's listener manager."""
+    """Registers :func:`on_dag_run_failed` and :func:`on_dag_run_success` (for ``retune_model`` and
+    ``monitor_drift`` runs) with Airflow's listener manager."""
 
     name = "retune_listener"
     listeners = [sys.modules[__name__]]

@@ -1,6 +1,7 @@
-"""Both plugins against a real Airflow metadata database (SQLite in the tests' AIRFLOW_HOME,
-migrated and with the DAGs serialized by the CLI): the receiver's run creation, and the extra
-links as the api-server evaluates them, on the serialized tasks of the DAGs in the DB."""
+"""The plugins against a real Airflow metadata database (SQLite in the tests' AIRFLOW_HOME,
+migrated and with the DAGs serialized by the CLI): the receiver's run creation, the extra
+links as the api-server evaluates them, on the serialized tasks of the DAGs in the DB, and the
+listener's clean-up after a monitor run that ended before it started its retunes."""
 
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def _links(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[
         return {name: task.get_extra_links(ti, name) or None for name in task.extra_links}
 
 
-def _xcom(dag_id: str, run_id: str, task_id: str, value: dict, map_index: int = -1) -> None:
+def _xcom(dag_id: str, run_id: str, task_id: str, value: Any, map_index: int = -1) -> None:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
@@ -230,3 +231,60 @@ def test_no_links_without_an_mlflow_ui(metadata_db: None, run_ids: list[str], mo
     _xcom("retune_model", run_id, "retune.load_data", {"experiment_id": "3", "parent_run_id": "p0a1"})
     got = _links("retune_model", run_id, "retune.load_data")
     assert all(got[k] is None for k in LINKS)
+
+
+# --------------------------------------------------------------------------- listener
+
+
+def test_a_failed_monitor_run_cancels_the_decisions_whose_retune_never_started(
+    retune_state: dict, policy: ModuleType, run_ids: list[str], metadata_db: None
+) -> None:
+    """trigger_retune out of retries after retunes_to_trigger took two locks, one retune run
+    created: the other decision is cancelled (lock back, the same key decided afresh), the
+    started retune keeps its lock."""
+    import importlib
+    import threading
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    listener = importlib.import_module("retune_listener")
+    decided = {name: policy.decide(name, source="drift", key=f"drift:{name}:2025-06-01") for name in ("demo", "shop")}
+    assert all(d.triggered for d in decided.values())
+    confs = [
+        {
+            "config": name,
+            "window": "latest",
+            "force": False,
+            "trigger": "drift",
+            "policy_token": d.token,
+            "idempotency_key": f"drift:{name}:2025-06-01",
+        }
+        for name, d in decided.items()
+    ]
+    monitor_run = "listener__monitor"
+    _trigger("monitor_drift", monitor_run)
+    run_ids.append(monitor_run)
+    _xcom("monitor_drift", monitor_run, listener.PLAN_TASK, confs)
+    _trigger("retune_model", "listener__shop_retune", confs[1])  # shop's retune was started
+    run_ids.append("listener__shop_retune")
+
+    assert listener.untriggered_retunes(monitor_run) == [("demo", decided["demo"].token)]
+    with create_session() as session:  # the scheduler's call, with the run as it hands it over
+        run = session.scalar(select(DagRun).where(DagRun.run_id == monitor_run))
+        listener.on_dag_run_failed(run, "task_failure")
+    for thread in threading.enumerate():
+        if thread.name == f"retune-lock-{monitor_run}":
+            thread.join(timeout=60)
+
+    assert not policy.holds("demo", decided["demo"].token)
+    assert policy.holds("shop", decided["shop"].token)  # its run releases it
+    [demo] = [h for h in policy.history("demo") if h["token"] == decided["demo"].token]
+    assert demo["triggered"] is False and demo["outcome"].startswith(
+        "cancelled: monitor_drift run listener__monitor ended failed"
+    )
+    again = policy.decide("demo", source="drift", key="drift:demo:2025-06-01")  # the next monitor run's retry
+    assert again.triggered, again.reason
+    assert listener.cancel_untriggered_retunes(monitor_run, "again") == ["demo"]  # harmless twice: the old token holds nothing
+    assert policy.holds("demo", again.token)
