@@ -2,7 +2,7 @@
 dag-processor, triggerer; LocalExecutor, SQLite) on a free loopback port, in a temporary
 AIRFLOW_HOME, with the Retune state and config folders in temporary folders too.
 
-Used by ``tests/ui`` and ``tests/api`` (``tests/`` is on ``sys.path``)::
+Used by ``tests/ui``, ``tests/api`` and ``tests/e2e/test_scheduler.py`` (``tests/`` is on ``sys.path``)::
 
     from airflow_server import airflow_server
 
@@ -27,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,9 +216,23 @@ class AirflowServer:
 
 
 @contextlib.contextmanager
-def airflow_server(base: Path, *, unpause: tuple[str, ...] = ("retune_model",), timeout: float = 150) -> Iterator[AirflowServer]:
-    """Start ``airflow standalone`` under ``base`` and stop it (its whole process group) after."""
-    state, configs = write_retune_state(base)
+def airflow_server(
+    base: Path,
+    *,
+    unpause: tuple[str, ...] = ("retune_model",),
+    timeout: float = 150,
+    state: Callable[[Path], tuple[Path, Path]] = write_retune_state,
+) -> Iterator[AirflowServer]:
+    """Start ``airflow standalone`` under ``base`` and stop it (its whole process group) after.
+
+    Args:
+        base: Folder for the Airflow home, the Retune state and configs, and the log.
+        unpause: DAGs to unpause once parsed (every DAG starts paused).
+        timeout: Seconds to wait for a healthy api-server, scheduler and dag-processor.
+        state: Writes the Retune data and configs under ``base``; returns ``(state_dir,
+            config_dir)`` (default: :func:`write_retune_state`).
+    """
+    state_dir, configs = state(base)
     home = base / "airflow"
     port = free_port()
     env = {
@@ -237,14 +251,14 @@ def airflow_server(base: Path, *, unpause: tuple[str, ...] = ("retune_model",), 
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "RETUNE_STATE_DIR": str(state),
+        "RETUNE_STATE_DIR": str(state_dir),
         "RETUNE_CONFIG_DIR": str(configs),
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
     }
     for name in ("MLFLOW_TRACKING_URI", "RETUNE_OPTUNA_STORAGE", "AIRFLOW__CORE__UNIT_TEST_MODE"):
         env.pop(name, None)
     log_path = base / "standalone.log"
-    server = AirflowServer(home=home, port=port, env=env, state=state, configs=configs, log_path=log_path)
+    server = AirflowServer(home=home, port=port, env=env, state=state_dir, configs=configs, log_path=log_path)
     with log_path.open("wb") as log:
         server.proc = subprocess.Popen(
             [str(BIN / "airflow"), "standalone"],
