@@ -65,9 +65,10 @@ unit: install
 	$(BIN)/python -m pytest tests/retune
 
 # The Airflow UI on the demo state (run `make demo` first): http://localhost:8080,
-# the login is printed by `airflow standalone`.
+# the login is printed by `airflow standalone`. Its extra links open `make mlflow-ui`
+# (RETUNE_MLFLOW_UI_URL=... for another address).
 airflow-ui: install
-	$(DEMO_ENV) $(BIN)/airflow standalone
+	$(DEMO_ENV) RETUNE_MLFLOW_UI_URL=$${RETUNE_MLFLOW_UI_URL:-http://localhost:5000} $(BIN)/airflow standalone
 
 # The MLflow UI on the demo state: http://localhost:5000
 mlflow-ui: install
