@@ -12,6 +12,7 @@ Flow::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -64,8 +65,27 @@ def _end(window_end: str | datetime | None) -> datetime:
 
 
 def slug(text: str, *, limit: int = 80) -> str:
-    """A name-safe version of a run id or key."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:limit].strip("_") or "run"
+    """A name-safe version of a run id or key, one to one: the text itself when it is safe and
+    at most ``limit`` characters, else its safe characters cut to fit and 12 hex digits of its
+    SHA-256. Two keys never share a slug (a cut used to let two long alert run ids share a
+    study).
+
+    Example:
+        >>> slug("retune_model/scheduled__2025-05-29")
+        'retune_model_scheduled__2025-05-29-d2a38be537b2'
+    """
+    if not text:
+        return "run"
+    if len(text) <= limit and re.fullmatch(r"[A-Za-z0-9_.-]+", text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[: max(limit - len(digest) - 1, 0)].strip("_")
+    return f"{safe}-{digest}" if safe else digest
+
+
+def study_name(cfg: RetuneConfig, key: str) -> str:
+    """The Optuna study of the retune ``key`` (its run) of a model."""
+    return f"{_study_prefix(cfg)}{slug(key)}"
 
 
 def experiment_name(cfg: RetuneConfig, kind: str = "retune") -> str:
@@ -533,7 +553,7 @@ def prepare(
         "data_digest": digests["data"],
         "experiment_id": exp_id,
         "parent_run_id": parent_id,
-        "study_name": f"{_study_prefix(cfg)}{slug(key)}",
+        "study_name": study_name(cfg, key),
         "n_trials": n,
         "timeout": t,
         "pruner": pruner or cfg.tuning.pruner.type,
@@ -591,7 +611,7 @@ def _previous_study(cfg: RetuneConfig, key: str, settings: Settings) -> str | No
     name, _ = previous_study_top_k(
         lookup_storages(settings, cfg.tuning),
         cfg.registry.model_name,
-        exclude=f"{_study_prefix(cfg)}{slug(key)}",
+        exclude=study_name(cfg, key),
         k=1,
         direction=cfg.direction,
     )
@@ -610,8 +630,25 @@ def _study_prefix(cfg: RetuneConfig) -> str:
     return study_prefix(cfg.registry.model_name)
 
 
-def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) -> Any:
+def worker_seed(seed: int, worker: int, n_finished: int) -> int:
+    """The sampler seed of one trial worker.
+
+    Worker 0's first attempt uses the config's ``tuning.seed`` (a one-worker retune is
+    reproducible); each other worker, and a retried worker (by the trials already finished
+    when it starts), gets another, so parallel or retried workers never replay one random
+    sequence: with one seed, two workers proposed the same random trials in pairs.
+
+    Example:
+        >>> worker_seed(7, 0, 0), worker_seed(7, 1, 0) != 7
+        (7, True)
+    """
+    return (seed + 1009 * worker + 7919 * n_finished) % 2**32
+
+
+def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings, *, worker: int = 0) -> Any:
+    """The retune's study (created once, loaded after) with this worker's sampler."""
     import optuna
+    from optuna.trial import TrialState
 
     from retune.config import PrunerConfig
     from retune.storage import open_storage
@@ -619,24 +656,28 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) ->
 
     pruner_cfg = cfg.tuning.pruner if ctx["pruner"] == cfg.tuning.pruner.type else PrunerConfig(type=ctx["pruner"])
     multi = cfg.tuning.multi_objective
-    sampler: Any = None
-    if cfg.tuning.transfer == "cmaes" and not multi and ctx.get("transfer_from"):
-        sampler = _cmaes_transfer_sampler(cfg, ctx, settings)
     study = optuna.create_study(
         storage=open_storage(settings, cfg.tuning, n_workers=int(ctx.get("n_workers", 1))),
         study_name=ctx["study_name"],
         directions=[cfg.direction] + ["minimize"] * (len(cfg.tuning.objectives) - 1) if multi else None,  # type: ignore[operator]
         direction=None if multi else cfg.direction,
-        sampler=sampler or make_sampler(cfg.tuning, n_seeds=0),
+        sampler=make_sampler(cfg.tuning, n_seeds=0),
         pruner=optuna.pruners.NopPruner() if multi else make_pruner(pruner_cfg, n_steps=cfg.tuning.n_steps),
         load_if_exists=True,
     )
-    if sampler is None:  # TPE's random start depends on the seeds already enqueued (warm_start ran)
-        fit_sampler_to_seeds(study, cfg.tuning, mode=ctx.get("mode"))
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    seed = worker_seed(cfg.tuning.seed, worker, len(finished))
+    transfer = None
+    if cfg.tuning.transfer == "cmaes" and not multi and ctx.get("transfer_from"):
+        transfer = _cmaes_transfer_sampler(cfg, ctx, settings, seed=seed)
+    if transfer is not None:
+        study.sampler = transfer
+    else:  # TPE's random start depends on the seeds already enqueued (warm_start ran)
+        fit_sampler_to_seeds(study, cfg.tuning, mode=ctx.get("mode"), seed=seed)
     return study
 
 
-def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings) -> Any:
+def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings, *, seed: int) -> Any:
     """A CMA-ES sampler warm-started from the previous study's trials (``source_trials``), when
     the search space is numeric and the same as the previous study's; else ``None``."""
     import optuna
@@ -662,7 +703,7 @@ def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Se
             )
             return None
         log.info("transfer: CMA-ES from %d trials of %s", len(source), ctx["transfer_from"])
-        return optuna.samplers.CmaEsSampler(source_trials=source, seed=cfg.tuning.seed, warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(source_trials=source, seed=seed, warn_independent_sampling=False)
     return None
 
 
@@ -779,7 +820,7 @@ def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None =
     cl = tracking.client(settings)
     df, features = _load_checked(cfg, ctx, settings)
     split = split_for_retune(df, cfg)
-    study = _create_study(cfg, ctx, settings)
+    study = _create_study(cfg, ctx, settings, worker=worker)
     from retune.config import parse_space
 
     objective = Objective(
