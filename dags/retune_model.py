@@ -16,7 +16,7 @@ drift summary), by hand from this form (`trigger=manual`), or by an alert.
   run in its first tasks (`drift_gate` or `load_data`), naming the file it looked for.
 - `window`: `latest` trains on the newest `data.train_window` before `window_end`;
   `reference` trains on the config's reference period (the first model).
-- `window_end`: end of the training window, ISO date or datetime (empty: now).
+- `window_end`: end of the training window, ISO date or datetime (empty: when the run was triggered, so a cleared run reads the same window).
 - `force`: retune even when the drift gate finds no drift.
 - Tuning budget (empty: the config's): `n_trials` (1-1000), `timeout` (10-86400 s),
   `pruner`, and `n_workers` (1-16), the parallel trial workers (mapped `tune` tasks) on the
@@ -62,6 +62,13 @@ def _lineage() -> dict:
     return {"dag_id": ctx["dag"].dag_id, "run_id": ctx["run_id"]}
 
 
+def _window_end() -> str:
+    """The run's ``window_end``; empty: when the run was asked for (its ``run_after``), not
+    now, so a cleared run, or a gate and a load minutes apart, read the same window."""
+    ctx = get_current_context()
+    return ctx["params"]["window_end"] or ctx["dag_run"].run_after.isoformat()
+
+
 @dag(
     dag_id="retune_model",
     schedule=None,
@@ -105,7 +112,7 @@ def _lineage() -> dict:
             type=["null", "string"],
             pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$",
             title="Window end",
-            description="End of a 'latest' window: ISO date or datetime, e.g. 2025-05-29 or 2025-05-29T12:00:00+00:00 (UTC if no offset); empty: now.",
+            description="End of a 'latest' window: ISO date or datetime, e.g. 2025-05-29 or 2025-05-29T12:00:00+00:00 (UTC if no offset); empty: when the run was triggered (a cleared run reads the same window).",
         ),
         "force": Param(
             False,
@@ -194,7 +201,7 @@ def retune_model() -> None:
                 conf=dict(ctx["dag_run"].conf or {}),
                 run_key=f"{lineage['dag_id']}/{lineage['run_id']}",
                 window_kind=p["window"],
-                window_end=p["window_end"],
+                window_end=_window_end(),
                 force=p["force"],
                 trigger=p["trigger"],
                 drift=p["drift"],
@@ -216,7 +223,7 @@ def retune_model() -> None:
             return _call(
                 prepare,
                 p["config"],
-                window_end=p["window_end"],
+                window_end=_window_end(),
                 window_kind=p["window"],
                 n_trials=p["n_trials"],
                 timeout=p["timeout"],

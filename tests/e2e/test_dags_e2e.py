@@ -137,3 +137,41 @@ def test_manual_retune_without_drift_is_skipped_and_registers_nothing(airflow_db
     assert states["retune.register"] == "skipped"
     assert _versions(cl, "demo-demand") == before
     assert registry.get_alias(cl, "demo-demand", "champion").version == 1
+
+
+def _return_value(dag_id: str, run_id: str, task_id: str) -> Any:
+    from airflow import settings
+    from airflow.models.xcom import XComModel
+
+    with settings.Session() as session:
+        row = session.execute(
+            XComModel.get_many(key="return_value", run_id=run_id, dag_ids=dag_id, task_ids=task_id).with_only_columns(
+                XComModel.value
+            )
+        ).first()
+    assert row is not None, f"no return value of {task_id}"
+    return json.loads(row.value) if isinstance(row.value, str) else row.value
+
+
+def test_a_latest_retune_without_window_end_trains_on_the_window_ending_when_it_was_triggered(
+    airflow_db: None, retune_env: dict[str, Path]
+) -> None:
+    """Not on 'now' at each task: a cleared run (same run_after) reads the same window again,
+    instead of new data under the old study, parent run and version."""
+    from datetime import UTC, datetime, timedelta
+
+    from retune import demo_data
+    from retune.config import parse_timestamp
+
+    days = 90
+    start = (datetime.now(UTC) - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    folder = retune_env["state"] / "data" / "demo"
+    folder.mkdir(parents=True)
+    demo_data.generate(days=days, rows_per_day=30, seed=3, start=start).to_csv(folder / "demand.csv", index=False)
+    reference = {"start": start.date().isoformat(), "end": (start + timedelta(days=40)).date().isoformat()}
+    write_config(retune_env["configs"], "demo", {"data": {"reference": reference}, "tuning": {"n_trials": 2}})
+
+    run = fresh_dags()["retune_model"].test(run_conf={"config": "demo", "window": "latest", "force": True})
+    assert run.state == "success"
+    window = _return_value("retune_model", run.run_id, "retune.load_data")["window"]
+    assert parse_timestamp(window["end"]) == run.run_after
