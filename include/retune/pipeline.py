@@ -851,12 +851,13 @@ def summarize_study(ctx: dict[str, Any], *, settings: Settings | None = None) ->
     from mlflow.entities import Metric as MlMetric
 
     from retune import tracking
-    from retune.tuning import outcome_of, stop_reason_of
+    from retune.tuning import fail_abandoned, outcome_of, stop_reason_of
 
     settings = settings or get_settings()
     cfg = load_named_config(ctx["config"], settings)
     cl = tracking.client(settings)
     study = _create_study(cfg, ctx, settings)
+    fail_abandoned(study, cl)  # every worker ended: a RUNNING trial lost its worker
     started = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
     ended = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete]
     elapsed = (max(ended) - min(started)).total_seconds() if started and ended else 0.0

@@ -50,15 +50,11 @@ class StaleTrialCallback:
         log.warning("trial %d of %s lost its worker (no heartbeat): marked FAIL, retrying", trial.number, study.study_name)
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id:
-            try:
-                from mlflow import MlflowClient
+            from mlflow import MlflowClient
 
-                cl = MlflowClient(tracking_uri=self.tracking_uri)
-                cl.set_tag(run_id, "optuna.trial_state", "FAIL")
-                cl.set_tag(run_id, "retune.failure", "worker died (heartbeat stale)")
-                cl.set_terminated(run_id, status="FAILED")
-            except Exception as exc:  # noqa: BLE001 - the retry matters more than the run's status
-                log.warning("could not mark MLflow run %s failed: %s", run_id, exc)
+            from retune.tracking import fail_trial_run
+
+            fail_trial_run(MlflowClient(tracking_uri=self.tracking_uri), run_id, "worker died (heartbeat stale)")
         self.retry(study, trial)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -21,6 +22,8 @@ from retune.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 TRACKED_PACKAGES = ("scikit-learn", "optuna", "mlflow", "evidently", "pandas", "numpy", "apache-airflow")
@@ -132,3 +135,14 @@ def artifact_uri(cl: MlflowClient, run_id: str, path: str) -> str:
 def temp_dir() -> tempfile.TemporaryDirectory[str]:
     """A private temporary folder for files that are logged and then removed."""
     return tempfile.TemporaryDirectory(prefix="retune-")
+
+
+def fail_trial_run(cl: MlflowClient, run_id: str, reason: str) -> None:
+    """Mark a trial's MLflow child run FAILED (tags ``optuna.trial_state=FAIL`` and
+    ``retune.failure``); an MLflow error is logged, never raised: the study matters more."""
+    try:
+        cl.set_tag(run_id, "optuna.trial_state", "FAIL")
+        cl.set_tag(run_id, "retune.failure", reason)
+        cl.set_terminated(run_id, status="FAILED")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not mark MLflow run %s failed: %s", run_id, exc)

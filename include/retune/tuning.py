@@ -477,6 +477,36 @@ def fail_stale(study: optuna.Study) -> None:
         fail_stale_trials(study)
 
 
+def fail_abandoned(study: optuna.Study, cl: Any = None) -> list[int]:
+    """Mark FAIL every trial still RUNNING, and its MLflow child run FAILED.
+
+    Call it only once every worker of the study has ended: a trial still RUNNING then lost
+    its worker. Optuna fails a stale trial only when a worker starts another trial after the
+    grace period, so one whose worker died near the end of the study (or on a storage without
+    heartbeats: SQLite, journal) stayed RUNNING for ever, its child run too.
+
+    Args:
+        study: The study, its workers ended.
+        cl: MLflow client of the child runs (``None``: the runs are left as they are).
+
+    Returns:
+        The numbers of the trials marked FAIL.
+    """
+    from optuna.trial import TrialState
+
+    from retune.tracking import fail_trial_run
+
+    numbers = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        numbers.append(t.number)
+        log.warning("trial %d of %s was still RUNNING after its workers ended: marked FAIL", t.number, study.study_name)
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id and cl is not None:
+            fail_trial_run(cl, run_id, "worker died (trial still running when the workers ended)")
+    return numbers
+
+
 def is_warm_started(study: optuna.Study) -> bool:
     """Whether warm-start seeds were enqueued in the study (trials marked ``warm_start``)."""
     return n_seeds_of(study) > 0

@@ -41,3 +41,41 @@ def test_two_workers_and_a_retried_worker_propose_different_random_trials(make_c
     # one worker, first attempt: the config's seed, so a one-worker retune is reproducible
     alone = pipeline._create_study(cfg, _ctx(cfg, "retune.demo-demand.alone"), settings, worker=0).ask(dists)
     assert alone.params == first.params
+
+
+def test_summarize_fails_a_trial_its_dead_worker_left_running(
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], restore_mlflow_uris: None
+) -> None:
+    """The summary runs once every tune task ended: a trial still RUNNING lost its worker.
+    It is counted failed and its MLflow child run ends FAILED, not RUNNING under a FINISHED parent."""
+    import copy
+
+    import optuna
+    import yaml
+
+    from retune import demo_data, tracking
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
+    monkeypatch.setenv("RETUNE_GIT_COMMIT", "unit-test")
+    demo_data.write(tmp_path / "data" / "demo", days=60, rows_per_day=30)
+    raw = copy.deepcopy(demo_raw)
+    raw["data"]["reference"]["end"] = "2025-02-15"
+    raw["model"]["fixed_params"]["max_iter"] = 20
+    raw["tuning"].update(n_trials=2, n_steps=2)
+    (configs / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    ctx = pipeline.prepare("demo", window_kind="reference", key="dead-worker")
+    pipeline.warm_start(ctx)
+    pipeline.tune_worker(ctx, 0)
+    study = optuna.load_study(study_name=ctx["study_name"], storage=get_settings().optuna_storage)
+    lost = study.ask()  # a worker killed mid-trial, after the others met the budget
+    cl = tracking.client(get_settings())
+    child = cl.create_run(ctx["experiment_id"], tags={"mlflow.parentRunId": ctx["parent_run_id"]}).info.run_id
+    lost.set_user_attr("mlflow_run_id", child)
+
+    outcome = pipeline.summarize_study(ctx)
+    assert outcome["n_failed"] == 1 and outcome["n_complete"] == 2
+    assert study.trials[lost.number].state == optuna.trial.TrialState.FAIL
+    assert cl.get_run(child).info.status == "FAILED"

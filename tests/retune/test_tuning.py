@@ -390,3 +390,30 @@ def test_a_warm_study_models_its_seeds_after_one_random_trial() -> None:
     assert n_seeds_of(auto) == 4
     assert xs_auto[:5] == xs_default[:5], "the seeds, then the same seeded random trial"
     assert xs_auto[5:] != xs_default[5:], "then TPE (auto) where the default still samples at random"
+
+
+def test_a_trial_still_running_when_the_workers_ended_is_failed_with_its_child_run(
+    linear_cfg, split, tmp_path, restore_mlflow_uris
+) -> None:
+    """A worker killed near the end of the study (or on a storage without heartbeats) left its
+    trial and its MLflow child run RUNNING for ever: no later trial start let Optuna notice."""
+    from mlflow import MlflowClient
+
+    from retune.tuning import fail_abandoned
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cl = MlflowClient(tracking_uri=uri)
+    experiment = cl.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+    journal = optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(journal))  # no heartbeats
+    run_study(study, objective(linear_cfg, split, FakeClient()), n_trials=2, timeout=None)
+    lost = study.ask()  # its worker died mid-trial
+    child = cl.create_run(experiment).info.run_id
+    lost.set_user_attr("mlflow_run_id", child)
+
+    assert fail_abandoned(study, cl) == [lost.number]
+    assert study.trials[lost.number].state == optuna.trial.TrialState.FAIL
+    assert [t.state for t in study.trials[:2]] == [optuna.trial.TrialState.COMPLETE] * 2  # finished trials untouched
+    run = cl.get_run(child)
+    assert run.info.status == "FAILED" and run.data.tags["optuna.trial_state"] == "FAIL"
+    assert fail_abandoned(study, cl) == []  # nothing RUNNING any more
