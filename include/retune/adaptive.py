@@ -48,10 +48,21 @@ def _is_log(spec: IntParam | FloatParam) -> bool:
 
 
 def _bounds(spec: IntParam | FloatParam, lo: float, hi: float) -> ParamSpec:
+    """``spec`` with the range ``[lo, hi]``, kept on the configured grid: a ``step`` range
+    keeps the values ``spec.low + k x step`` (it used to move to ``lo + k x step``, off every
+    configured value), and a log integer range starts at 1 or more."""
+    step = None if _is_log(spec) else spec.step
+    if step and not (isinstance(spec, IntParam) and step == 1):
+        k_lo, k_hi = math.ceil((lo - spec.low) / step - 1e-9), math.floor((hi - spec.low) / step + 1e-9)
+        if k_hi < k_lo:  # narrower than one step: the grid value nearest its middle
+            k_lo = k_hi = round(((lo + hi) / 2 - spec.low) / step)
+        lo, hi = round(spec.low + k_lo * step, 12), round(spec.low + k_hi * step, 12)
     if isinstance(spec, IntParam):
         lo_i, hi_i = int(math.floor(lo)), int(math.ceil(hi))
         if hi_i < lo_i:
             lo_i, hi_i = hi_i, lo_i
+        if spec.log:
+            lo_i, hi_i = max(lo_i, 1), max(hi_i, 1)
         return spec.model_copy(update={"low": lo_i, "high": max(hi_i, lo_i), "step": 1 if spec.log else spec.step})
     return spec.model_copy(update={"low": float(lo), "high": float(max(hi, lo))})
 

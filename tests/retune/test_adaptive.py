@@ -188,3 +188,44 @@ def test_same_data_config_and_seed_reproduce_the_best_params(tmp_path: Path, mon
     assert a["best_params"] == b["best_params"]
     assert a["best_value"] == pytest.approx(b["best_value"], rel=1e-12)
     assert (a["n_complete"], a["n_pruned"]) == (b["n_complete"], b["n_pruned"])
+
+
+STEPPED = {
+    "n_estimators": IntParam(type="int", low=50, high=500, step=50),
+    "fraction": FloatParam(type="float", low=0.1, high=1.0, step=0.1),
+    "odd": IntParam(type="int", low=1, high=31, step=2),
+}
+
+
+def _on_grid(value: float, base: IntParam | FloatParam) -> bool:
+    k = (value - base.low) / base.step  # type: ignore[operator]
+    return abs(k - round(k)) < 1e-9
+
+
+def test_narrowing_and_widening_keep_a_stepped_range_on_its_configured_grid() -> None:
+    """Narrowing used to start the range at champion - half width: 143..243 by 50 and
+    0.3875..0.5875 by 0.1, no configured value in either, and the champion's own values
+    (200, 0.5) were enqueued as 193 and 0.4875."""
+    from retune.warmstart import clip_to_space
+
+    champion = {"n_estimators": 200, "fraction": 0.5, "odd": 7}
+    for space in (narrow(STEPPED, champion, 0.125), widen(STEPPED, 0.5)):
+        for name, spec in space.items():
+            base = STEPPED[name]
+            assert spec.step == base.step, name
+            assert _on_grid(spec.low, base) and _on_grid(spec.high, base), (name, spec)
+            assert spec.low <= champion[name] <= spec.high, (name, spec)
+            dist = (
+                optuna.distributions.FloatDistribution if isinstance(spec, FloatParam) else optuna.distributions.IntDistribution
+            )
+            dist(spec.low, spec.high, step=spec.step)  # a valid Optuna distribution: no adjusted high
+    narrowed = narrow(STEPPED, champion, 0.125)
+    assert clip_to_space(champion, narrowed) == champion, "the champion seed is the champion's params"
+    assert (narrowed["n_estimators"].low, narrowed["n_estimators"].high) == (150, 250)
+
+
+def test_widening_a_log_integer_range_from_one_never_reaches_zero() -> None:
+    """log=True needs low >= 1: a widened max_iter from 1 became 0 and every trial failed."""
+    out = widen({"max_iter": IntParam(type="int", low=1, high=100, log=True)}, 0.5)
+    assert out["max_iter"].low == 1 and out["max_iter"].high > 100
+    optuna.distributions.IntDistribution(out["max_iter"].low, out["max_iter"].high, log=True)
