@@ -400,7 +400,11 @@ class TuningConfig(_Strict):
     """The study budget and how it prunes."""
 
     n_trials: int = Field(30, ge=1, le=10_000)
-    timeout: int | None = Field(None, ge=1, description="Seconds; None for no limit.")
+    timeout: int | None = Field(
+        None,
+        ge=1,
+        description="The study's wall-clock limit in seconds, from when its first worker started (retried and late workers share it); None for no limit.",
+    )
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     seed: int = 42
     n_steps: int = Field(4, ge=1, le=50, description="Intermediate values each trial reports.")

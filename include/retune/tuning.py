@@ -410,7 +410,8 @@ def run_study(
         study: The study (with its warm-start seeds already enqueued).
         objective: The objective.
         n_trials: The trial budget (complete, pruned and failed trials all count).
-        timeout: Seconds, or ``None``.
+        timeout: Seconds, or ``None``: the study's wall-clock limit, counted from the first
+            time a worker ran it (see :func:`seconds_left`), not per worker or per retry.
 
     Returns:
         The outcome.
@@ -419,6 +420,7 @@ def run_study(
     from optuna.trial import TrialState
 
     start = time.monotonic()
+    timeout = seconds_left(study, timeout)
     tuning = objective.cfg.tuning
     callbacks: list[Any] = []
     warm = is_warm_started(study)
@@ -438,6 +440,9 @@ def run_study(
         timeout,
         f"after {patience} trials without improvement" if patience else "off",
     )
+    if remaining and timeout is not None and timeout <= 0 and "stop_reason" not in study.user_attrs:
+        study.set_user_attr("stop_reason", "timeout reached")
+        log.info("study %s: its timeout passed before this worker started: no trial run", study.study_name)
     if remaining and "stop_reason" not in study.user_attrs:
         study.optimize(
             objective,
@@ -460,6 +465,30 @@ def run_study(
         max_latency_ms_per_1k=tuning.max_latency_ms_per_1k,
         max_size_kb=tuning.max_size_kb,
     )
+
+
+DEADLINE_ATTR = "deadline"  # study user attribute: ISO time at which its timeout passes
+
+
+def seconds_left(study: optuna.Study, timeout: float | None) -> float | None:
+    """What is left of the study's ``timeout``: the first worker to run the study sets its
+    deadline (``now + timeout``, the study's user attribute ``deadline``); every worker and
+    every retry after it tunes only until then. Without it, a worker retried after a kill, or
+    one that started late, got a whole ``timeout`` of its own.
+
+    Returns:
+        Seconds (``<= 0``: none left), or ``None`` without a timeout.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    if timeout is None:
+        return None
+    now = datetime.now(UTC)
+    deadline = study.user_attrs.get(DEADLINE_ATTR)
+    if not isinstance(deadline, str):
+        deadline = (now + timedelta(seconds=float(timeout))).isoformat()
+        study.set_user_attr(DEADLINE_ATTR, deadline)  # two workers at once: about the same time
+    return min(float(timeout), (datetime.fromisoformat(deadline) - now).total_seconds())
 
 
 def fail_stale(study: optuna.Study) -> None:

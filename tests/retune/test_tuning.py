@@ -417,3 +417,25 @@ def test_a_trial_still_running_when_the_workers_ended_is_failed_with_its_child_r
     run = cl.get_run(child)
     assert run.info.status == "FAILED" and run.data.tags["optuna.trial_state"] == "FAIL"
     assert fail_abandoned(study, cl) == []  # nothing RUNNING any more
+
+
+def test_the_timeout_is_the_studys_not_each_workers(linear_cfg, split) -> None:
+    """A worker retried after a kill, or one that started late, used to get a whole timeout
+    of its own: the study ran up to (retries + 1) x timeout against a wall-clock limit."""
+    from datetime import UTC, datetime, timedelta
+
+    from retune.tuning import DEADLINE_ATTR, seconds_left
+
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    run_study(study, objective(linear_cfg, split, FakeClient()), n_trials=2, timeout=600)
+    deadline = datetime.fromisoformat(study.user_attrs[DEADLINE_ATTR])
+    assert timedelta(seconds=590) < deadline - datetime.now(UTC) <= timedelta(seconds=600)
+
+    study.set_user_attr(DEADLINE_ATTR, (datetime.now(UTC) + timedelta(seconds=30)).isoformat())
+    assert 0 < seconds_left(study, 600) <= 30  # a worker starting now gets what is left
+
+    study.set_user_attr(DEADLINE_ATTR, (datetime.now(UTC) - timedelta(seconds=1)).isoformat())
+    outcome = run_study(study, objective(linear_cfg, split, FakeClient()), n_trials=4, timeout=600)  # the retry
+    assert len(study.trials) == 2, "no trial after the study's deadline"
+    assert outcome.stop_reason == "timeout reached"
+    assert seconds_left(optuna.create_study(), None) is None
