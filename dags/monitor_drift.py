@@ -17,6 +17,10 @@ checks every config, or only the one named in **config**.
 **Triggers** `retune_model` with `trigger=drift` and the drift summary in the run conf. The
 drift report (HTML) and summary (JSON) are in the MLflow experiment
 `retune/<config>/monitoring`.
+
+**One model's failed check** (its data missing, too small, unreadable) does not hold up the
+others: their drift still goes to the trigger policy. The run ends failed, at the task
+`all_checks_ok`, and the failed `check_drift` map index names the config.
 """
 
 from __future__ import annotations
@@ -60,8 +64,9 @@ RUN_EVERY = pendulum.duration(hours=1)
     },
 )
 def monitor_drift() -> None:
-    # The standard provider's operator is the one import beyond airflow.sdk; it is kept out of
-    # the module's top so parsing the file stays cheap when the DAG is not built.
+    # The standard provider's operators are the one import beyond airflow.sdk; they are kept
+    # out of the module's top so parsing the file stays cheap when the DAG is not built.
+    from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
     @task
@@ -104,7 +109,9 @@ def monitor_drift() -> None:
         except (ConfigError, DataError) as exc:  # bad input: retrying cannot fix it
             raise AirflowFailException(str(exc)) from exc
 
-    @task
+    # all checks done, at least one succeeded: one model's failed check (its feed broken)
+    # must not keep every other model's drift from its retune
+    @task(trigger_rule="all_done_min_one_success")
     def retunes_to_trigger(results: list[dict]) -> list[dict]:
         """Put each drifted model to the trigger policy; confs for the retunes it lets through."""
         from retune.pipeline import plan_retunes
@@ -118,7 +125,10 @@ def monitor_drift() -> None:
         )
         return confs
 
-    confs = retunes_to_trigger(check_drift.expand(config_name=due_configs()))
+    checks = check_drift.expand(config_name=due_configs())
+    confs = retunes_to_trigger(checks)
+    # a leaf that a failed check leaves upstream_failed: the run shows red, and says which
+    checks >> EmptyOperator(task_id="all_checks_ok")
     TriggerDagRunOperator.partial(
         task_id="trigger_retune",
         trigger_dag_id="retune_model",

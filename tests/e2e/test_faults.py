@@ -169,3 +169,36 @@ def test_a_failed_retune_closes_its_parent_run_and_a_rerun_reopens_it(retune_env
     # finish() after a registration leaves the run as register() ended it.
     pipeline.finish("demo", None, registered=registered, parent_run_id=ctx["parent_run_id"])
     assert cl.get_run(ctx["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_one_models_broken_feed_does_not_hold_up_another_models_retune(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    """Two configs due in one monitor run; one's data file is gone. The other's drift still
+    reaches the policy and triggers its retune (retunes_to_trigger waited for every check
+    to succeed, so one broken feed stopped every model's retunes). The run ends failed at
+    all_checks_ok, and the failed check names its config."""
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    from retune import demo_data
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=200, rows_per_day=40)
+    fixed = {**SMALL, "drift": {"reference": "fixed"}}
+    write_config(retune_env["configs"], "demo", fixed)
+    write_config(retune_env["configs"], "shop", {**fixed, "data": {**fixed["data"], "production": {"path": "gone/*.csv"}}})
+
+    def retune_confs() -> list[dict]:
+        with settings.Session() as session:
+            return [dict(r.conf) for r in session.scalars(select(DagRun).where(DagRun.dag_id == "retune_model")).all()]
+
+    before = retune_confs()
+    run = fresh_dags()["monitor_drift"].test(run_conf={"window_end": "2025-05-29"})
+    states = {(ti.task_id, ti.rendered_map_index or ti.map_index): ti.state for ti in run.get_task_instances()}
+    new = [c for c in retune_confs() if c not in before]
+
+    assert states[("check_drift", "shop")] == "failed", states
+    assert states[("check_drift", "demo")] == "success", states
+    assert states[("retunes_to_trigger", -1)] == "success", states
+    assert [c["config"] for c in new] == ["demo"] and new[0]["trigger"] == "drift"
+    assert states[("all_checks_ok", -1)] == "upstream_failed", states
+    assert run.state == "failed"
