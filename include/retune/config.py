@@ -360,6 +360,21 @@ class DriftConfig(_Strict):
 
     _method = field_validator("method")(classmethod(lambda cls, v: _check_drift_method(v)))
 
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        """A cron expression or preset that fires: a typo used to pass here and then fail the
+        monitor's ``due_configs`` for every model, in every scheduled run."""
+        from datetime import UTC, datetime
+
+        from croniter import croniter
+
+        try:
+            croniter(value, datetime(2025, 1, 1, tzinfo=UTC)).get_next(datetime)
+        except Exception as exc:  # noqa: BLE001 - croniter's errors name no field
+            raise ValueError(f"{value!r} is not a cron expression or preset that fires ({exc})") from None
+        return value
+
 
 class PrunerConfig(_Strict):
     """``tuning.pruner``: which Optuna pruner stops unpromising trials, with its arguments.

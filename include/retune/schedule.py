@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from retune.config import NAME_PATTERN
 from retune.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 def list_configs(config_dir: str | None = None) -> list[str]:
@@ -46,6 +49,7 @@ def due_configs(
         Config names.
     """
     from retune.config import config_path, load_config
+    from retune.errors import ConfigError
 
     folder = config_dir or str(get_settings().config_dir)
     names = [only] if only else list_configs(config_dir)
@@ -53,7 +57,12 @@ def due_configs(
         return names
     due = []
     for name in names:
-        cfg = load_config(config_path(name, folder))
+        try:
+            cfg = load_config(config_path(name, folder))
+        except ConfigError as exc:  # its own check fails, naming the field; the others go on
+            log.error("config %s is invalid; it is checked so that its check fails and says why: %s", name, exc)
+            due.append(name)
+            continue
         if cron_fires(cfg.drift.schedule, start, end):
             due.append(name)
     return due

@@ -454,3 +454,18 @@ def test_tpe_startup_trials_per_study(demo_dict, write_yaml, setting: object, n_
 def test_bad_startup_trials_are_refused(demo_dict, write_yaml, value: object) -> None:
     demo_dict["tuning"]["startup_trials"] = value
     assert "tuning.startup_trials" in load_error(write_yaml(demo_dict))
+
+
+@pytest.mark.parametrize("schedule", ["0 0 * *", "@dayly", "0 25 * * *", "0 0 30 2 *"])
+def test_a_drift_schedule_that_never_fires_is_refused_naming_the_field(demo_dict, write_yaml, schedule: str) -> None:
+    """It passed and then failed the monitor's due_configs in every scheduled run."""
+    demo_dict["drift"]["schedule"] = schedule
+    assert "drift.schedule" in load_error(write_yaml(demo_dict))
+
+
+@pytest.mark.parametrize("schedule", ["@daily", "@hourly", "*/15 * * * *", "0 6 * * 1", "0 0 29 2 *"])
+def test_a_drift_schedule_that_fires_is_accepted(demo_dict, write_yaml, schedule: str) -> None:
+    from retune.config import load_config
+
+    demo_dict["drift"]["schedule"] = schedule
+    assert load_config(write_yaml(demo_dict)).drift.schedule == schedule
