@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from retune.config import RetuneConfig, config_path, load_config, parse_timestamp
 from retune.data import FeatureSet, Window, frame_digest, load_window, split_for_retune
@@ -107,12 +107,15 @@ def drift_windows(cfg: RetuneConfig, end: datetime, cl: MlflowClient | None) -> 
     production = Window("production", end - cfg.data.window, end)
     if cfg.drift.reference == "champion_training" and cl is not None:
         champ = registry.get_alias(cl, cfg.registry.model_name, registry.CHAMPION)
-        if champ is not None and TRAIN_START_TAG in champ.tags:
-            kind = champ.tags.get("retune.window_kind", "production")
-            return (
-                Window(kind, parse_timestamp(champ.tags[TRAIN_START_TAG]), parse_timestamp(champ.tags[TRAIN_END_TAG])),  # type: ignore[arg-type]
-                production,
+        if champ is not None and (champ.tags.get(TRAIN_START_TAG) or champ.tags.get(TRAIN_END_TAG)):
+            # either bound may be open (a reference period with only a start): "" or no tag
+            start, stop = (
+                parse_timestamp(champ.tags[t]) if champ.tags.get(t) else None for t in (TRAIN_START_TAG, TRAIN_END_TAG)
             )
+            kind: Literal["reference", "production"] = (
+                "reference" if champ.tags.get("retune.window_kind") == "reference" else "production"
+            )
+            return Window(kind, start, stop), production
     ref = cfg.data.reference
     return Window("reference", ref.start, ref.end), production
 
@@ -1170,9 +1173,9 @@ def register(
         TRAIN_END_TAG: window.end.isoformat() if window.end else "",
         **{f"airflow.{k}": str(v) for k, v in ctx.get("lineage", {}).items()},
     }
-    if not tags[TRAIN_START_TAG]:
-        tags.pop(TRAIN_START_TAG)
-        tags.pop(TRAIN_END_TAG)
+    for bound in (TRAIN_START_TAG, TRAIN_END_TAG):  # an open bound has no tag
+        if not tags[bound]:
+            tags.pop(bound)
     version, created = registry.register(cl, name, validation["model_uri"], key=ctx["key"], tags=tags)
     promoted = False
     if not failed and (before is None or str(before.version) != str(version.version)):
