@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from retune.config import NAME_PATTERN, config_path, load_config
-from retune.errors import RetuneError
+from retune.errors import ConfigError, RetuneError
 from retune.settings import Settings, get_settings
 
 
@@ -86,7 +86,9 @@ def check_config(
     try:
         cfg = load_config(path)
         if cfg.name != path.stem:
-            check.details["note"] = f"name {cfg.name!r} differs from the file name; DAGs address it as {path.stem!r}"
+            raise ConfigError(
+                f"{path}: name: {cfg.name!r} must be the file's name, {path.stem!r} (the DAGs address it by its file)"
+            )
         if data:
             reference, features = load_window(
                 cfg, retune_window(cfg, window_end=None, kind="reference"), variables=settings.variables

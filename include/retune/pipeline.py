@@ -40,10 +40,17 @@ def load_named_config(name: str, settings: Settings | None = None) -> RetuneConf
     """Load ``<config_dir>/<name>.yaml``.
 
     Raises:
-        ConfigError: If the name is unsafe, the file missing or the config invalid.
+        ConfigError: If the name is unsafe, the file missing or the config invalid, or its
+            ``name`` is not its file name: the DAGs address a config by its file, while its
+            policy, windows and experiments go by ``name``; two names for one model made the
+            monitor's planning fail (or act on another config of that name).
     """
     settings = settings or get_settings()
-    return load_config(config_path(name, settings.config_dir))
+    path = config_path(name, settings.config_dir)
+    cfg = load_config(path)
+    if cfg.name != name:
+        raise ConfigError(f"{path}: name: {cfg.name!r} must be the file's name, {name!r} (the DAGs address it by its file)")
+    return cfg
 
 
 def _now() -> datetime:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from retune import demo_data
 from retune.checks import check_configs
@@ -81,3 +82,21 @@ def test_an_empty_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
     assert main(["check"]) == 1
     assert "no config files in" in capsys.readouterr().err
+
+
+def test_a_config_whose_name_is_not_its_file_name_is_refused(folder: Path, demo_raw: dict) -> None:
+    """store.yaml with name: demand passed the check (a note), then the monitor's planning
+    failed on demand.yaml for every model, or used another config named demand."""
+    from retune.errors import ConfigError
+    from retune.pipeline import load_named_config
+
+    (folder / "store.yaml").write_text(yaml.safe_dump({**demo_raw, "name": "demand"}, sort_keys=False))
+    [check] = check_configs(["store"])
+    assert (
+        not check.ok
+        and "name: 'demand' must be the file's name, 'store'" in str(check.error)
+        and "store.yaml" in str(check.error)
+    )
+    with pytest.raises(ConfigError, match=r"store\.yaml: name: 'demand'"):
+        load_named_config("store")
+    assert load_named_config("demo").name == "demo"
