@@ -309,7 +309,8 @@ def _plan_one(r: dict[str, Any], source: str, settings: Settings | None) -> dict
     from retune import policy
 
     key = f"drift:{r['config']}:{r['window']['end']}"
-    decision = policy.decide(r["config"], source=source, key=key, settings=settings)
+    end = parse_timestamp(r["window"]["end"])
+    decision = policy.decide(r["config"], source=source, key=key, window_end=end, settings=settings)
     print(f"{r['config']}: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
     if not decision.triggered:
         return None

@@ -155,12 +155,12 @@ def record_window(
         )
 
 
-def _consecutive_drifted(conn: Any, windows: sa.Table, config_name: str, n: int) -> int:
+def _consecutive_drifted(conn: Any, windows: sa.Table, config_name: str, n: int, until: datetime | None = None) -> int:
+    """How many of the newest ``n`` checked windows ending at or before ``until`` drifted, in a row."""
     import sqlalchemy as sa
 
-    rows = conn.execute(
-        sa.select(windows.c.drift_detected).where(windows.c.config == config_name).order_by(windows.c.window_end.desc()).limit(n)
-    ).all()
+    which = [windows.c.config == config_name] + ([windows.c.window_end <= _aware(until)] if until is not None else [])
+    rows = conn.execute(sa.select(windows.c.drift_detected).where(*which).order_by(windows.c.window_end.desc()).limit(n)).all()
     count = 0
     for (drifted,) in rows:
         if not drifted:
@@ -176,6 +176,7 @@ def decide(
     key: str,
     force: bool = False,
     rerun: bool = False,
+    window_end: datetime | None = None,
     settings: Settings | None = None,
     now: datetime | None = None,
 ) -> Decision:
@@ -189,6 +190,8 @@ def decide(
         rerun: The request is a rerun of the same Airflow run (cleared by a person): a
             decision with the same key is then not a duplicate once its retune has ended,
             and the cooldown does not apply. Registration stays idempotent per run.
+        window_end: End of the drifted window being decided: hysteresis counts the windows
+            up to it (a check of an older window is not judged by newer ones).
         settings: State locations (``policy_db``).
         now: The time of the decision (tests).
 
@@ -229,7 +232,7 @@ def decide(
             if not token and dup is not None and not (rerun and dup.outcome is not None):
                 reason = f"duplicate of decision {dup.id} (same idempotency key)"
         if not reason and not force and source in ("drift", "schedule") and policy.hysteresis > 1:
-            seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis)
+            seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis, until=window_end)
             if seen < policy.hysteresis:
                 reason = f"hysteresis: drift in {seen} of the last {policy.hysteresis} consecutive windows needed"
         if not reason and not force and not rerun and policy.cooldown.total_seconds() > 0:

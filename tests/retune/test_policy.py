@@ -76,6 +76,20 @@ def test_hysteresis_needs_consecutive_drifted_windows(env) -> None:  # noqa: ANN
     assert "hysteresis" not in policy.decide("demo", source="alert", key="a1", now=T0 + timedelta(days=3)).reason
 
 
+def test_hysteresis_of_an_older_window_counts_the_windows_up_to_it(env) -> None:  # noqa: ANN001
+    """A backfill or manual check of an old window used to be judged by the newest windows:
+    today's drift let a retune on March's data through."""
+    march = T0 + timedelta(days=1)
+    policy.record_window("demo", T0, drift_detected=False, drift_share=0.1)
+    policy.record_window("demo", march, drift_detected=True, drift_share=0.6)  # the backfilled window
+    for day in (10, 11):  # the newest windows drifted
+        policy.record_window("demo", T0 + timedelta(days=day), drift_detected=True, drift_share=0.7)
+    old = policy.decide("demo", source="drift", key="march", window_end=march, now=T0 + timedelta(days=11))
+    assert not old.triggered and old.reason.startswith("hysteresis: drift in 1 of the last 2"), old.reason
+    new = policy.decide("demo", source="drift", key="today", window_end=T0 + timedelta(days=11), now=T0 + timedelta(days=11))
+    assert new.triggered, new.reason
+
+
 def test_an_expired_lock_is_taken_over(env) -> None:  # noqa: ANN001
     dead = policy.decide("demo", source="manual", key="k1", now=T0)
     assert dead.triggered
@@ -208,7 +222,7 @@ def test_planning_that_fails_midway_cancels_what_it_decided(env) -> None:  # noq
     from retune import pipeline
     from retune.errors import ConfigError
 
-    for day in (1, 2):
+    for day in (0, 1):  # the two windows up to the one decided (2025-06-02): hysteresis met
         policy.record_window("demo", T0 + timedelta(days=day), drift_detected=True, drift_share=0.5)
     with pytest.raises(ConfigError, match="ghost"):
         pipeline.plan_retunes([_drifted("demo", "2025-06-02"), _drifted("ghost", "2025-06-02")])
