@@ -6,8 +6,9 @@ Evidently, and triggers `retune_model` for every model whose drift share crosses
 threshold.
 
 **Runs** hourly; each model config (`include/configs/*.yaml`) is checked when its own
-`drift.schedule` cron fires inside the run's data interval (default daily). A manual run
-checks every config, or only the one named in **config**.
+`drift.schedule` cron fires inside the run's hour (default daily), or since the previous
+successful run after a scheduler gap. A manual run checks every config, or only the one
+named in **config**.
 
 **Params**
 - `config`: check only this model config (empty: every config).
@@ -72,18 +73,21 @@ def monitor_drift() -> None:
     @task
     def due_configs() -> list[str]:
         """The configs to check in this run."""
+        from retune.schedule import check_interval
         from retune.schedule import due_configs as due
 
         ctx = get_current_context()
         params = ctx["params"]
         dag_run = ctx["dag_run"]
         manual = str(dag_run.run_type).lower().endswith("manual")
-        end = ctx.get("data_interval_end")
-        start = ctx.get("data_interval_start")
-        if end is not None and (start is None or start >= end):
-            start = end - RUN_EVERY  # cron schedules give runs an empty data interval
+        # after a scheduler gap, reach back to the last successful run: no cron time unchecked
+        prev = None if manual else ctx.get("prev_data_interval_end_success")
+        previous = pendulum.instance(prev) if prev else None  # a lazy proxy in the context: a real datetime
+        start, end = check_interval(
+            ctx.get("data_interval_start"), ctx.get("data_interval_end"), every=RUN_EVERY, previous_end=previous
+        )
         names = due(only=params.get("config"), start=start, end=end, every=manual)
-        print(f"configs to check: {names}")
+        print(f"configs to check: {names}" + ("" if manual or end is None else f" (cron times in ({start}, {end}])"))
         return names
 
     @task(map_index_template="{{ task.op_kwargs['config_name'] }}")

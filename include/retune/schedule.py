@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from retune.config import NAME_PATTERN
 from retune.settings import get_settings
@@ -31,6 +31,39 @@ def cron_fires(expression: str, start: datetime, end: datetime) -> bool:
 
     nxt = croniter(expression, start).get_next(datetime)
     return bool(nxt <= end)
+
+
+def check_interval(
+    start: datetime | None, end: datetime | None, *, every: timedelta, previous_end: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """The interval ``(start, end]`` whose cron times make a config due in a scheduled monitor run.
+
+    A run's own interval is ``(end - every, end]`` (trigger timetables give runs an empty data
+    interval). When the previous successful run ended before that (the scheduler was down for
+    longer than ``every``, or runs failed), the interval reaches back to it: with ``catchup``
+    off, the run after a gap covered only its last ``every``, so a daily cron time inside the
+    gap was never checked, and nothing said so. Each config is still checked once, on its
+    newest window.
+
+    Args:
+        start: Start of the run's data interval (``None`` or ``>= end``: empty).
+        end: End of the run's data interval (``None``: no interval, every config is due).
+        every: How often the monitor runs.
+        previous_end: End of the previous successful run's data interval, if any.
+
+    Example:
+        >>> from datetime import timezone
+        >>> end = datetime(2025, 1, 2, 1, 30, tzinfo=timezone.utc)
+        >>> check_interval(end, end, every=timedelta(hours=1), previous_end=datetime(2025, 1, 1, 23, tzinfo=timezone.utc))[0].hour
+        23
+    """
+    if end is None:
+        return start, end
+    if start is None or start >= end:
+        start = end - every
+    if previous_end is not None and previous_end < start:
+        start = previous_end
+    return start, end
 
 
 def due_configs(

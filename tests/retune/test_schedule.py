@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from retune.errors import ConfigError
-from retune.schedule import cron_fires, due_configs, list_configs
+from retune.schedule import check_interval, cron_fires, due_configs, list_configs
 
 
 def utc(*args: int) -> datetime:
@@ -110,3 +110,38 @@ def test_an_invalid_config_is_due_so_its_own_check_fails_and_the_others_still_ru
     assert due == ["broken", "hourly", "monday"]
     with pytest.raises(ConfigError, match="broken.yaml"):  # what its check_drift then says
         load_config(config_path("broken", str(config_dir)))
+
+
+# --------------------------------------------------------------------------- check_interval
+
+HOUR = timedelta(hours=1)
+
+
+def test_a_run_after_a_scheduler_gap_checks_the_cron_times_inside_the_gap() -> None:
+    """The 23:00 run succeeded; the scheduler was down until 01:30. The 01:30 run covered
+    only (00:30, 01:30], so @daily (00:00) was never checked that day."""
+    end = utc(2025, 1, 2, 1, 30)
+    start, _ = check_interval(end, end, every=HOUR, previous_end=utc(2025, 1, 1, 23))
+    assert start == utc(2025, 1, 1, 23) and cron_fires("@daily", start, end)
+    alone, _ = check_interval(end, end, every=HOUR)  # what it covered before
+    assert alone == utc(2025, 1, 2, 0, 30) and not cron_fires("@daily", alone, end)
+
+
+@pytest.mark.parametrize(
+    ("previous_end", "start"),
+    [
+        (None, utc(2025, 1, 2, 0)),  # the first run
+        (utc(2025, 1, 2, 0), utc(2025, 1, 2, 0)),  # the previous hourly run: back to back, no cron time twice
+        (utc(2025, 1, 2, 0, 40), utc(2025, 1, 2, 0)),  # a manual run since: never narrower than an hour
+    ],
+)
+def test_without_a_gap_a_run_covers_its_own_hour(previous_end: datetime | None, start: datetime) -> None:
+    end = utc(2025, 1, 2, 1)
+    assert check_interval(end, end, every=HOUR, previous_end=previous_end) == (start, end)
+    assert check_interval(utc(2025, 1, 2, 0, 15), end, every=HOUR, previous_end=previous_end)[0] == min(
+        utc(2025, 1, 2, 0, 15), previous_end or end
+    )
+
+
+def test_no_interval_stays_none() -> None:
+    assert check_interval(None, None, every=HOUR, previous_end=utc(2025, 1, 1)) == (None, None)
