@@ -175,3 +175,16 @@ def test_a_latest_retune_without_window_end_trains_on_the_window_ending_when_it_
     assert run.state == "success"
     window = _return_value("retune_model", run.run_id, "retune.load_data")["window"]
     assert parse_timestamp(window["end"]) == run.run_after
+
+
+def test_a_monitor_run_with_no_config_to_check_succeeds_and_triggers_nothing(
+    airflow_db: None, retune_env: dict[str, Path]
+) -> None:
+    """Most hourly runs have no config due: with retunes_to_trigger on all_done_min_one_success
+    and the all_checks_ok leaf, an empty expansion must still end the run as success."""
+    before = _queued_retunes()
+    run = fresh_dags()["monitor_drift"].test(run_conf={})  # the config folder is empty
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert states["due_configs"] == "success"
+    assert _queued_retunes() == before
