@@ -57,14 +57,33 @@ def _db_url(admin: str, name: str, driver: str = "postgresql") -> str:
     return f"{base.replace('postgresql://', driver + '://', 1)}/{name}"
 
 
+def _server_listens(admin: str) -> bool:
+    """Whether something accepts TCP connections at the DSN's host and port (a Unix socket
+    path as host: whether the socket file exists)."""
+    import socket
+
+    from psycopg2.extensions import parse_dsn
+
+    dsn = parse_dsn(admin)
+    host, port = dsn.get("host") or "/var/run/postgresql", int(dsn.get("port") or 5432)
+    if host.startswith("/"):
+        return Path(host, f".s.PGSQL.{port}").exists()
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
 def _ensure_postgres(admin: str) -> None:
     import psycopg2
 
     try:
         psycopg2.connect(admin, connect_timeout=3).close()
         return
-    except psycopg2.OperationalError:
-        pass
+    except psycopg2.OperationalError as exc:
+        if _server_listens(admin):  # up, but refused us (password, role, database): say so
+            raise SystemExit(f"PostgreSQL at {admin} is running but refused the connection: {str(exc).strip()}") from None
     versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").is_dir() else []
     if not versions or not shutil.which("pg_ctlcluster"):
         raise SystemExit(f"PostgreSQL is not reachable at {admin} and no Debian cluster to start; install postgresql")

@@ -548,3 +548,17 @@ def test_compose_and_no_docker_stack_run_the_same_commands() -> None:
         assert commands[airflow_command].startswith(airflow_command)
     assert "server" in command_text("mlflow")
     assert "--serve-artifacts" in command_text("mlflow")
+
+
+@pytest.mark.postgres
+def test_stack_up_names_a_refused_login_instead_of_starting_a_running_server() -> None:
+    """A PostgreSQL that is up but refuses the login (a wrong password or role) was taken for
+    one that is not running: stack-up ran pg_ctlcluster start, which failed and hid the cause."""
+    from pg import temp_database  # type: ignore[import-not-found]
+    from psycopg2.extensions import make_dsn
+
+    stack = _stack_module()
+    with temp_database("retune_stack_login") as url:  # skips, or fails when CI=true, without a server
+        stack._ensure_postgres(url)  # up, login fine: nothing to do
+        with pytest.raises(SystemExit, match=r"running but refused the connection: .*no_such_role_retune"):
+            stack._ensure_postgres(make_dsn(url, user="no_such_role_retune"))
