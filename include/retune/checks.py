@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from retune.config import NAME_PATTERN, config_path, load_config
-from retune.errors import ConfigError, RetuneError
+from retune.config import NAME_PATTERN, config_path, load_named_file
+from retune.errors import RetuneError
 from retune.settings import Settings, get_settings
 
 
@@ -84,11 +84,7 @@ def check_config(
         )
         return check
     try:
-        cfg = load_config(path)
-        if cfg.name != path.stem:
-            raise ConfigError(
-                f"{path}: name: {cfg.name!r} must be the file's name, {path.stem!r} (the DAGs address it by its file)"
-            )
+        cfg = load_named_file(path)
         if data:
             reference, features = load_window(
                 cfg, retune_window(cfg, window_end=None, kind="reference"), variables=settings.variables

@@ -705,6 +705,22 @@ def load_config(path: str | os.PathLike[str]) -> RetuneConfig:
         raise ConfigError(_format_error(str(file), exc)) from None
 
 
+def load_named_file(path: str | os.PathLike[str]) -> RetuneConfig:
+    """:func:`load_config` for a config the DAGs address by its file, ``<name>.yaml``.
+
+    Raises:
+        ConfigError: As :func:`load_config`, or when the config's ``name`` is not its file's
+            name: the DAGs address a config by its file, while its policy, windows and
+            experiments go by ``name``; two names for one model made the monitor's planning
+            fail (or act on another config of that name).
+    """
+    file = Path(path)
+    cfg = load_config(file)
+    if cfg.name != file.stem:
+        raise ConfigError(f"{file}: name: {cfg.name!r} must be the file's name, {file.stem!r} (the DAGs address it by its file)")
+    return cfg
+
+
 def config_path(name: str, config_dir: str | os.PathLike[str]) -> Path:
     """The YAML file of a config name, refusing names that could escape the folder.
 

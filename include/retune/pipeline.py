@@ -19,7 +19,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from retune.config import RetuneConfig, config_path, load_config, parse_timestamp
+from retune.config import RetuneConfig, config_path, load_named_file, parse_timestamp
 from retune.data import FeatureSet, Window, frame_digest, load_window, split_for_retune
 from retune.drift import DriftDetector, EvidentlyDriftDetector
 from retune.errors import ChampionChangedError, ConfigError, DataError, ParamError, RegistryUnavailableError, RetuneError
@@ -41,16 +41,10 @@ def load_named_config(name: str, settings: Settings | None = None) -> RetuneConf
 
     Raises:
         ConfigError: If the name is unsafe, the file missing or the config invalid, or its
-            ``name`` is not its file name: the DAGs address a config by its file, while its
-            policy, windows and experiments go by ``name``; two names for one model made the
-            monitor's planning fail (or act on another config of that name).
+            ``name`` is not ``name`` (:func:`retune.config.load_named_file`).
     """
     settings = settings or get_settings()
-    path = config_path(name, settings.config_dir)
-    cfg = load_config(path)
-    if cfg.name != name:
-        raise ConfigError(f"{path}: name: {cfg.name!r} must be the file's name, {name!r} (the DAGs address it by its file)")
-    return cfg
+    return load_named_file(config_path(name, settings.config_dir))
 
 
 def _now() -> datetime:
@@ -83,10 +77,11 @@ def slug(text: str, *, limit: int = 80) -> str:
     """
     if not text:
         return "run"
-    if len(text) <= limit and re.fullmatch(r"[A-Za-z0-9_.-]+", text):
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+    if safe == text and len(text) <= limit:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[: max(limit - len(digest) - 1, 0)].strip("_")
+    safe = safe[: max(limit - len(digest) - 1, 0)].strip("_")
     return f"{safe}-{digest}" if safe else digest
 
 
