@@ -169,6 +169,14 @@ def _consecutive_drifted(conn: Any, windows: sa.Table, config_name: str, n: int,
     return count
 
 
+def _record(conn: Any, decisions: sa.Table, row: dict[str, Any], *, reason: str, token: str | None) -> int | None:
+    """Insert one decision (triggered when it has a lock ``token``); its id."""
+    import sqlalchemy as sa
+
+    inserted = conn.execute(sa.insert(decisions).values(**row, triggered=token is not None, reason=reason, token=token))
+    return int(inserted.inserted_primary_key[0]) if inserted.inserted_primary_key else None
+
+
 def decide(
     config_name: str,
     *,
@@ -245,36 +253,30 @@ def decide(
                 reason = f"cooldown: the last retune started {_aware(last).isoformat()}, cooldown {policy.cooldown}"
         if not reason:
             conn.execute(sa.delete(locks).where(locks.c.config == config_name, locks.c.expires_at < now))
+    row = {"created_at": now, "config": config_name, "source": source, "idempotency_key": stored_key(key), "forced": force}
+    decision_id: int | None = None
     if not reason:
         token = secrets.token_hex(16)
+        reason = "triggered (forced)" if force else "triggered"
         try:
+            # the lock and the decision that took it in one transaction: a failure between
+            # the two must not leave a lock that no decision, and so no run, gives back
             with engine.begin() as conn:
                 conn.execute(
                     sa.insert(locks).values(config=config_name, token=token, acquired_at=now, expires_at=now + policy.lock_ttl)
                 )
+                decision_id = _record(conn, decisions, row, reason=reason, token=token)
         except sa.exc.IntegrityError:
             token = None
             with engine.connect() as conn:
                 holder = conn.execute(sa.select(locks.c.acquired_at).where(locks.c.config == config_name)).first()
             since = _aware(holder.acquired_at).isoformat() if holder else "just now"
             reason = f"a retune of {config_name} is already running (since {since}); one at a time"
+    if decision_id is None:  # skipped, or the same run again with the lock it kept
+        with engine.begin() as conn:
+            decision_id = _record(conn, decisions, row, reason=reason, token=token)
     triggered = token is not None
-    if triggered and not reason:  # (a kept lock has its reason already)
-        reason = "triggered (forced)" if force else "triggered"
-    with engine.begin() as conn:
-        inserted = conn.execute(
-            sa.insert(decisions).values(
-                created_at=now,
-                config=config_name,
-                source=source,
-                idempotency_key=stored_key(key),
-                triggered=triggered,
-                forced=force,
-                reason=reason,
-                token=token,
-            )
-        ).inserted_primary_key
-    decision = Decision(triggered, reason, config_name, source, key, token, int(inserted[0]) if inserted else None)
+    decision = Decision(triggered, reason, config_name, source, key, token, decision_id)
     log.info("policy %s %s (source=%s key=%s): %s", config_name, "TRIGGER" if triggered else "SKIP", source, key, reason)
     return decision
 

@@ -245,3 +245,30 @@ def test_a_bad_window_end_names_the_param_and_gives_the_lock_back(env) -> None: 
     assert policy.current_lock("demo") is None
     again = policy.decide("demo", source="manual", key="retune_model/r1", rerun=True)
     assert again.triggered, "the cleared run is decided afresh"
+
+
+def test_a_failure_recording_the_decision_leaves_no_lock(env) -> None:  # noqa: ANN001
+    """The database fails between taking the lock and recording the decision (a dropped
+    connection): nothing is kept, so the sender's retry triggers instead of being told for
+    lock_ttl that a retune that never started is running."""
+    import sqlalchemy as sa
+
+    engine = policy._tables(env.policy_db)[0]
+    failures = []
+
+    def fail_once(conn, cursor, statement, *args) -> None:  # noqa: ANN001, ANN002
+        if statement.lstrip().upper().startswith("INSERT INTO RETUNE_DECISIONS") and not failures:
+            failures.append(statement)
+            raise sa.exc.OperationalError(statement, {}, Exception("server closed the connection unexpectedly"))
+
+    sa.event.listen(engine, "before_cursor_execute", fail_once)
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="server closed"):
+            policy.decide("demo", source="alert", key="alert:x", now=T0)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", fail_once)
+    assert failures, "the fault was injected"
+    assert policy.current_lock("demo", now=T0) is None, "a lock without its decision was left behind"
+    assert policy.history("demo") == []
+    retry = policy.decide("demo", source="alert", key="alert:x", now=T0 + timedelta(minutes=1))
+    assert retry.triggered, retry.reason
