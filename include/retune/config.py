@@ -540,7 +540,10 @@ class PolicyConfig(_Strict):
     """When a requested retune may start (see :mod:`retune.policy`)."""
 
     hysteresis: int = Field(1, ge=1, le=100, description="Consecutive drifted windows before the schedule retunes.")
-    cooldown: Duration = Field(timedelta(0), description="No new retune this soon after the last one started.")
+    cooldown: Duration = Field(
+        timedelta(0),
+        description="No new retune this soon after the last one started (one its drift gate skipped does not count).",
+    )
     lock_ttl: Duration = Field(timedelta(hours=6), description="A retune holding the lock longer is presumed dead.")
 
     @field_validator("cooldown", mode="before")

@@ -375,7 +375,7 @@ def admit(
             policy.cancel(config_name, str(token), reason=f"the drift gate failed: {exc!r}"[:200], settings=settings)
         raise
     if not gate["retune"]:
-        policy.release(config_name, str(token), outcome=f"skipped: {gate['reason']}", settings=settings)
+        policy.skip(config_name, str(token), reason=gate["reason"], settings=settings)
         return {"retune": False, "reason": gate["reason"], "token": None}
     return {"retune": True, "reason": f"{reason}; {gate['reason']}", "token": token}
 

@@ -9,7 +9,8 @@ model config (``policy`` section of the YAML):
    :func:`cancel`-led, may be sent again);
 2. **hysteresis**: for drift from the schedule, drift must have been found in
    ``policy.hysteresis`` consecutive windows;
-3. **cooldown**: no new retune within ``policy.cooldown`` of the last one that started;
+3. **cooldown**: no new retune within ``policy.cooldown`` of the last one that started (a
+   retune whose drift gate found nothing to do, :func:`skip`, does not count);
 4. **one at a time**: a retune holds the model's lock until it ends (``release``); another
    request meanwhile is skipped.
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("drift", "schedule", "manual", "alert", "api", "bootstrap")
 MAX_KEY = 512  # the idempotency_key column's width
+SKIPPED = "skipped: "  # the outcome of a retune that its drift gate let go: no cooldown from it
 
 
 def stored_key(key: str) -> str:
@@ -246,7 +248,10 @@ def decide(
         if not reason and not force and not rerun and policy.cooldown.total_seconds() > 0:
             last = conn.execute(
                 sa.select(sa.func.max(decisions.c.created_at)).where(
-                    decisions.c.config == config_name, decisions.c.triggered.is_(True)
+                    decisions.c.config == config_name,
+                    decisions.c.triggered.is_(True),
+                    # a retune its drift gate skipped tuned nothing: it starts no cooldown
+                    sa.or_(decisions.c.outcome.is_(None), sa.not_(decisions.c.outcome.startswith(SKIPPED, autoescape=True))),
                 )
             ).scalar()
             if last is not None and _aware(last) + policy.cooldown > now:
@@ -301,6 +306,16 @@ def release(config_name: str, token: str, *, outcome: str, settings: Settings | 
     deleted = _give_back(config_name, token, settings=settings, outcome=outcome, open_only=True)
     log.info("policy %s: released (%s)", config_name, outcome)
     return deleted
+
+
+def skip(config_name: str, token: str, *, reason: str, settings: Settings | None = None) -> bool:
+    """Release the lock of a retune that its drift gate let go (no drift): the decision stays
+    triggered, so the same request again is a duplicate, but it starts no cooldown.
+
+    Returns:
+        Whether the lock was held by ``token``.
+    """
+    return release(config_name, token, outcome=f"{SKIPPED}{reason}", settings=settings)
 
 
 def cancel(config_name: str, token: str, *, reason: str, settings: Settings | None = None) -> bool:

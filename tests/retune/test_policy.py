@@ -272,3 +272,21 @@ def test_a_failure_recording_the_decision_leaves_no_lock(env) -> None:  # noqa: 
     assert policy.history("demo") == []
     retry = policy.decide("demo", source="alert", key="alert:x", now=T0 + timedelta(minutes=1))
     assert retry.triggered, retry.reason
+
+
+def test_a_retune_its_drift_gate_skipped_starts_no_cooldown(env) -> None:  # noqa: ANN001
+    """An alert's retune found no drift and tuned nothing: the monitor's drift an hour later
+    is not refused by a cooldown (6 h here); the alert's resend is still a duplicate, and a
+    retune that did run still starts the cooldown."""
+    alert = policy.decide("demo", source="alert", key="alert:perf", now=T0)
+    assert alert.token is not None
+    assert policy.skip("demo", alert.token, reason="no drift in the window: nothing to retune")
+    row = next(r for r in policy.history("demo") if r["token"] == alert.token)
+    assert row["triggered"] is True and row["outcome"] == "skipped: no drift in the window: nothing to retune"
+    assert "duplicate" in policy.decide("demo", source="alert", key="alert:perf", now=T0 + timedelta(minutes=30)).reason
+    ran = policy.decide("demo", source="manual", key="k-drift", now=T0 + timedelta(hours=1))
+    assert ran.triggered, ran.reason
+    assert ran.token is not None
+    policy.release("demo", ran.token, outcome="registered v2")
+    later = policy.decide("demo", source="manual", key="k-next", now=T0 + timedelta(hours=2))
+    assert not later.triggered and later.reason.startswith("cooldown")
