@@ -337,8 +337,10 @@ def admit(
 
     A run started by the monitor or an alert carries the policy token of its decision; a run
     started by a person or the REST API is put to the policy here (idempotency key: the
-    conf's ``idempotency_key``, else the run). Without drift (and without ``force``) the lock
-    is given back at once.
+    conf's ``idempotency_key``, else the run). A run whose retune ended and gave its lock back,
+    then cleared by a person, is decided again as the same request (``rerun``: no duplicate,
+    no hysteresis, no cooldown; the lock still one at a time). Without drift (and without
+    ``force``) the lock is given back at once.
 
     Returns:
         ``{"retune": bool, "reason": str, "token": str | None}``.
@@ -347,9 +349,13 @@ def admit(
 
     settings = settings or get_settings()
     token = conf.get("policy_token")
+    cleared = False
+    if token and not policy.holds(config_name, token, settings=settings):
+        if not policy.ended(config_name, token, settings=settings):  # expired while it ran: taken over
+            return {"retune": False, "reason": "the policy lock of this run expired", "token": None}
+        # the run ended and gave its lock back, and a person cleared it: the same request again
+        token, cleared = None, True
     if token:
-        if not policy.holds(config_name, token, settings=settings):
-            return {"retune": False, "reason": "the policy lock of this run expired or was released", "token": None}
         reason = "admitted by the trigger policy"
     else:
         source = trigger if trigger in policy.SOURCES else "manual"
@@ -359,7 +365,7 @@ def admit(
             source=source,
             key=key,
             force=force or window_kind == "reference",
-            rerun=key == run_key,  # the same Airflow run again (cleared): not a new request
+            rerun=cleared or key == run_key,  # the same Airflow run again (cleared): not a new request
             settings=settings,
         )
         print(f"trigger policy: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
@@ -371,7 +377,7 @@ def admit(
     try:
         gate = should_retune(config_name, window_end=window_end, drift=drift, force=force, settings=settings)
     except BaseException as exc:
-        if not conf.get("policy_token"):  # the lock was taken here: this run's retry decides again
+        if cleared or not conf.get("policy_token"):  # the lock was taken here: this run's retry decides again
             policy.cancel(config_name, str(token), reason=f"the drift gate failed: {exc!r}"[:200], settings=settings)
         raise
     if not gate["retune"]:

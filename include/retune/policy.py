@@ -241,7 +241,7 @@ def decide(
                     token, reason = dup.token, "triggered (the same run again, its lock still held)"
             if not token and dup is not None and not (rerun and dup.outcome is not None):
                 reason = f"duplicate of decision {dup.id} (same idempotency key)"
-        if not reason and not force and source in ("drift", "schedule") and policy.hysteresis > 1:
+        if not reason and not force and not rerun and source in ("drift", "schedule") and policy.hysteresis > 1:
             seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis, until=window_end)
             if seen < policy.hysteresis:
                 reason = f"hysteresis: drift in {seen} of the last {policy.hysteresis} consecutive windows needed"
@@ -295,6 +295,23 @@ def holds(config_name: str, token: str, *, settings: Settings | None = None) -> 
     with engine.connect() as conn:
         row = conn.execute(sa.select(locks.c.token).where(locks.c.config == config_name)).first()
     return row is not None and row.token == token
+
+
+def ended(config_name: str, token: str, *, settings: Settings | None = None) -> bool:
+    """Whether the decision that took ``token`` has ended: its retune gave the lock back
+    (:func:`release`, :func:`skip`) or it was :func:`cancel`-led. A lock that expired
+    while its retune was still going has not."""
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, decisions, _, _ = _tables(settings.policy_db)
+    with engine.connect() as conn:
+        outcome = conn.execute(
+            sa.select(decisions.c.id).where(
+                decisions.c.config == config_name, decisions.c.token == token, decisions.c.outcome.is_not(None)
+            )
+        ).first()
+    return outcome is not None
 
 
 def release(config_name: str, token: str, *, outcome: str, settings: Settings | None = None) -> bool:

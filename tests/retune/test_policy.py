@@ -290,3 +290,33 @@ def test_a_retune_its_drift_gate_skipped_starts_no_cooldown(env) -> None:  # noq
     policy.release("demo", ran.token, outcome="registered v2")
     later = policy.decide("demo", source="manual", key="k-next", now=T0 + timedelta(hours=2))
     assert not later.triggered and later.reason.startswith("cooldown")
+
+
+def test_a_cleared_run_of_the_monitor_or_an_alert_retunes_again(env) -> None:  # noqa: ANN001
+    """A monitor- or alert-triggered run failed (MLflow down) and gave its lock back; a person
+    fixes MLflow and clears the run: it is decided again as the same request (no duplicate,
+    no hysteresis against newer windows) instead of every task skipping. A run whose lock
+    expired while it ran, and was taken over, still skips."""
+    from retune import pipeline
+
+    for day in (0, 1):
+        policy.record_window("demo", T0 + timedelta(days=day), drift_detected=True, drift_share=0.5)
+    [conf] = pipeline.plan_retunes([_drifted("demo", "2025-06-02")])
+    policy.record_window("demo", T0 + timedelta(days=2), drift_detected=False, drift_share=0.0)  # a later window
+    kwargs = {"window_kind": "latest", "window_end": "2025-06-02", "force": False, "trigger": "drift"}
+    drift = {"drift_detected": True}
+    first = pipeline.admit("demo", conf=conf, run_key="retune_model/m1", drift=drift, **kwargs)  # type: ignore[arg-type]
+    assert first["retune"] and first["token"] == conf["policy_token"]
+    pipeline.finish("demo", first["token"], registered=None)  # the run failed: lock given back
+    cleared = pipeline.admit("demo", conf=conf, run_key="retune_model/m1", drift=drift, **kwargs)  # type: ignore[arg-type]
+    assert cleared["retune"], cleared["reason"]
+    assert cleared["token"] != conf["policy_token"] and policy.holds("demo", cleared["token"])
+    pipeline.finish("demo", cleared["token"], registered=None)
+
+    alert = policy.decide("demo", source="alert", key="alert:late", force=True, now=T0)  # lock_ttl 2 h: long expired
+    taken = policy.decide("demo", source="manual", key="k-other", force=True)
+    assert taken.triggered, "the expired lock was taken over"
+    stale = {"config": "demo", "policy_token": alert.token, "idempotency_key": "alert:late"}
+    skipped = pipeline.admit("demo", conf=stale, run_key="retune_model/a1", drift=drift, **{**kwargs, "trigger": "alert"})  # type: ignore[arg-type]
+    assert not skipped["retune"] and "expired" in skipped["reason"]
+    assert policy.holds("demo", str(taken.token)), "the run that took the lock over keeps it"
