@@ -50,12 +50,12 @@ RUN_EVERY = pendulum.duration(hours=1)
                 "Check only this config: <name>.yaml in the config folder (RETUNE_CONFIG_DIR, "
                 "default include/configs); empty: every config."
             ),
-            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$(?!\n)",
         ),
         "window_end": Param(
             None,
             type=["null", "string"],
-            pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$",
+            pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$(?!\n)",
             title="Window end",
             description=(
                 "End of the production window: ISO date or datetime, e.g. 2025-05-29 (UTC if no offset); "

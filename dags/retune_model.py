@@ -25,8 +25,9 @@ drift summary), by hand from this form (`trigger=manual`), or by an alert.
 - Set by automation: `trigger` (`manual`, `drift`, `schedule`, `alert`, `bootstrap`) and
   `drift` (the drift summary from `monitor_drift`).
 
-Values outside these ranges or choices are refused when the run is created (form or REST
-API, HTTP 400 naming the param).
+Values outside these ranges, choices or patterns are refused when the run is created (form
+or REST API, HTTP 400 naming the param); a date that does not exist (2025-02-30) fits the
+pattern and fails the run's first task, naming `window_end`.
 
 Each retune is one MLflow parent run in experiment `retune/<config>` with one child run per
 trial; the study is `retune-<model>-<dag run>` in the Optuna storage.
@@ -92,7 +93,7 @@ def _window_end() -> str:
                 "(RETUNE_CONFIG_DIR, default include/configs), e.g. demo. "
                 "Lowercase letters, digits, '-' and '_'."
             ),
-            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$(?!\n)",
             minLength=1,
             maxLength=63,
         ),
@@ -110,7 +111,7 @@ def _window_end() -> str:
         "window_end": Param(
             None,
             type=["null", "string"],
-            pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$",
+            pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$(?!\n)",
             title="Window end",
             description="End of a 'latest' window: ISO date or datetime, e.g. 2025-05-29 or 2025-05-29T12:00:00+00:00 (UTC if no offset); empty: when the run was triggered (a cleared run reads the same window).",
         ),

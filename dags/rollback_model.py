@@ -45,7 +45,7 @@ from airflow.sdk import Param, dag, get_current_context, task
                 "(RETUNE_CONFIG_DIR, default include/configs), e.g. demo. "
                 "Lowercase letters, digits, '-' and '_'."
             ),
-            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$(?!\n)",
             minLength=1,
             maxLength=63,
         ),

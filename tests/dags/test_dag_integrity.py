@@ -122,3 +122,28 @@ def test_top_level_imports_are_light(path: Path) -> None:
         for name in names:
             ok = name in ALLOWED_TOP_LEVEL or name.split(".")[0] in stdlib
             assert ok, f"{path.name}:{node.lineno}: top-level import of {name!r}; import it inside the task"
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "param", "good", "bad"),
+    [
+        (dag_id, "config", ["demo", "bike-sharing_2"], ["demo\n", "Demo", "../demo", ""])
+        for dag_id in ("monitor_drift", "retune_model", "rollback_model")
+    ]
+    + [
+        (dag_id, "window_end", ["2025-05-29", "2025-05-29T12:00:00+00:00", "2025-05-29 12:00Z"], ["2025-05-29\n", "29.05.2025"])
+        for dag_id in ("monitor_drift", "retune_model")
+    ],
+)
+def test_params_refuse_what_the_pipeline_would(parse_log: dict, dag_id: str, param: str, good: list, bad: list) -> None:
+    """The Params refuse a value when the run is created (form, REST 400), not in its first
+    task: JSON Schema patterns are matched with Python's re.search, where a bare ``$`` also
+    matches before a trailing newline."""
+    from airflow.sdk.definitions.param import Param, ParamValidationError
+
+    schema = parse_log["bag"].dags[dag_id].params.get_param(param).schema
+    for value in good:
+        assert Param(None, **schema).resolve(value) == value
+    for value in bad:
+        with pytest.raises(ParamValidationError):
+            Param(None, **schema).resolve(value)
