@@ -221,6 +221,7 @@ def retune_model() -> None:
             ctx = get_current_context()
             p = ctx["params"]
             lineage = _lineage()
+            token = ctx["ti"].xcom_pull(task_ids="retune.drift_gate", key="policy_token")
             return _call(
                 prepare,
                 p["config"],
@@ -234,6 +235,7 @@ def retune_model() -> None:
                 drift=p["drift"],
                 key=f"{lineage['dag_id']}/{lineage['run_id']}",
                 lineage=lineage,
+                policy_token=token,  # kept by the trial workers while trials finish
             )
 
         @task

@@ -544,7 +544,9 @@ class PolicyConfig(_Strict):
         timedelta(0),
         description="No new retune this soon after the last one started (one its drift gate skipped does not count).",
     )
-    lock_ttl: Duration = Field(timedelta(hours=6), description="A retune holding the lock longer is presumed dead.")
+    lock_ttl: Duration = Field(
+        timedelta(hours=6), description="A retune that shows no sign of life (no trial finished) this long is presumed dead."
+    )
 
     @field_validator("cooldown", mode="before")
     @classmethod

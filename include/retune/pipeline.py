@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -356,6 +357,7 @@ def admit(
         # the run ended and gave its lock back, and a person cleared it: the same request again
         token, cleared = None, True
     if token:
+        policy.renew(config_name, token, settings=settings)  # queued until now: lock_ttl counts from here
         reason = "admitted by the trigger policy"
     else:
         source = trigger if trigger in policy.SOURCES else "manual"
@@ -470,6 +472,7 @@ def prepare(
     drift: dict[str, Any] | None = None,
     key: str | None = None,
     lineage: dict[str, str] | None = None,
+    policy_token: str | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Load and check the retune's data, and open its MLflow parent run.
@@ -486,6 +489,8 @@ def prepare(
         drift: The drift result that triggered it, if any.
         key: Idempotency key (default: a new one); a retry with the same key reuses the run.
         lineage: Extra tags (dag_id, run_id).
+        policy_token: The trigger policy's lock of this retune, which the trial workers keep
+            (:func:`retune.policy.renew`) while trials finish.
         settings: State locations.
 
     Returns:
@@ -578,6 +583,7 @@ def prepare(
         "meta_features": _meta_features(cfg, split.tuning, features),
         "transfer_from": _previous_study(cfg, key, settings) if cfg.tuning.transfer == "cmaes" else None,
         "lineage": lineage or {},
+        "policy_token": policy_token,
     }
     from mlflow.entities import Param
 
@@ -810,6 +816,40 @@ def tune(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict[str, 
     return summarize_study(ctx, settings=settings)
 
 
+class LockKeeper:
+    """Optuna callback of a trial worker: keeps the retune's policy lock while its trials
+    finish (:func:`retune.policy.renew`, at most every ``every`` seconds), so a study longer
+    than ``policy.lock_ttl`` is not taken for dead and retuned twice over."""
+
+    def __init__(self, config_name: str, token: str, *, settings: Settings | None = None, every: float = 60.0) -> None:
+        self.config_name, self.token, self.settings, self.every = config_name, token, settings, every
+        self._last: float | None = None
+        self.held = True
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        from retune import policy
+
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.every:
+            return
+        self._last = now
+        try:
+            held = policy.renew(self.config_name, self.token, settings=self.settings)
+        except Exception:  # noqa: BLE001 (a policy database blip must not stop the trials)
+            log.warning(
+                "could not renew the policy lock of %s; trying again after the next trial", self.config_name, exc_info=True
+            )
+            self._last = None
+            return
+        if not held and self.held:
+            log.warning(
+                "the policy lock of this retune of %s expired and was taken over or given back: "
+                "another retune of the model may follow this one",
+                self.config_name,
+            )
+        self.held = held
+
+
 def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None = None) -> dict[str, Any]:
     """One trial worker on the retune's shared study; run several at once to spread trials.
 
@@ -845,7 +885,8 @@ def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None =
         worker=worker,
         space=parse_space(ctx["space"]) if "space" in ctx else None,
     )
-    outcome = run_study(study, objective, n_trials=int(ctx["n_trials"]), timeout=ctx["timeout"])
+    keeper = [LockKeeper(cfg.name, ctx["policy_token"], settings=settings)] if ctx.get("policy_token") else []
+    outcome = run_study(study, objective, n_trials=int(ctx["n_trials"]), timeout=ctx["timeout"], callbacks=keeper)
     mine = sum(t.user_attrs.get("worker") == worker for t in study.get_trials(deepcopy=False))
     log.info("worker %d of %s ran %d trial(s) in %.1f s", worker, ctx["study_name"], mine, outcome.elapsed_s)
     return {"worker": worker, "trials": mine, "seconds": outcome.elapsed_s}

@@ -12,7 +12,8 @@ model config (``policy`` section of the YAML):
 3. **cooldown**: no new retune within ``policy.cooldown`` of the last one that started (a
    retune whose drift gate found nothing to do, :func:`skip`, does not count);
 4. **one at a time**: a retune holds the model's lock until it ends (``release``); another
-   request meanwhile is skipped.
+   request meanwhile is skipped. A retune that shows no sign of life for ``policy.lock_ttl``
+   (it :func:`renew`-s the lock when it starts and as its trials finish) is presumed dead.
 
 ``force`` skips 1 to 3, never 4. Every decision, triggered or skipped with its reason, is a
 row of the ``retune_decisions`` table (PostgreSQL in production, SQLite embedded) and a log
@@ -295,6 +296,32 @@ def holds(config_name: str, token: str, *, settings: Settings | None = None) -> 
     with engine.connect() as conn:
         row = conn.execute(sa.select(locks.c.token).where(locks.c.config == config_name)).first()
     return row is not None and row.token == token
+
+
+def renew(config_name: str, token: str, *, settings: Settings | None = None, now: datetime | None = None) -> bool:
+    """Keep a working retune's lock: its expiry moves to ``now + policy.lock_ttl``. So
+    ``lock_ttl`` bounds a retune's silence (queued behind another model's retune, or a
+    trial), not its length.
+
+    Returns:
+        Whether ``token`` still held the lock (``False``: it expired and was taken over, or
+        was given back).
+    """
+    import sqlalchemy as sa
+
+    from retune.pipeline import load_named_config
+
+    settings = settings or get_settings()
+    ttl = load_named_config(config_name, settings).policy.lock_ttl
+    engine, _, _, locks = _tables(settings.policy_db)
+    now = now or _now()
+    with engine.begin() as conn:
+        renewed = conn.execute(
+            sa.update(locks)
+            .where(locks.c.config == config_name, locks.c.token == token, locks.c.expires_at >= now)
+            .values(expires_at=now + ttl)
+        ).rowcount
+    return bool(renewed)
 
 
 def ended(config_name: str, token: str, *, settings: Settings | None = None) -> bool:

@@ -27,6 +27,8 @@ from retune.metrics import get_metric
 from retune.models import get_family
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     import optuna
     from mlflow import MlflowClient
 
@@ -395,6 +397,7 @@ def run_study(
     *,
     n_trials: int,
     timeout: float | None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
 ) -> StudyOutcome:
     """Run (or resume) a study until it has ``n_trials`` complete or pruned trials, or the
     timeout passes.
@@ -412,6 +415,7 @@ def run_study(
         n_trials: The trial budget (complete, pruned and failed trials all count).
         timeout: Seconds, or ``None``: the study's wall-clock limit, counted from the first
             time a worker ran it (see :func:`seconds_left`), not per worker or per retry.
+        callbacks: More Optuna callbacks, called after each trial.
 
     Returns:
         The outcome.
@@ -422,7 +426,8 @@ def run_study(
     start = time.monotonic()
     timeout = seconds_left(study, timeout)
     tuning = objective.cfg.tuning
-    callbacks: list[Any] = []
+    extra = list(callbacks)
+    callbacks = []
     warm = is_warm_started(study)
     patience = tuning.patience_for(n_trials=n_trials, warm=warm)
     if patience:
@@ -452,6 +457,7 @@ def run_study(
                 MaxTrialsCallback(n_trials, states=finished),
                 ProgressLogger(n_trials, objective.cfg.direction),
                 *callbacks,
+                *extra,
             ],
             catch=(ValueError, ArithmeticError),
             gc_after_trial=False,

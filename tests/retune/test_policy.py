@@ -320,3 +320,34 @@ def test_a_cleared_run_of_the_monitor_or_an_alert_retunes_again(env) -> None:  #
     skipped = pipeline.admit("demo", conf=stale, run_key="retune_model/a1", drift=drift, **{**kwargs, "trigger": "alert"})  # type: ignore[arg-type]
     assert not skipped["retune"] and "expired" in skipped["reason"]
     assert policy.holds("demo", str(taken.token)), "the run that took the lock over keeps it"
+
+
+def test_a_working_retune_keeps_its_lock_past_lock_ttl(env, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+    """lock_ttl (2 h here) bounds a retune's silence, not its length: the run renews its lock
+    when it starts (it may have queued behind another model's retune) and as trials finish,
+    so a long study is not taken for dead and retuned again right after it."""
+    import logging
+
+    from retune import pipeline
+
+    now = datetime.now(UTC)
+    queued = policy.decide("demo", source="alert", key="alert:q", now=now - timedelta(minutes=90))  # 30 min left
+    conf = {"config": "demo", "policy_token": queued.token, "idempotency_key": "alert:q"}
+    kwargs = {"window_kind": "latest", "window_end": "2025-06-02", "force": False, "trigger": "alert"}
+    admitted = pipeline.admit("demo", conf=conf, run_key="retune_model/q1", drift={"drift_detected": True}, **kwargs)  # type: ignore[arg-type]
+    assert admitted["retune"]
+    lock = policy.current_lock("demo")
+    assert lock is not None and datetime.fromisoformat(lock["expires_at"]) > now + timedelta(minutes=110)
+
+    keeper = pipeline.LockKeeper("demo", str(queued.token), every=0.0)
+    assert policy.renew("demo", str(queued.token), now=datetime.now(UTC) - timedelta(minutes=110))  # 10 min left
+    keeper(None, None)  # a trial finished
+    lock = policy.current_lock("demo")
+    assert lock is not None and datetime.fromisoformat(lock["expires_at"]) > datetime.now(UTC) + timedelta(minutes=110)
+
+    assert queued.token is not None
+    policy.release("demo", queued.token, outcome="failed")
+    with caplog.at_level(logging.WARNING, logger="retune.pipeline"):
+        keeper(None, None)
+    assert not keeper.held and "expired and was taken over or given back" in caplog.text
+    assert not policy.renew("demo", queued.token), "a lock given back is not taken again"
