@@ -265,6 +265,27 @@ def _cancel(config: str, token: str | None, reason: str) -> None:
         log.exception("could not release the policy lock of %s", config)
 
 
+def _cover(entry: dict[str, Any], config: str, key: str, decision: Any, run_id: str | None) -> bool:
+    """Answer one more alert about ``config`` with the retune this payload started for it
+    (``retune.policy.cover``); fills ``entry``. False when that retune could not be started,
+    or recording failed: the sender should retry."""
+    if run_id is None:
+        entry["reason"] = f"not decided: creating the {RETUNE_DAG_ID} run for this model failed"
+        return False
+    try:
+        from retune.policy import cover
+
+        covered = cover(config, key, decision)
+    except Exception as exc:  # noqa: BLE001 (reported to the sender, who retries)
+        entry["reason"] = f"the trigger policy failed: {exc}"
+        log.exception("trigger policy failed for %s (%s)", config, key)
+        return False
+    entry["reason"] = covered.reason
+    if covered.token:  # answered by that run
+        entry["dag_run_id"] = run_id
+    return True
+
+
 def _policy() -> Any:
     """``retune.policy.decide``; ImportError when the policy module is missing."""
     from retune.policy import decide
@@ -303,6 +324,9 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
             return _problem(status.HTTP_503_SERVICE_UNAVAILABLE, problem)
 
     failed = False
+    # one retune per model per payload: further alert series about a model whose retune this
+    # payload started are covered by it (their resends are duplicates, not one retune each)
+    started: dict[str, tuple[Any, str | None]] = {}  # config -> (decision, run id or None: failed)
     for alert, names in mapped:
         targets: list[str | None] = list(names) or [None]  # a resolved alert may map to nothing
         for name in targets:
@@ -319,6 +343,9 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
                 continue
             key = idempotency_key(name, alert)
             entry["idempotency_key"] = key
+            if name in started:
+                failed |= not _cover(entry, name, key, *started[name])
+                continue
             try:
                 decision = decide(name, source="alert", key=key, force=False)
             except Exception as exc:  # noqa: BLE001 (reported to the sender, who retries)
@@ -356,7 +383,9 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
                 entry["reason"] = f"the policy triggered, but creating the {RETUNE_DAG_ID} run failed: {exc}"
                 log.exception("creating a %s run for %s (%s) failed", RETUNE_DAG_ID, name, key)
                 _cancel(name, decision.token, f"alert receiver: creating the {RETUNE_DAG_ID} run failed: {exc}")
+                started[name] = (decision, None)
                 continue
+            started[name] = (decision, entry["dag_run_id"])
             entry["triggered"] = True
             log.info("%s alert %r for %s: %s run %s (%s)", source, alertname, name, RETUNE_DAG_ID, entry["dag_run_id"], key)
     body = {"source": source, "receiver": receiver, "results": results}

@@ -287,6 +287,41 @@ def decide(
     return decision
 
 
+def cover(config_name: str, key: str, by: Decision, *, settings: Settings | None = None) -> Decision:
+    """Record a request that a triggered decision of the same moment answers (another alert
+    series about the same model in one alert payload): no retune of its own, but its key
+    counts as triggered, so its resends are duplicates, and it ends with ``by`` (release,
+    cancel). A key that already triggered is a duplicate, as :func:`decide` would say.
+
+    Args:
+        config_name: The model config.
+        key: The request's idempotency key.
+        by: The triggered decision that answers it.
+        settings: State locations (``policy_db``).
+
+    Returns:
+        The recorded decision (``triggered`` False: no retune of its own; ``token`` is ``by``'s).
+    """
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, decisions, _, _ = _tables(settings.policy_db)
+    now = _now()
+    with engine.begin() as conn:
+        dup = conn.execute(
+            sa.select(decisions.c.id).where(
+                decisions.c.config == config_name,
+                decisions.c.idempotency_key == stored_key(key),
+                decisions.c.triggered.is_(True),
+            )
+        ).first()
+        reason = f"duplicate of decision {dup.id} (same idempotency key)" if dup else f"covered by decision {by.decision_id}"
+        row = {"created_at": now, "config": config_name, "source": by.source, "idempotency_key": stored_key(key), "forced": False}
+        decision_id = _record(conn, decisions, row, reason=reason, token=None if dup else by.token)
+    log.info("policy %s SKIP (source=%s key=%s): %s", config_name, by.source, key, reason)
+    return Decision(False, reason, config_name, by.source, key, None if dup else by.token, decision_id)
+
+
 def holds(config_name: str, token: str, *, settings: Settings | None = None) -> bool:
     """Whether ``token`` still holds the model's lock."""
     import sqlalchemy as sa
@@ -422,6 +457,7 @@ def current_lock(config_name: str, *, settings: Settings | None = None, now: dat
             sa.select(locks.c.acquired_at, locks.c.expires_at, decisions.c.id, decisions.c.source, decisions.c.idempotency_key)
             .select_from(locks.outerjoin(decisions, decisions.c.token == locks.c.token))
             .where(locks.c.config == config_name)
+            .order_by(decisions.c.id)  # the decision that took it, not one it covers
         ).first()
     if row is None or _aware(row.expires_at) < (now or _now()):
         return None

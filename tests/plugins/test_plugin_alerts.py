@@ -370,6 +370,64 @@ def test_second_alert_while_a_retune_runs_is_not_triggered(
     assert len(created_runs) == 1
 
 
+def test_several_alert_series_about_one_model_in_one_payload_start_one_retune(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    """Alertmanager groups two series (two scoring hosts) about one model in one payload: one
+    retune answers both, and the group's resend after it ended is a duplicate for both, not
+    a second retune (the second series was 'already running' and so stayed open)."""
+    import copy
+
+    payload = alertmanager_payload()
+    second = copy.deepcopy(payload["alerts"][0])
+    second["labels"]["instance"] = "scoring-2:9100"
+    second["fingerprint"] = "d7e8f9a0b1c2d3e4"
+    payload["alerts"].insert(1, second)
+    first, other, _resolved = _post(client, AM, payload, auth).json()["results"]
+    [run] = created_runs
+    assert first["triggered"] is True and first["dag_run_id"] == run["run_id"]
+    assert other["triggered"] is False and other["dag_run_id"] == run["run_id"]
+    assert other["reason"].startswith("covered by decision")
+    policy.release("demo", run["conf"]["policy_token"], outcome="registered v2")
+
+    again = _post(client, AM, payload, auth)
+    assert again.status_code == 202, again.text
+    assert [r["triggered"] for r in again.json()["results"]] == [False, False, False]
+    assert all("duplicate" in r["reason"] for r in again.json()["results"][:2])
+    assert len(created_runs) == 1, "one incident, one retune"
+
+
+def test_a_grouped_payload_whose_retune_could_not_start_is_500_for_every_series(
+    client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
+) -> None:
+    import copy
+
+    payload = alertmanager_payload()
+    second = copy.deepcopy(payload["alerts"][0])
+    second["fingerprint"] = "d7e8f9a0b1c2d3e4"
+    payload["alerts"].insert(1, second)
+    created: list[str] = []
+
+    def broken(**_: Any) -> str:
+        raise RuntimeError("database is locked")
+
+    def works(*, run_id: str, conf: dict[str, Any], note: str) -> str:
+        created.append(run_id)
+        return run_id
+
+    monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
+    monkeypatch.setattr(alerts, "create_retune_run", broken)
+    resp = _post(client, AM, payload, auth)
+    assert resp.status_code == 500
+    first, other, _ = resp.json()["results"]
+    assert not first["triggered"] and not other["triggered"] and "run for this model failed" in other["reason"]
+    assert policy.current_lock("demo") is None
+    monkeypatch.setattr(alerts, "create_retune_run", works)
+    first, other, _ = _post(client, AM, payload, auth).json()["results"]
+    assert first["triggered"] and other["reason"].startswith("covered by") and other["dag_run_id"] == created[0]
+    assert len(created) == 1
+
+
 def test_failed_run_creation_is_500_and_the_retry_triggers(
     client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
 ) -> None:
