@@ -265,6 +265,31 @@ def _cancel(config: str, token: str | None, reason: str) -> None:
         log.exception("could not release the policy lock of %s", config)
 
 
+ORPHAN_AFTER_S = 120.0  # a decision this old whose run does not exist lost it: creating one takes seconds
+
+
+def _orphaned(config: str, key: str) -> bool:
+    """Whether ``key``'s triggered decision lost its run: the receiver stopped (api-server
+    killed, a database failure while cancelling) between deciding and creating the run, so no
+    ``retune_model`` run carries its token. Such a decision is cancelled (lock given back) and
+    True returned, so the sender's resend is decided afresh instead of skipped as a duplicate
+    while the lock stays held until ``policy.lock_ttl``."""
+    from retune_links import retune_run_carries
+
+    from retune.policy import open_decision
+
+    found = open_decision(config, key)
+    if found is None or (datetime.now(UTC) - found["created_at"]).total_seconds() < ORPHAN_AFTER_S:
+        return False
+    if retune_run_carries(found["token"]):
+        return False
+    log.warning(
+        "decision %s for %s (%s) has no %s run: cancelling it and deciding again", found["id"], config, key, RETUNE_DAG_ID
+    )
+    _cancel(config, found["token"], f"alert receiver: no {RETUNE_DAG_ID} run was created for it (the receiver stopped before)")
+    return True
+
+
 def _cover(entry: dict[str, Any], config: str, key: str, decision: Any, run_id: str | None) -> bool:
     """Answer one more alert about ``config`` with the retune this payload started for it
     (``retune.policy.cover``); fills ``entry``. False when that retune could not be started,
@@ -348,6 +373,8 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
                 continue
             try:
                 decision = decide(name, source="alert", key=key, force=False)
+                if not decision.triggered and _orphaned(name, key):  # decided, but its run never created
+                    decision = decide(name, source="alert", key=key, force=False)
             except Exception as exc:  # noqa: BLE001 (reported to the sender, who retries)
                 failed = True
                 entry["reason"] = f"the trigger policy failed: {exc}"

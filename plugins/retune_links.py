@@ -158,6 +158,19 @@ def run_conf(dag_id: str, run_id: str) -> dict[str, Any]:
     return _as_dict(conf)
 
 
+def retune_run_carries(token: str) -> bool:
+    """Whether a ``retune_model`` run exists whose conf carries the policy ``token``."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import Text, cast, select
+
+    with create_session() as session:  # tokens are hex: no LIKE wildcard can be in one
+        confs = session.scalars(
+            select(DagRun.conf).where(DagRun.dag_id == RETUNE_DAG, cast(DagRun.conf, Text).like(f"%{token}%"))
+        ).all()
+    return any(isinstance(c := decoded(conf), dict) and c.get("policy_token") == token for conf in confs)
+
+
 # --------------------------------------------------------------------------- links
 
 

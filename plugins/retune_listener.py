@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
-from retune_links import LOAD_DATA_TASK, MONITOR_DAG, RETUNE_DAG, decoded, return_value, xcom_value
+from retune_links import LOAD_DATA_TASK, MONITOR_DAG, RETUNE_DAG, decoded, retune_run_carries, return_value, xcom_value
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -103,19 +103,6 @@ def release_abandoned_lock(
     return config
 
 
-def _retune_run_carries(token: str) -> bool:
-    """Whether a ``retune_model`` run exists whose conf carries the policy ``token``."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import Text, cast, select
-
-    with create_session() as session:  # tokens are hex: no LIKE wildcard can be in one
-        confs = session.scalars(
-            select(DagRun.conf).where(DagRun.dag_id == RETUNE_DAG, cast(DagRun.conf, Text).like(f"%{token}%"))
-        ).all()
-    return any(isinstance(c := decoded(conf), dict) and c.get("policy_token") == token for conf in confs)
-
-
 def untriggered_retunes(run_id: str) -> list[tuple[str, str]]:
     """The decisions a ``monitor_drift`` run took whose ``retune_model`` run was never
     created: ``[(config, token)]``."""
@@ -125,7 +112,7 @@ def untriggered_retunes(run_id: str) -> list[tuple[str, str]]:
         if not isinstance(conf, dict):
             continue
         config, token = conf.get("config"), conf.get("policy_token")
-        if isinstance(config, str) and config and isinstance(token, str) and token and not _retune_run_carries(token):
+        if isinstance(config, str) and config and isinstance(token, str) and token and not retune_run_carries(token):
             found.append((config, token))
     return found
 

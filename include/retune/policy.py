@@ -322,6 +322,28 @@ def cover(config_name: str, key: str, by: Decision, *, settings: Settings | None
     return Decision(False, reason, config_name, by.source, key, None if dup else by.token, decision_id)
 
 
+def open_decision(config_name: str, key: str, *, settings: Settings | None = None) -> dict[str, Any] | None:
+    """The newest triggered decision for ``key`` whose retune has not ended (no outcome):
+    ``{"id", "token", "created_at"}`` (aware UTC), or ``None``."""
+    import sqlalchemy as sa
+
+    settings = settings or get_settings()
+    engine, decisions, _, _ = _tables(settings.policy_db)
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(decisions.c.id, decisions.c.token, decisions.c.created_at)
+            .where(
+                decisions.c.config == config_name,
+                decisions.c.idempotency_key == stored_key(key),
+                decisions.c.triggered.is_(True),
+                decisions.c.outcome.is_(None),
+            )
+            .order_by(decisions.c.id.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else {"id": row.id, "token": row.token, "created_at": _aware(row.created_at)}
+
+
 def holds(config_name: str, token: str, *, settings: Settings | None = None) -> bool:
     """Whether ``token`` still holds the model's lock."""
     import sqlalchemy as sa

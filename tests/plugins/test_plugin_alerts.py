@@ -428,6 +428,37 @@ def test_a_grouped_payload_whose_retune_could_not_start_is_500_for_every_series(
     assert len(created) == 1
 
 
+def test_a_decision_whose_run_was_never_created_is_decided_again(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The api-server died between the policy's decision and creating the run: the resend
+    found a duplicate, and the lock stayed held for lock_ttl with no retune. A decision older
+    than ORPHAN_AFTER_S that no retune_model run carries is cancelled and decided again; a
+    younger one (its run being created) or one whose run exists stays a duplicate."""
+    from datetime import UTC, datetime, timedelta
+
+    import retune_links
+
+    key = "alert:demo:c6d3c1a4d0b5f3e2:2025-06-01T10:15:30.123456Z"
+    runs_with_token: set[str] = set()
+    monkeypatch.setattr(retune_links, "retune_run_carries", lambda token: token in runs_with_token)
+    young = policy.decide("demo", source="alert", key=key)
+    assert "duplicate" in _post(client, AM, alertmanager_payload(), auth).json()["results"][0]["reason"]
+    assert policy.holds("demo", young.token) and not created_runs
+    policy.cancel("demo", young.token, reason="test")
+
+    lost = policy.decide("demo", source="alert", key=key, now=datetime.now(UTC) - timedelta(minutes=5))
+    runs_with_token.add(lost.token)  # its run exists: still a duplicate
+    assert "duplicate" in _post(client, AM, alertmanager_payload(), auth).json()["results"][0]["reason"]
+    runs_with_token.clear()  # no run carries it: lost
+    result = _post(client, AM, alertmanager_payload(), auth).json()["results"][0]
+    assert result["triggered"] is True, result
+    [run] = created_runs
+    assert run["conf"]["policy_token"] != lost.token and policy.holds("demo", run["conf"]["policy_token"])
+    old = next(r for r in policy.history("demo") if r["token"] == lost.token)
+    assert old["triggered"] is False and "no retune_model run was created" in old["outcome"]
+
+
 def test_failed_run_creation_is_500_and_the_retry_triggers(
     client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
 ) -> None:
