@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retune.settings import Settings, get_settings
@@ -76,15 +77,26 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
         ConfigError: Unknown or invalid config.
     """
     from retune import policy, tracking
+    from retune.errors import RetuneError
     from retune.pipeline import load_named_config
 
     settings = settings or get_settings()
     cfg = load_named_config(config_name, settings)
+    tracking_file = _sqlite_file(settings.tracking_uri)
+    if tracking_file is not None and not tracking_file.exists():  # opening it would create it
+        raise RetuneError(
+            f"no Retune state here: {tracking_file} does not exist (nothing was created). Is RETUNE_STATE_DIR "
+            f"({settings.state_dir}) right? `make demo` keeps its state in .demo"
+        )
     out: dict[str, Any] = {"config": config_name, "model_name": cfg.registry.model_name, "metric": cfg.metric.name}
     try:
         out["registry"] = registry_status(tracking.client(settings), cfg.registry.model_name, cfg.metric.name)
     except Exception as exc:  # noqa: BLE001 - an unreachable registry is reported, the rest still shown
         out["registry_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    policy_file = _sqlite_file(settings.policy_db)
+    if policy_file is not None and not policy_file.exists():  # no decision yet: nothing to read, nothing created
+        out["lock"], out["decisions"] = None, []
+        return out
     out["lock"] = policy.current_lock(config_name, settings=settings)
     out["decisions"] = [
         {
@@ -98,6 +110,16 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
         for d in policy.history(config_name, limit=decisions, settings=settings)
     ]
     return out
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (SQLAlchemy's spelling, also MLflow's), else ``None``."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
 
 
 def render(status: dict[str, Any]) -> str:
@@ -117,7 +139,7 @@ def render(status: dict[str, Any]) -> str:
                 extra.append(f"trained on {v['train_start']} .. {v.get('train_end', '?')}")
             lines.append(f"  {alias:<18} v{v['version']}" + (f"  ({', '.join(extra)})" if extra else ""))
         challenger, champion = reg.get("challenger"), reg.get("champion")
-        if challenger and champion and challenger["version"] != champion["version"] and challenger.get("gate_reason"):
+        if challenger and challenger.get("gate_reason") and (not champion or challenger["version"] != champion["version"]):
             lines.append(f"  not promoted: {challenger['gate_reason']}")
         move = reg.get("last_move")
         if move:

@@ -115,3 +115,57 @@ def test_status_of_an_unknown_config_is_refused(
     monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
     assert main(["status", "--config", "nope"]) == 1
     assert "nope.yaml: config file does not exist" in capsys.readouterr().err
+
+
+def test_status_on_a_state_folder_with_no_state_says_so_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], demo_raw: dict[str, Any], write_yaml: Any
+) -> None:
+    """RETUNE_STATE_DIR unset or mistyped: status printed 'champion -' and no decisions (an
+    on-call engineer reads 'no champion') and exited 0, after creating empty mlflow.db and
+    policy.db there. It is refused, naming the file, and nothing is created."""
+    state = tmp_path / "typo"
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(state))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RETUNE_POLICY_DB", raising=False)
+    monkeypatch.delenv("RETUNE_OPTUNA_STORAGE", raising=False)
+    write_yaml({**demo_raw, "name": "st"}, "st", tmp_path / "configs")
+    assert main(["status", "--config", "st"]) == 1
+    err = capsys.readouterr().err
+    assert f"{state / 'mlflow.db'} does not exist" in err and "RETUNE_STATE_DIR" in err
+    assert not list(state.glob("*.db")), "status is read-only"
+
+
+def test_status_without_a_champion_says_why_the_challenger_was_not_promoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any
+) -> None:
+    """A first model that failed its gates: no champion, and the reason is shown (it was
+    shown only beside a champion). No decision yet: the policy part is empty, not created."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from retune import registry, tracking
+    from retune.settings import get_settings
+    from retune.status import model_status, render
+
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RETUNE_POLICY_DB", raising=False)
+    monkeypatch.delenv("RETUNE_OPTUNA_STORAGE", raising=False)
+    write_yaml({**demo_raw, "name": "first", "registry": {"model_name": "first-model"}}, "first", tmp_path / "configs")
+    settings = get_settings()
+    cl = tracking.client(settings)
+    X = pd.DataFrame({"x": np.arange(10.0)})
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment(cl, "status-first", settings)):
+        uri = mlflow.sklearn.log_model(
+            LinearRegression().fit(X, X["x"]), name="model", pip_requirements=["scikit-learn"]
+        ).model_uri
+    failed = {"retune.gates": "failed", "retune.gate_reason": "max_latency_ms_per_1k: 80 ms over 50"}
+    registry.register(cl, "first-model", uri, key="k1", tags=failed)
+    status = model_status("first")
+    assert status["registry"]["champion"] is None and (status["lock"], status["decisions"]) == (None, [])
+    assert "not promoted: max_latency_ms_per_1k: 80 ms over 50" in render(status)
+    assert not (tmp_path / "state" / "policy.db").exists()
