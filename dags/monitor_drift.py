@@ -8,7 +8,8 @@ threshold.
 **Runs** hourly; each model config (`include/configs/*.yaml`) is checked when its own
 `drift.schedule` cron fires inside the run's hour (default daily), or since the previous
 successful run after a scheduler gap. A manual run checks every config, or only the one
-named in **config**.
+named in **config**; its drift goes to the trigger policy like the schedule's, but its
+windows do not count toward the policy's hysteresis (consecutive scheduled windows).
 
 **Params**
 - `config`: check only this model config (empty: every config).
@@ -109,6 +110,8 @@ def monitor_drift() -> None:
                     config_name,
                     window_end=str(end),
                     run_tags={"airflow.dag_id": ctx["dag"].dag_id, "airflow.run_id": ctx["run_id"]},
+                    # hysteresis counts the schedule's windows, not a person's look
+                    record=not str(ctx["dag_run"].run_type).lower().endswith("manual"),
                 )
         except (ConfigError, DataError) as exc:  # bad input: retrying cannot fix it
             raise AirflowFailException(str(exc)) from exc

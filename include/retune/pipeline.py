@@ -130,6 +130,7 @@ def check_drift(
     detector: DriftDetector | None = None,
     settings: Settings | None = None,
     run_tags: dict[str, str] | None = None,
+    record: bool = True,
 ) -> dict[str, Any]:
     """Compare the production window ending at ``window_end`` with the reference data.
 
@@ -142,6 +143,9 @@ def check_drift(
         detector: The drift detector (default: Evidently).
         settings: State locations (default: from the environment).
         run_tags: Extra MLflow tags (for example the Airflow dag and run id).
+        record: Record the verdict for the policy's hysteresis (``retune_windows``): the
+            schedule's checks do; a person's look (a manual monitor run) and a retune's own
+            drift gate do not, so they never make up the consecutive windows it asks for.
 
     Returns:
         ``{"config", "model_name", "drift_detected", "summary", "window", "reference",
@@ -197,7 +201,10 @@ def check_drift(
     cl.set_terminated(run_id, "FINISHED")
     from retune import policy
 
-    policy.record_window(cfg.name, end, drift_detected=summary.drift_detected, drift_share=summary.drift_share, settings=settings)
+    if record:
+        policy.record_window(
+            cfg.name, end, drift_detected=summary.drift_detected, drift_share=summary.drift_share, settings=settings
+        )
     verdict = "DRIFT" if summary.drift_detected else "no drift"
     log.info(
         "%s: %s (share %.2f of %d columns, threshold %.2f) in %s vs %s; drifted: %s",
@@ -259,7 +266,7 @@ def should_retune(
     if force:
         return {"retune": True, "reason": "forced", "drift": drift}
     if drift is None:
-        drift = check_drift(config_name, window_end=window_end, settings=settings)
+        drift = check_drift(config_name, window_end=window_end, settings=settings, record=False)
     detected = bool(drift.get("drift_detected") or drift.get("summary", {}).get("drift_detected"))
     reason = "drift detected" if detected else "no drift in the window: nothing to retune (use force to retune anyway)"
     log.info("drift gate for %s: %s", config_name, reason)

@@ -33,6 +33,18 @@ def _client() -> Any:
     return tracking.client(get_settings())
 
 
+def _recorded_windows(config: str) -> list[Any]:
+    """The windows the policy's hysteresis counts (``retune_windows``)."""
+    import sqlalchemy as sa
+
+    from retune import policy
+    from retune.settings import get_settings
+
+    engine, _, windows, _ = policy._tables(get_settings().policy_db)
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(windows.c.window_end).where(windows.c.config == config)).scalars())
+
+
 def _versions(cl: Any, name: str) -> list[str]:
     from mlflow.exceptions import MlflowException
 
@@ -83,6 +95,7 @@ def test_monitor_triggers_warm_started_retune_that_promotes(airflow_db: None, re
     conf = queued[0].conf
     assert conf["trigger"] == "drift" and conf["config"] == "demo"
     assert conf["drift"]["summary"]["drift_detected"] is True
+    assert _recorded_windows("demo") == [], "a manual monitor run's look does not count toward hysteresis"
 
     run = fresh_dags()["retune_model"].test(logical_date=queued[0].logical_date, run_conf=conf)
     assert run.state == "success"
@@ -135,6 +148,7 @@ def test_manual_retune_without_drift_is_skipped_and_registers_nothing(airflow_db
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert states["retune.drift_gate"] == "success"
     assert states["retune.register"] == "skipped"
+    assert _recorded_windows("demo") == [], "a retune's own drift gate records no hysteresis window"
     assert _versions(cl, "demo-demand") == before
     assert registry.get_alias(cl, "demo-demand", "champion").version == 1
 

@@ -59,6 +59,11 @@ def test_scheduler_runs_monitor_then_triggered_retune(tmp_path: Path) -> None:
         cl = server.mlflow_client()
 
     assert any(m["state"] == "success" and m["run_type"] == "scheduled" for m in monitors), monitors
+    import sqlalchemy as sa
+
+    with sa.create_engine(f"sqlite:///{tmp_path / 'state' / 'policy.db'}").connect() as conn:
+        recorded = conn.execute(sa.text("select drift_detected from retune_windows where config = 'demo'")).scalars().all()
+    assert recorded and all(recorded), "the scheduled check's window counts toward hysteresis"
     assert retune["conf"]["trigger"] == "drift" and retune["triggered_by"] == "operator", retune
     champion = cl.get_model_version_by_alias("demo-demand", "champion")
     assert champion.tags["retune.trigger"] == "drift"
