@@ -144,9 +144,7 @@ def _case(rd: Any, ep: dict[str, Any], seed: int, n_trials: int, storage: Any, o
     tag = f"s{seed}.e{ep['episode']}"
     retune_name = f"retune.{model}-s{seed}.e{ep['episode']}"
     plan = adaptive.plan_for(cfg, n_trials=n_trials, drift_share=ep["drift_share"], champion_params=ep["champion"])
-    previous, top = previous_study_top_k(
-        storage, f"{model}-s{seed}", exclude=retune_name, k=cfg.tuning.warm_start_top_k, direction=cfg.direction
-    )
+    previous, top = previous_study_top_k(storage, f"{model}-s{seed}", exclude=retune_name, k=cfg.tuning.warm_start_top_k)
     seeds = [("champion", ep["champion"])] + [("previous_study", p) for p in top]
     seeds = seeds if plan.warm else []
     prev_trials = storage_trials(storage, previous)

@@ -142,9 +142,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         split, _ = retune_split(end)
         plan = adaptive.plan_for(cfg, n_trials=n_trials, drift_share=summary.drift_share, champion_params=s.params)
         name = f"retune.{model_name}.w{i:02d}"
-        _, top = previous_study_top_k(
-            storages[label], model_name, exclude=name, k=cfg.tuning.warm_start_top_k, direction=cfg.direction
-        )
+        _, top = previous_study_top_k(storages[label], model_name, exclude=name, k=cfg.tuning.warm_start_top_k)
         seeds = ([("champion", s.params)] + [("previous_study", p) for p in top]) if plan.warm else []
         run = realdata.timed_study(
             rd, split, features, label=label, study_name=name, storage=storages[label], n_trials=plan.n_trials, seed=i,

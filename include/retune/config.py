@@ -449,7 +449,8 @@ class TuningConfig(_Strict):
     transfer: Literal["enqueue", "cmaes"] = Field(
         "enqueue",
         description="How the previous study informs the new one: enqueue its best params (re-scored), "
-        "or also start a CMA-ES sampler from its trials (source_trials) when the space is numeric and unchanged.",
+        "or also start a CMA-ES sampler from its trials (source_trials) when the space is numeric and unchanged "
+        "and the previous study had one objective, in the same direction.",
     )
     objectives: list[str] = Field(
         default_factory=lambda: ["metric"],

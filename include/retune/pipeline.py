@@ -638,7 +638,6 @@ def _previous_study(cfg: RetuneConfig, key: str, settings: Settings) -> str | No
         cfg.registry.model_name,
         exclude=study_name(cfg, key),
         k=1,
-        direction=cfg.direction,
     )
     return name
 
@@ -704,7 +703,9 @@ def _create_study(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings, *,
 
 def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Settings, *, seed: int) -> Any:
     """A CMA-ES sampler warm-started from the previous study's trials (``source_trials``), when
-    the search space is numeric and the same as the previous study's; else ``None``."""
+    the search space is numeric and the same as the previous study's, and that study had one
+    objective with this config's direction (CMA-ES reads the source trials' values in the new
+    study's direction: a maximized study's best would be its worst); else ``None``."""
     import optuna
     from optuna.trial import TrialState
 
@@ -720,6 +721,9 @@ def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Se
             previous = optuna.load_study(study_name=ctx["transfer_from"], storage=storage)
         except KeyError:
             continue
+        if [d.name.lower() for d in previous.directions] != [cfg.direction]:
+            log.info("transfer: %s had other objectives or directions; enqueueing only", ctx["transfer_from"])
+            return None
         wanted = tuning_distributions(space)
         source = [t for t in previous.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.distributions == wanted]
         if len(source) < 10:  # CMA-ES keeps the best 10% of the source trials: it needs at least 10
@@ -768,7 +772,6 @@ def warm_start(ctx: dict[str, Any], *, settings: Settings | None = None) -> dict
         cfg.registry.model_name,
         exclude=ctx["study_name"],
         k=cfg.tuning.warm_start_top_k,
-        direction=cfg.direction,
     )
     seeds.extend(("previous_study", p) for p in top)
     similar: list[dict[str, Any]] = []

@@ -74,21 +74,26 @@ def previous_study_top_k(
     *,
     exclude: str,
     k: int,
-    direction: str,
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """The best ``k`` distinct param sets of the model's most recent other study.
+
+    "Best" is by that study's own objective and direction, not the current config's: its
+    trials were scored on the metric it was tuned for, which may have changed since (r2,
+    maximized, to mae, minimized, made its worst trials the seeds). A multi-objective study
+    is ranked by its first objective, the metric (``tuning.objectives`` starts with it),
+    which is also what picks a multi-objective study's winner.
 
     Args:
         storage: Optuna storage, or several (the newest study across all of them wins).
         model_name: The registered model name (studies are named after it).
         exclude: The current study's name.
         k: How many.
-        direction: ``"minimize"`` or ``"maximize"``.
 
     Returns:
         The previous study's name (or ``None``) and its top params, best first.
     """
     import optuna
+    from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
     if k <= 0:
@@ -105,8 +110,9 @@ def previous_study_top_k(
         return None, []
     _, latest_name, latest_storage = max(candidates, key=lambda c: c[0])
     study = optuna.load_study(study_name=latest_name, storage=latest_storage)
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    complete.sort(key=lambda t: t.value, reverse=direction == "maximize")  # type: ignore[arg-type, return-value]
+    maximize = study.directions[0] == StudyDirection.MAXIMIZE
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    complete.sort(key=lambda t: t.values[0], reverse=maximize)
     seen: set[str] = set()
     top: list[dict[str, Any]] = []
     for t in complete:

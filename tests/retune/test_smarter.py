@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -143,3 +144,57 @@ def test_sampler_transfer_starts_cmaes_from_the_previous_study(tmp_path: Path, m
     assert type(study.sampler).__name__ == "CmaEsSampler"
     second["transfer_from"] = None
     assert type(_create_study(load_named_config("gamma"), second, get_settings()).sampler).__name__ == "TPESampler"
+
+
+@pytest.mark.slow
+def test_a_multi_objective_model_retunes_again_from_its_previous_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second retune finds the first's multi-objective study (FrozenTrial.value raises on
+    its trials): it failed in warm_start, or with transfer: cmaes already in prepare."""
+    from optuna.trial import TrialState
+
+    from retune import pipeline
+    from retune.settings import get_settings
+
+    tuning = {"n_trials": 2, "objectives": ["metric", "latency"], "transfer": "cmaes"}
+    _setup(tmp_path, monkeypatch, {"mo": {"tuning": tuning}})
+    first = pipeline.prepare("mo", window_kind="reference", key="mo-1")
+    pipeline.warm_start(first)
+    pipeline.tune(first)
+    second = pipeline.prepare("mo", window_kind="reference", key="mo-2")
+    assert second["transfer_from"] == first["study_name"]
+    assert pipeline.warm_start(second)["previous_study"] == first["study_name"]
+    outcome = pipeline.tune(second)
+    assert outcome["pareto_front"] and all(len(p["values"]) == 2 for p in outcome["pareto_front"])
+    study = optuna.load_study(study_name=second["study_name"], storage=get_settings().optuna_storage)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2
+
+
+def test_cmaes_transfer_only_from_a_study_with_the_same_objective_and_direction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CMA-ES reads the source trials' values in the new study's direction: from a study that
+    maximized (r2) into one that minimizes (mae) it would start from the old study's worst,
+    and a multi-objective source has no single value. Those enqueue only."""
+    from retune import pipeline
+    from retune.settings import get_settings
+
+    _setup(tmp_path, monkeypatch, {"delta": {"tuning": {"transfer": "cmaes"}}})
+    settings = get_settings()
+    cfg = pipeline.load_named_config("delta", settings)
+    assert cfg.direction == "minimize"
+    space = cfg.model.search_space
+    distributions = pipeline.tuning_distributions(space)
+    rng = np.random.default_rng(0)
+
+    def previous(name: str, directions: list[str]) -> dict[str, Any]:
+        study = optuna.create_study(storage=settings.optuna_storage, study_name=name, directions=directions)
+        for _ in range(12):
+            params = {n: d.to_external_repr(rng.uniform(d.low, d.high)) for n, d in distributions.items()}
+            values = [float(rng.uniform(0.1, 1.0)) for _ in directions]
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, values=values))
+        return {"transfer_from": name, "space": {k: v.model_dump() for k, v in space.items()}}
+
+    assert pipeline._cmaes_transfer_sampler(cfg, previous("retune.delta.same", ["minimize"]), settings, seed=0) is not None
+    for name, directions in (("r2", ["maximize"]), ("mo", ["minimize", "minimize"])):
+        ctx = previous(f"retune.delta.{name}", directions)
+        assert pipeline._cmaes_transfer_sampler(cfg, ctx, settings, seed=0) is None, name

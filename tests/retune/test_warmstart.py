@@ -111,9 +111,9 @@ def test_enqueue_nothing_is_a_cold_start() -> None:
 # --------------------------------------------------------------------------- previous_study_top_k
 
 
-def add_study(storage, name: str, values: list[float | None], *, day: int, states=None) -> None:
+def add_study(storage, name: str, values: list[float | None], *, day: int, states=None, direction: str = "minimize") -> None:
     """A study whose trials started on 2025-01-<day>; trial i has x=i and values[i]."""
-    study = optuna.create_study(storage=storage, study_name=name)
+    study = optuna.create_study(storage=storage, study_name=name, direction=direction)
     for i, value in enumerate(values):
         state = (states or {}).get(i, TrialState.COMPLETE)
         trial = optuna.trial.create_trial(
@@ -141,19 +141,49 @@ def storage():
 
 
 def test_top_k_of_the_latest_other_study_minimize(storage) -> None:
-    name, top = previous_study_top_k(storage, "demand", exclude="retune.demand.now", k=3, direction="minimize")
+    name, top = previous_study_top_k(storage, "demand", exclude="retune.demand.now", k=3)
     assert name == "retune.demand.2025-01-10"
     assert [p["x"] for p in top] == [4.0, 1.0, 3.0]  # values 0.5, 1.0, 2.0
     assert top[0] == {"x": 4.0, "kind": "a"}
 
 
-def test_top_k_of_the_latest_other_study_maximize(storage) -> None:
-    _, top = previous_study_top_k(storage, "demand", exclude="retune.demand.now", k=2, direction="maximize")
+def test_top_k_of_the_latest_other_study_maximize() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    add_study(storage, "retune.demand.2025-01-10", [3.0, 1.0, 4.0, 2.0, 0.5], day=10, direction="maximize")
+    _, top = previous_study_top_k(storage, "demand", exclude="retune.demand.now", k=2)
     assert [p["x"] for p in top] == [2.0, 0.0]  # values 4.0, 3.0
 
 
+def test_top_k_ranks_by_the_previous_studys_own_direction() -> None:
+    """The metric may have changed since (r2, maximized, to mae, minimized): the previous
+    study's best are its best by what it was tuned for, never its worst."""
+    storage = optuna.storages.InMemoryStorage()
+    values = [0.2, 0.9, 0.5, 0.7]
+    add_study(storage, "retune.demand.r2", values, day=1, direction="maximize")
+    add_study(storage, "retune.demand.mae", values, day=2, direction="minimize")
+    _, newest = previous_study_top_k(storage, "demand", exclude="x", k=2)
+    _, older = previous_study_top_k(storage, "demand", exclude="retune.demand.mae", k=2)
+    assert [values[int(p["x"])] for p in older] == sorted(values, reverse=True)[:2]
+    assert [values[int(p["x"])] for p in newest] == sorted(values)[:2]
+
+
+def test_top_k_of_a_multi_objective_study_ranks_by_its_metric() -> None:
+    """A study with objectives [metric, latency] has no single value (FrozenTrial.value raises):
+    its trials are ranked by the metric, the first objective, in that study's direction."""
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="retune.demand.mo", directions=["maximize", "minimize"])
+    metric_latency = [(0.5, 1.0), (0.9, 30.0), (0.1, 0.5), (0.7, 2.0)]
+    for i, values in enumerate(metric_latency):
+        study.add_trial(
+            optuna.trial.create_trial(params={"x": float(i)}, distributions={"x": FloatDistribution(0, 100)}, values=list(values))
+        )
+    name, top = previous_study_top_k(storage, "demand", exclude="retune.demand.now", k=3)
+    assert name == "retune.demand.mo"
+    assert [metric_latency[int(p["x"])][0] for p in top] == [0.9, 0.7, 0.5]
+
+
 def test_the_current_study_is_excluded(storage) -> None:
-    name, top = previous_study_top_k(storage, "demand", exclude="retune.demand.2025-01-10", k=5, direction="minimize")
+    name, top = previous_study_top_k(storage, "demand", exclude="retune.demand.2025-01-10", k=5)
     assert name == "retune.demand.2025-01-05"
     assert [p["x"] for p in top] == [1.0, 0.0, 2.0]  # fewer than k: all of them
 
@@ -162,7 +192,7 @@ def test_latest_is_by_trial_time_not_by_name_or_creation_order() -> None:
     storage = optuna.storages.InMemoryStorage()
     add_study(storage, "retune.demand.zzz", [1.0], day=2)  # created first, sorts last, oldest trials
     add_study(storage, "retune.demand.aaa", [2.0], day=9)
-    name, _ = previous_study_top_k(storage, "demand", exclude="x", k=1, direction="minimize")
+    name, _ = previous_study_top_k(storage, "demand", exclude="x", k=1)
     assert name == "retune.demand.aaa"
 
 
@@ -171,19 +201,19 @@ def test_duplicates_pruned_and_failed_trials_are_skipped() -> None:
     states = {1: TrialState.PRUNED, 4: TrialState.FAIL}
     # x cycles 0,1,2,0,1,2: trials 0 and 3 share params, 1 is pruned, 4 failed
     add_study(storage, "retune.demand.dup", [0.3, None, 0.5, 0.1, None, 0.4], day=3, states=states)
-    _, top = previous_study_top_k(storage, "demand", exclude="x", k=3, direction="minimize")
+    _, top = previous_study_top_k(storage, "demand", exclude="x", k=3)
     assert [p["x"] for p in top] == [0.0, 2.0]  # x=0 best at 0.1 (once), then x=2 at 0.4
 
 
 def test_no_previous_study_or_k_zero(storage) -> None:
-    assert previous_study_top_k(storage, "unknown", exclude="x", k=3, direction="minimize") == (None, [])
-    assert previous_study_top_k(storage, "demand", exclude="x", k=0, direction="minimize") == (None, [])
+    assert previous_study_top_k(storage, "unknown", exclude="x", k=3) == (None, [])
+    assert previous_study_top_k(storage, "demand", exclude="x", k=0) == (None, [])
 
 
 def test_top_k_on_sqlite_storage(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    add_study(url, "retune.demand.a", [5.0, 2.0, 9.0, 1.0], day=1)
-    name, top = previous_study_top_k(url, "demand", exclude="retune.demand.b", k=2, direction="maximize")
+    add_study(url, "retune.demand.a", [5.0, 2.0, 9.0, 1.0], day=1, direction="maximize")
+    name, top = previous_study_top_k(url, "demand", exclude="retune.demand.b", k=2)
     assert name == "retune.demand.a"
     assert [p["x"] for p in top] == [2.0, 0.0]
 
@@ -196,5 +226,5 @@ def test_studies_of_a_model_with_a_longer_name_are_not_used() -> None:
     storage = optuna.storages.InMemoryStorage()
     add_study(storage, "retune.demo.boot", [1.0], day=1)
     add_study(storage, "retune.demo-demand.boot", [2.0], day=5)  # model "demo-demand"
-    name, _ = previous_study_top_k(storage, "demo", exclude="retune-demo-now", k=1, direction="minimize")
+    name, _ = previous_study_top_k(storage, "demo", exclude="retune-demo-now", k=1)
     assert name == "retune.demo.boot"
