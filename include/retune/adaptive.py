@@ -69,7 +69,9 @@ def _bounds(spec: IntParam | FloatParam, lo: float, hi: float) -> ParamSpec:
 
 def narrow(space: dict[str, ParamSpec], center: dict[str, Any], fraction: float) -> dict[str, ParamSpec]:
     """Shrink each numeric range to ``center +- fraction x width`` (log ranges in log space),
-    inside the configured range; params without a center keep their range.
+    inside the configured range; params without a center, or whose center is not a finite
+    number (the champion was tuned when the param was categorical: ``"sqrt"``, ``None``),
+    keep their range.
 
     Args:
         space: The configured space.
@@ -84,7 +86,13 @@ def narrow(space: dict[str, ParamSpec], center: dict[str, Any], fraction: float)
         if isinstance(spec, CategoricalParam) or name not in center:
             out[name] = spec
             continue
-        value = float(center[name])
+        try:
+            value = float(center[name])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            out[name] = spec
+            continue
         if _is_log(spec):
             lo, hi, c = math.log(spec.low), math.log(spec.high), math.log(min(max(value, spec.low), spec.high))
             half = fraction * (hi - lo)

@@ -68,6 +68,24 @@ def test_narrowing_centres_on_the_champion_inside_the_configured_range() -> None
     assert edge["l2"].low == pytest.approx(9.9 - 1.25)
 
 
+def test_narrowing_keeps_the_range_where_the_champions_value_is_no_number() -> None:
+    """The champion was tuned when max_features was categorical ("sqrt", ...) and max_depth
+    could be None; the config now makes them ranges: every mild-drift retune crashed in
+    prepare (float("sqrt"), float(None)). Those keep their configured range."""
+    space = {
+        **SPACE,
+        "max_features": FloatParam(type="float", low=0.1, high=1.0),
+        "max_depth": IntParam(type="int", low=2, high=20),
+        "alpha": FloatParam(type="float", low=0.0, high=1.0),
+    }
+    champion = {**CHAMP, "max_features": "sqrt", "max_depth": None, "alpha": math.nan}
+    p = plan(CFG, space, n_trials=20, drift_share=0.1, champion_params=champion)
+    assert p.mode == "mild"
+    for name in ("max_features", "max_depth", "alpha"):
+        assert p.space[name] == space[name], name
+    assert p.space["l2"] == narrow(SPACE, CHAMP, CFG.mild_narrow)["l2"], "the numeric centres still narrow"
+
+
 def test_widening_grows_ranges_but_keeps_natural_floors() -> None:
     out = widen(SPACE, 0.5)
     assert out["l2"].low == 0.0, "a range starting at 0 stays non-negative"
