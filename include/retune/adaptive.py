@@ -96,7 +96,9 @@ def narrow(space: dict[str, ParamSpec], center: dict[str, Any], fraction: float)
         if _is_log(spec):
             lo, hi, c = math.log(spec.low), math.log(spec.high), math.log(min(max(value, spec.low), spec.high))
             half = fraction * (hi - lo)
-            out[name] = _bounds(spec, math.exp(max(lo, c - half)), math.exp(min(hi, c + half)))
+            # exp(log(x)) is not always x (exp(log(8)) = 7.999...): clamp, or an int range floors out of it
+            lo_x, hi_x = max(spec.low, math.exp(max(lo, c - half))), min(spec.high, math.exp(min(hi, c + half)))
+            out[name] = _bounds(spec, lo_x, hi_x)
         else:
             half = fraction * (spec.high - spec.low)
             c = min(max(value, spec.low), spec.high)

@@ -86,6 +86,17 @@ def test_narrowing_keeps_the_range_where_the_champions_value_is_no_number() -> N
     assert p.space["l2"] == narrow(SPACE, CHAMP, CFG.mild_narrow)["l2"], "the numeric centres still narrow"
 
 
+@pytest.mark.parametrize(("low", "high"), [(8, 64), (5, 100), (7, 1000), (3, 9)])
+def test_narrowing_a_log_integer_range_stays_inside_it(low: int, high: int) -> None:
+    """exp(log(8)) is 7.999...: the demo's max_leaf_nodes [8, 64] (log) with a champion at 8
+    narrowed to [7, 11], and 100 at the top of [5, 100] to a high of 101."""
+    spec = IntParam(type="int", low=low, high=high, log=True)
+    for champion in (low, high, round(math.sqrt(low * high))):
+        out = narrow({"n": spec}, {"n": champion}, 0.125)["n"]
+        assert low <= out.low <= champion <= out.high <= high, (champion, out)
+        optuna.distributions.IntDistribution(out.low, out.high, log=True)
+
+
 def test_widening_grows_ranges_but_keeps_natural_floors() -> None:
     out = widen(SPACE, 0.5)
     assert out["l2"].low == 0.0, "a range starting at 0 stays non-negative"
