@@ -60,8 +60,11 @@ def clip_to_space(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[s
             if not math.isfinite(number):
                 continue
             number = min(max(number, spec.low), spec.high)
-            if spec.step:  # snap onto the grid low, low + step, ... that Optuna samples from
-                number = min(spec.low + round((number - spec.low) / spec.step) * spec.step, spec.high)
+            if spec.step:  # snap onto the grid low, low + step, ... that Optuna samples from, up to its
+                # last point <= high (Optuna lowers such a high, and enqueues a value beyond it anyway)
+                k_max = math.floor((spec.high - spec.low) / spec.step + 1e-9)
+                k = min(round((number - spec.low) / spec.step), k_max)
+                number = min(spec.low + k * spec.step, spec.high)
             out[name] = int(round(number)) if isinstance(spec, IntParam) else float(number)
         elif isinstance(spec, CategoricalParam) and value in spec.choices:
             out[name] = value

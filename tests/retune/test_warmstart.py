@@ -63,6 +63,26 @@ def test_clip_snaps_to_the_step_grid() -> None:
     assert out["depth"] % 2 == 0 and out["f"] in (0.25, 0.5)
 
 
+def test_clip_snaps_below_a_high_that_is_off_the_grid() -> None:
+    """int [50, 320] by 100 has the values 50, 150, 250; float [0, 1] by 0.6 has 0 and 0.6.
+    A champion at 320 or 1.0 was enqueued as itself: Optuna lowers high to the last grid
+    point, warns, and the trial still ran the value outside the space."""
+    from retune.tuning import suggest
+
+    space = {"n": IntParam(type="int", low=50, high=320, step=100), "f": FloatParam(type="float", low=0.0, high=1.0, step=0.6)}
+    top = {k: max(s.low + i * s.step for i in range(100) if s.low + i * s.step <= s.high) for k, s in space.items()}
+    for params in ({"n": 320, "f": 1.0}, {"n": 1000, "f": 0.95}, {"n": 300, "f": 0.9}):
+        clipped = clip_to_space(params, space)
+        assert clipped == pytest.approx(top), params
+        study = optuna.create_study()
+        enqueue_seeds(study, [("champion", params)], space)
+        trial = study.ask()
+        assert suggest(trial, space) == clipped
+        study.tell(trial, 1.0)
+        frozen = study.trials[0]
+        assert all(frozen.distributions[k]._contains(frozen.distributions[k].to_internal_repr(v)) for k, v in clipped.items())
+
+
 def test_clip_drops_nan() -> None:
     out = clip_to_space({"rate": math.nan}, SPACE)
     assert "rate" not in out or 0.01 <= out["rate"] <= 0.3
