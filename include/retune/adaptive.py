@@ -8,7 +8,10 @@ From the drift share that triggered a retune, :func:`plan` picks a mode:
 - ``severe`` (share at or above ``adaptive.severe_at``): the space is widened by
   ``severe_widen`` of each range's width, the budget grows (``severe_budget``), and with
   ``severe_cold`` the study starts cold;
-- ``cold``: no champion to start from (the first model).
+- ``cold``: no champion to start from (the first model, or none promoted yet, e.g. the first
+  challenger failed a gate): the configured space and budget. It is still warm-started from
+  the model's previous study if there is one (else from similar tasks, see
+  :mod:`retune.metalearn`), unless severe drift and ``severe_cold`` say to start cold.
 
 Example:
     >>> from retune.config import AdaptiveConfig, FloatParam
@@ -175,8 +178,10 @@ def plan(
     Returns:
         The plan.
     """
-    if not champion_params:
-        return Plan("cold", "no champion to start from", dict(space), n_trials, warm=False)
+    if not champion_params:  # nothing to narrow around; a previous study's best may still seed it
+        severe_cold = cfg.enabled and cfg.severe_cold and drift_share is not None and drift_share >= cfg.severe_at
+        why = f", drift share {drift_share:.2f} >= {cfg.severe_at}: cold start" if severe_cold else ""
+        return Plan("cold", f"no champion to start from{why}", dict(space), n_trials, warm=not severe_cold)
     if not cfg.enabled or drift_share is None:
         why = "adaptive mode off" if not cfg.enabled else "no drift share given (manual or forced retune)"
         return Plan("moderate", why, dict(space), n_trials, warm=True)

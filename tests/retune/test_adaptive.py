@@ -35,7 +35,7 @@ CFG = AdaptiveConfig(mild_below=0.3, severe_at=0.6, mild_budget=0.5, mild_narrow
         (0.6, CHAMP, "severe", 40, True),
         (1.0, CHAMP, "severe", 40, True),
         (None, CHAMP, "moderate", 20, True),
-        (0.9, None, "cold", 20, False),
+        (0.9, None, "cold", 20, True),  # no champion: still seeded from a previous study, if any
     ],
 )
 def test_mode_from_drift_share(share: float | None, champion: dict | None, mode: str, trials: int, warm: bool) -> None:
@@ -48,6 +48,13 @@ def test_severe_can_go_cold_and_disabled_is_moderate() -> None:
     cold = plan(CFG.model_copy(update={"severe_cold": True}), SPACE, n_trials=20, drift_share=0.9, champion_params=CHAMP)
     assert cold.mode == "severe"
     assert cold.warm is False
+    for champion in (None, {}):
+        no_champion = plan(
+            CFG.model_copy(update={"severe_cold": True}), SPACE, n_trials=20, drift_share=0.9, champion_params=champion
+        )
+        assert (no_champion.mode, no_champion.warm) == ("cold", False), "severe_cold drops a previous study's seeds too"
+        mild = plan(CFG.model_copy(update={"severe_cold": True}), SPACE, n_trials=20, drift_share=0.1, champion_params=champion)
+        assert (mild.mode, mild.warm) == ("cold", True)
     off = plan(CFG.model_copy(update={"enabled": False}), SPACE, n_trials=20, drift_share=0.05, champion_params=CHAMP)
     assert off.mode == "moderate"
     assert off.space == SPACE

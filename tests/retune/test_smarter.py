@@ -198,3 +198,32 @@ def test_cmaes_transfer_only_from_a_study_with_the_same_objective_and_direction(
     for name, directions in (("r2", ["maximize"]), ("mo", ["minimize", "minimize"])):
         ctx = previous(f"retune.delta.{name}", directions)
         assert pipeline._cmaes_transfer_sampler(cfg, ctx, settings, seed=0) is None, name
+
+
+@pytest.mark.slow
+def test_without_a_champion_the_next_retune_starts_from_the_previous_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first retune's challenger was not promoted (it failed a gate, or the champion was
+    deleted): the next retune found that study and threw its best away (mode cold meant
+    unseeded), and skipped meta-learning as well, since it had seeds. It starts from them."""
+    from optuna.trial import TrialState
+
+    from retune import pipeline
+    from retune.settings import get_settings
+
+    _setup(tmp_path, monkeypatch, {"eps": {"tuning": {"n_trials": 3, "pruner": {"type": "none", "args": {}}}}})
+    first = pipeline.prepare("eps", window_kind="reference", key="eps-1")
+    pipeline.warm_start(first)
+    pipeline.tune(first)  # never validated nor registered: no champion
+    previous = optuna.load_study(study_name=first["study_name"], storage=get_settings().optuna_storage)
+    best_first = sorted(previous.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.values[0])
+    assert best_first
+
+    second = pipeline.prepare("eps", window_kind="reference", key="eps-2")
+    assert second["mode"] == "cold", "no champion: the configured space and budget"
+    seeded = pipeline.warm_start(second)
+    assert seeded["previous_study"] == first["study_name"]
+    assert seeded["mode"] == "warm"
+    assert [s["source"] for s in seeded["seeds"]] == ["previous_study"] * len(seeded["seeds"])
+    assert seeded["seeds"][0]["params"] == pytest.approx(best_first[0].params)
