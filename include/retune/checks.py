@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 from retune.config import NAME_PATTERN, config_path, load_named_file
 from retune.errors import RetuneError
 from retune.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +73,9 @@ def check_config(
         settings: State locations (``${VARS}`` for paths).
 
     Returns:
-        The verdict; errors are the messages Retune raises for bad input.
+        The verdict; errors are the messages Retune raises for bad input. Any other
+        exception is a bug: it is logged with its traceback and reported as this file's
+        error, so the other configs are still checked.
     """
     from retune.data import load_window
     from retune.pipeline import retune_window
@@ -97,6 +102,9 @@ def check_config(
             check.details["features"] = f"{len(features.numerical)} numerical + {len(features.categorical)} categorical"
     except RetuneError as exc:
         check.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug met on one config must not hide the verdicts on the others
+        log.exception("retune check: %s failed with an unexpected error", path)
+        check.error = f"{path}: unexpected error while checking this config (a bug in Retune; please report it): {type(exc).__name__}: {exc}"
     return check
 
 

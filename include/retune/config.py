@@ -35,6 +35,10 @@ COLD_STARTUP_TRIALS = 10
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_DURATION = timedelta(days=100 * 365)
+"""The longest duration a config may give: windows reach back from now, and pandas'
+timestamps start in 1677 (a longer window, or one past timedelta's range, failed at run time
+with an overflow naming no field)."""
 
 
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
@@ -47,19 +51,30 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
         The duration.
 
     Raises:
-        ValueError: If the value is not a positive duration.
+        ValueError: If the value is not a positive duration of at most :data:`MAX_DURATION`
+            (also for a list, a mapping, NaN or infinity: pydantic then names the field).
     """
+    not_a_duration = f"not a duration: {value!r} (use e.g. '7d', '12h', '30m')"
     if isinstance(value, timedelta):
         delta = value
-    elif isinstance(value, (int, float)):
-        delta = timedelta(seconds=float(value))
-    else:
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(not_a_duration)
+        delta = timedelta(seconds=min(max(float(value), -1.0), MAX_DURATION.total_seconds() + 1))
+    elif isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. '7d', '12h', '30m')")
-        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+            raise ValueError(not_a_duration)
+        try:
+            delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:  # past timedelta's range: too long either way
+            delta = timedelta.max
+    else:
+        raise ValueError(not_a_duration)
     if delta <= timedelta(0):
         raise ValueError(f"duration must be positive, got {value!r}")
+    if delta > MAX_DURATION:
+        raise ValueError(f"duration {value!r} is longer than {MAX_DURATION.days // 365} years")
     return delta
 
 
@@ -693,14 +708,18 @@ def load_config(path: str | os.PathLike[str]) -> RetuneConfig:
         The validated config with ``source_file`` set.
 
     Raises:
-        ConfigError: If the file is missing, not YAML, or invalid; the message names the
-            file and every offending field.
+        ConfigError: If the file is missing, unreadable, not UTF-8, not YAML, or invalid;
+            the message names the file and every offending field.
     """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{file}: config file does not exist")
     try:
-        raw = yaml.safe_load(file.read_text())
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the file: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -100,3 +100,45 @@ def test_a_config_whose_name_is_not_its_file_name_is_refused(folder: Path, demo_
     with pytest.raises(ConfigError, match=r"store\.yaml: name: 'demand'"):
         load_named_config("store")
     assert load_named_config("demo").name == "demo"
+
+
+def test_a_config_that_crashed_the_loader_fails_alone_naming_the_file_and_field(folder: Path, demo_raw: dict) -> None:
+    """A list or .inf duration and a Latin-1 file raised TypeError, OverflowError and
+    UnicodeDecodeError: `retune check` stopped with a traceback, the other configs unreported."""
+    (folder / "listed.yaml").write_text(
+        yaml.safe_dump({**demo_raw, "name": "listed", "data": {**demo_raw["data"], "train_window": ["28d"]}})
+    )
+    (folder / "endless.yaml").write_text(
+        yaml.safe_dump({**demo_raw, "name": "endless", "data": {**demo_raw["data"], "window": float("inf")}})
+    )
+    (folder / "latin.yaml").write_bytes(
+        yaml.safe_dump({**demo_raw, "name": "latin", "description": "café"}, allow_unicode=True).encode("latin-1")
+    )
+    checks = {c.name: c for c in check_configs()}
+    assert checks["demo"].ok and not checks["bad-range"].ok
+    assert "listed.yaml: data.train_window: not a duration" in str(checks["listed"].error)
+    assert "endless.yaml: data.window: not a duration" in str(checks["endless"].error)
+    assert "latin.yaml: not UTF-8" in str(checks["latin"].error)
+
+
+def test_an_unexpected_error_is_reported_against_its_file_with_its_traceback(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug met on one config is that config's FAIL line (and logged with its traceback), not
+    a traceback that ends the check before the other configs are reported."""
+    from retune import checks as checks_module
+
+    real = checks_module.load_named_file
+
+    def buggy(path: Path) -> Any:
+        if path.stem == "renamed":
+            raise KeyError("oops")
+        return real(path)
+
+    monkeypatch.setattr(checks_module, "load_named_file", buggy)
+    checks = {c.name: c for c in check_configs()}
+    assert checks["demo"].ok and not checks["bad-range"].ok
+    error = str(checks["renamed"].error)
+    assert "renamed.yaml" in error and "unexpected error" in error and "KeyError: 'oops'" in error
+    [record] = [r for r in caplog.records if r.name == "retune.checks"]
+    assert "renamed.yaml" in record.getMessage() and record.exc_info is not None

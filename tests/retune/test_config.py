@@ -202,6 +202,52 @@ def test_bad_duration(demo_dict, write_yaml, value: str) -> None:
     assert repr(value) in message
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("train_window", ["28d"], "not a duration"),
+        ("train_window", {"days": 28}, "not a duration"),
+        ("window", float("inf"), "not a duration"),
+        ("window", float("nan"), "not a duration"),
+        ("window", 1e300, "longer than 100 years"),
+        ("window", "99999999999d", "longer than 100 years"),
+        ("train_window", "36501d", "longer than 100 years"),
+        ("window", True, "not a duration"),
+    ],
+)
+def test_a_duration_of_the_wrong_type_or_out_of_range_names_the_field(
+    demo_dict, write_yaml, field: str, value: object, reason: str
+) -> None:
+    """A list or mapping raised TypeError, .inf or a huge number OverflowError: no ConfigError,
+    so `retune check` stopped with a traceback and the monitor's planning failed for every model."""
+    demo_dict["data"][field] = value
+    message = load_error(write_yaml(demo_dict))
+    assert f"data.{field}" in message and reason in message
+
+
+@pytest.mark.parametrize("field", ["cooldown", "lock_ttl"])
+def test_a_policy_duration_of_the_wrong_type_names_the_field(demo_dict, write_yaml, field: str) -> None:
+    demo_dict["policy"] = {field: [1, 2]}
+    assert f"policy.{field}" in load_error(write_yaml(demo_dict))
+
+
+def test_a_file_that_is_not_utf8_names_the_file(demo_dict, write_yaml) -> None:
+    """A Latin-1 file raised UnicodeDecodeError, which no caller took for a config error."""
+    path = write_yaml(demo_dict)
+    path.write_bytes(path.read_bytes().replace(b"description: ", "description: café ".encode("latin-1")))
+    assert "not UTF-8" in load_error(path)
+
+
+def test_an_unreadable_file_names_the_file(demo_dict, write_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_yaml(demo_dict)
+
+    def denied(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    assert "cannot read the file: Permission denied" in load_error(path)
+
+
 def test_empty_search_space(demo_dict, write_yaml) -> None:
     demo_dict["model"]["search_space"] = {}
     assert "search_space is empty" in load_error(write_yaml(demo_dict))

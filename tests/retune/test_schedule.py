@@ -145,3 +145,20 @@ def test_without_a_gap_a_run_covers_its_own_hour(previous_end: datetime | None, 
 
 def test_no_interval_stays_none() -> None:
     assert check_interval(None, None, every=HOUR, previous_end=utc(2025, 1, 1)) == (None, None)
+
+
+def test_a_config_that_crashed_the_loader_is_due_and_the_others_still_run(config_dir: Path, demo_dict) -> None:
+    """A list or .inf duration or a Latin-1 file raised TypeError, OverflowError or
+    UnicodeDecodeError, which due_configs did not catch: every scheduled monitor run failed."""
+    import yaml
+
+    for name, data in [("endless", {"window": float("inf")}), ("listed", {"train_window": ["28d"]})]:
+        (config_dir / f"{name}.yaml").write_text(
+            yaml.safe_dump({**demo_dict, "name": name, "data": {**demo_dict["data"], **data}})
+        )
+    latin = yaml.safe_dump({**demo_dict, "name": "latin", "description": "café"}, allow_unicode=True)
+    (config_dir / "latin.yaml").write_bytes(latin.encode("latin-1"))
+    due = due_configs(
+        only=None, start=utc(2025, 1, 6, 5, 30), end=utc(2025, 1, 6, 6, 30), every=False, config_dir=str(config_dir)
+    )
+    assert due == ["endless", "hourly", "latin", "listed", "monday"]
