@@ -317,7 +317,17 @@ class ModelConfig(_Strict):
         if not space:
             raise ValueError("search_space is empty")
         for name, spec in space.items():
+            if isinstance(spec, CategoricalParam):
+                odd = [c for c in spec.choices if c is not None and not isinstance(c, (bool, int, float, str))]
+                if odd:
+                    raise ValueError(
+                        f"{name}: choices must be null, true/false, numbers or strings (Optuna stores them); got {odd[0]!r}"
+                    )
             if isinstance(spec, (IntParam, FloatParam)):
+                if not (math.isfinite(spec.low) and math.isfinite(spec.high)):
+                    raise ValueError(f"{name}: low and high must be finite numbers, got low={spec.low}, high={spec.high}")
+                if spec.step is not None and not (math.isfinite(spec.step) and spec.step > 0):
+                    raise ValueError(f"{name}: step must be a positive number, got {spec.step}")
                 if spec.low > spec.high:
                     raise ValueError(f"{name}: low ({spec.low}) > high ({spec.high})")
                 log = isinstance(spec, FloatParam) and spec.type == "log_float" or (isinstance(spec, IntParam) and spec.log)

@@ -873,6 +873,11 @@ BAD_FIELDS: dict[str, tuple[str, str, st.SearchStrategy[Any]]] = {  # field: (wh
     "tuning.pruner.type": ("tuning.pruner.type", "", st.sampled_from(["bogus", "Median", "asha"])),
     "data.reference.start": ("data.reference", "must be before end", st.sampled_from(["2025-01-03", "2025-02-01"])),
     "model.search_space.learning_rate.low": ("model.search_space", "learning_rate: low", st.floats(0.31, 100.0)),
+    "model.search_space.learning_rate.high": (
+        "model.search_space",
+        "learning_rate: low and high must be finite",
+        st.sampled_from([float("inf"), float("nan")]),
+    ),
     "features.categorical": ("features", "declared both numerical and categorical: ['x1']", st.just(["x1"])),
 }
 UNKNOWN_KEY_SECTIONS = ["", "data.", "tuning.", "drift.", "validation.", "model."]

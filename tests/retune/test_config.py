@@ -373,6 +373,41 @@ def test_categorical_param_needs_a_choice(demo_dict, write_yaml) -> None:
     assert isinstance(spec, CategoricalParam) and spec.choices == [0.05, 0.1]
 
 
+@pytest.mark.parametrize(
+    ("param", "spec", "reason"),
+    [
+        ("l2_regularization", {"type": "float", "low": 0.0, "high": 1.0, "step": 0}, "step must be a positive number, got 0"),
+        ("l2_regularization", {"type": "float", "low": 0.0, "high": 1.0, "step": -0.1}, "step must be a positive number"),
+        ("l2_regularization", {"type": "float", "low": 0.0, "high": 1.0, "step": float("nan")}, "step must be a positive"),
+        ("min_samples_leaf", {"type": "int", "low": 5, "high": 80, "step": 0}, "step must be a positive number, got 0"),
+        ("min_samples_leaf", {"type": "int", "low": 5, "high": 80, "step": -5}, "step must be a positive number"),
+        ("l2_regularization", {"type": "float", "low": 0.0, "high": float("inf")}, "low and high must be finite"),
+        ("l2_regularization", {"type": "float", "low": float("nan"), "high": 1.0}, "low and high must be finite"),
+        ("learning_rate", {"type": "log_float", "low": 0.01, "high": float("inf")}, "low and high must be finite"),
+        ("learning_rate", {"type": "categorical", "choices": [0.1, {"value": 0.2}]}, "choices must be null"),
+        ("learning_rate", {"type": "categorical", "choices": [[0.1, 0.2]]}, "choices must be null"),
+    ],
+)
+def test_a_search_space_every_trial_would_fail_on_is_refused_naming_the_param(
+    demo_dict, write_yaml, param: str, spec: dict, reason: str
+) -> None:
+    """These loaded and `retune check` said ok; then Optuna raised in every trial (step 0) or
+    sampled nonsense (NaN, inf), or stored choices it cannot persist."""
+    demo_dict["model"]["search_space"][param] = spec
+    message = load_error(write_yaml(demo_dict))
+    assert f"model.search_space: {param}: {reason}" in message
+
+
+def test_a_search_space_that_passes_makes_optuna_distributions(demo_dict, write_yaml) -> None:
+    from retune.tuning import distributions
+
+    demo_dict["model"]["search_space"]["l2_regularization"] = {"type": "float", "low": 0.0, "high": 1.0, "step": 0.25}
+    demo_dict["model"]["search_space"]["min_samples_leaf"] = {"type": "int", "low": 5, "high": 80, "step": 5}
+    demo_dict["model"]["search_space"]["learning_rate"] = {"type": "categorical", "choices": [None, True, 1, 0.1, "x"]}
+    space = load_config(write_yaml(demo_dict)).model.search_space
+    assert sorted(distributions(space)) == sorted(space)
+
+
 # --------------------------------------------------------------------------- known gaps (see the report)
 
 
