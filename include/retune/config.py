@@ -259,6 +259,10 @@ class FeaturesConfig(_Strict):
 
     @model_validator(mode="after")
     def _no_overlap(self) -> FeaturesConfig:
+        for where, names in (("numerical", self.numerical or []), ("categorical", self.categorical), ("exclude", self.exclude)):
+            twice = sorted({c for c in names if names.count(c) > 1})
+            if twice:
+                raise ValueError(f"{where}: column(s) listed more than once: {twice}")
         both = set(self.numerical or []) & set(self.categorical)
         if both:
             raise ValueError(f"columns declared both numerical and categorical: {sorted(both)}")

@@ -278,6 +278,25 @@ def test_column_cannot_be_numerical_and_categorical(demo_dict, write_yaml) -> No
     assert "features" in message and "price" in message
 
 
+@pytest.mark.parametrize(
+    ("section", "features"),
+    [
+        ("numerical", {"numerical": ["price", "temperature", "price"]}),
+        ("categorical", {"categorical": ["promo", "region", "promo"]}),
+        ("exclude", {"numerical": None, "categorical": [], "exclude": ["price", "price"]}),
+    ],
+)
+def test_a_feature_listed_twice_is_refused_naming_it(demo_dict, write_yaml, section: str, features: dict) -> None:
+    """`numerical: [price, temperature, price]` loaded; Evidently then failed with "Grouper ...
+    not 1-dimensional" naming nothing, and the profiled detector tested price twice."""
+    demo_dict["features"].update(features)
+    if demo_dict["features"]["numerical"] is None:
+        del demo_dict["features"]["numerical"]
+    message = load_error(write_yaml(demo_dict))
+    assert f"features: {section}: column(s) listed more than once: " in message
+    assert ("'promo'" if section == "categorical" else "'price'") in message
+
+
 def test_reference_start_must_precede_end(demo_dict, write_yaml) -> None:
     demo_dict["data"]["reference"].update(start="2025-03-01", end="2025-02-01")
     assert "data.reference" in load_error(write_yaml(demo_dict))
