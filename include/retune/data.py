@@ -529,15 +529,27 @@ class FeatureSet:
         return [*self.numerical, *self.categorical]
 
 
-def resolve_features(cfg: RetuneConfig, df: pd.DataFrame) -> FeatureSet:
+_TIME_KINDS = frozenset({"datetime64", "datetime", "date", "timedelta64", "timedelta", "time", "period"})
+"""What :func:`pandas.api.types.infer_dtype` says of dates, times and durations (also of
+``datetime.date`` objects in an object column, as a SQL ``date`` column arrives)."""
+
+
+def resolve_features(cfg: RetuneConfig, df: pd.DataFrame, *, where: str | None = None) -> FeatureSet:
     """The feature columns of a config; with only ``exclude`` given, typed by pandas dtype.
 
     Args:
         cfg: The model config.
         df: A window, used only when the config does not list numerical features.
+        where: Names the window in errors (default: the config file).
 
     Returns:
         The feature set.
+
+    Raises:
+        DataError: If inferred features would include a date, time or duration column other
+            than the time column: each timestamp would be a category never seen in the
+            reference (every window drifted, the model learned nothing from it). The message
+            names the columns and asks for them in ``features.exclude``.
     """
     import pandas as pd
 
@@ -549,6 +561,15 @@ def resolve_features(cfg: RetuneConfig, df: pd.DataFrame) -> FeatureSet:
         c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
     ]
     categorical = list(feats.categorical) + [c for c in df.columns if c not in skip and c not in numerical]
+    timelike = [
+        c for c in categorical if c not in feats.categorical and pd.api.types.infer_dtype(df[c], skipna=True) in _TIME_KINDS
+    ]
+    if timelike:
+        raise DataError(
+            f"{where or cfg.source_file or '<config>'}: column(s) {timelike} hold dates or times, which cannot be features "
+            "(features.numerical is unset, so every column but features.exclude is one); "
+            "add them to features.exclude, or declare features.numerical and features.categorical"
+        )
     return FeatureSet(numerical, categorical)
 
 
@@ -719,7 +740,7 @@ def load_window(
     source = make_source(spec, cfg, variables, field=field)
     df = source.read(window.start, window.end)
     where = f"{window.label()} of {source.describe()}"
-    feats = features or resolve_features(cfg, df)
+    feats = features or resolve_features(cfg, df, where=where)
     return check_frame(df, cfg, feats, where=where, need_target=need_target), feats
 
 

@@ -29,7 +29,9 @@ missing / renamed time column          refused: ``DataError`` ``missing time col
 new column not in ``features``         handled: ignored. With only ``features.exclude`` it becomes a
                                        feature of the next retune (typed by its dtype); a drift check
                                        types features by the reference, so a production window
-                                       without one of them is refused (missing column)
+                                       without one of them is refused (missing column). A date or
+                                       time column is refused then (``DataError`` naming it: add it
+                                       to ``features.exclude``)
 numerical feature as text, bool or     refused: ``DataError`` ``column 'x' is declared numerical but
 datetime                               has dtype ...``
 integer or nullable numerical feature  handled: float64, pd.NA as NaN (the tree models cannot take
@@ -79,6 +81,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -518,8 +521,9 @@ def test_only_exclude_types_every_other_column_by_dtype(
     extra: dict[str, str], exclude: set[str], declared_categorical: set[str]
 ) -> None:
     """New columns become features of a config that lists only ``exclude``: numbers are
-    numerical, anything else (text, bool, time) categorical; target, time and the excluded
-    columns never are."""
+    numerical, text and bool categorical; target, time and the excluded columns never are.
+    A date or time column is refused, naming it (each timestamp would be a category never
+    seen in the reference: every window drifted)."""
     assume(not declared_categorical & exclude)  # both excluded and categorical: not a case here
     n = 30
     df = base_frame(n)
@@ -532,6 +536,11 @@ def test_only_exclude_types_every_other_column_by_dtype(
     }
     df = df.assign(**{name: makers[kind]() for name, kind in extra.items()})
     cfg = make_cfg(features={"exclude": sorted(exclude | {"label"}), "categorical": sorted(declared_categorical)})
+    times = [name for name, kind in extra.items() if kind == "time"]
+    if times:
+        with pytest.raises(DataError, match=re.escape(f"column(s) {times} hold dates or times")):
+            resolve_features(cfg, df)
+        return
     feats = resolve_features(cfg, df)
     assert not set(feats.numerical) & set(feats.categorical)
     assert set(feats.columns) == set(df.columns) - {"ts", "y", "label"} - exclude

@@ -349,6 +349,41 @@ def test_resolve_features_with_only_exclude_types_by_dtype(make_cfg) -> None:
     assert "demand" not in feats.columns and "ts" not in feats.columns and "row_id" not in feats.columns
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.date_range("2024-06-01", periods=4, freq="D", tz="UTC"),  # Parquet, SQL timestamptz
+        pd.date_range("2024-06-01", periods=4, freq="D"),
+        pd.to_timedelta([1, 2, 3, 4], unit="h"),
+        [datetime(2024, 6, d).date() for d in range(1, 5)],  # a SQL date column: datetime.date objects
+    ],
+)
+def test_inferred_features_refuse_a_date_or_time_column_naming_it(make_cfg, values) -> None:
+    """An exclude-only config made every datetime column but the time column a categorical
+    feature: each timestamp a label never seen in the reference, so every window drifted."""
+    cfg = make_cfg({"features!": {"exclude": []}}, source_file="/cfg/demo.yaml")
+    df = demand_frame(4).assign(updated_at=values)
+    with pytest.raises(DataError, match=r"/cfg/demo\.yaml: column\(s\) \['updated_at'\] hold dates or times") as info:
+        resolve_features(cfg, df)
+    assert "features.exclude" in str(info.value)
+    excluded = make_cfg({"features!": {"exclude": ["updated_at"]}})
+    assert resolve_features(excluded, df) == FeatureSet(NUM, CAT)
+    declared = make_cfg({"features!": {"categorical": ["updated_at"]}})  # declared by the user: theirs to keep
+    assert "updated_at" in resolve_features(declared, df).categorical
+
+
+def test_a_window_with_a_datetime_column_is_refused_naming_the_window(tmp_path: Path, make_cfg) -> None:
+    df = demand_frame(40).assign(updated_at=pd.date_range("2024-06-01", periods=40, freq="h", tz="UTC"))
+    df.to_parquet(tmp_path / "prod.parquet")
+    cfg = make_cfg(
+        {"features!": {"exclude": []}, "data": {"production": {"path": "prod.parquet"}, "min_rows": 20}},
+        source_file=str(tmp_path / "demo.yaml"),
+    )
+    with pytest.raises(DataError, match=r"\['updated_at'\] hold dates or times") as info:
+        load_window(cfg, Window("production", T0, T0 + timedelta(days=7)))
+    assert str(info.value).startswith("production [") and "prod.parquet" in str(info.value)
+
+
 def test_resolve_features_keeps_declared_categoricals_first(make_cfg) -> None:
     cfg = make_cfg({"features!": {"categorical": ["store_id"], "exclude": []}})
     df = pd.DataFrame({"ts": [T0], "store_id": [7], "price": [1.0], "region": ["a"], "demand": [1.0]})
