@@ -602,6 +602,36 @@ class RegistryConfig(_Strict):
         return value
 
 
+def check_drift_columns(drift: DriftConfig, *, numerical: list[str], categorical: list[str]) -> None:
+    """Refuse a drift method that cannot test a feature's type, and per-column drift settings
+    for a column that is no feature.
+
+    Args:
+        drift: The config's ``drift`` section.
+        numerical: Numerical feature columns.
+        categorical: Categorical feature columns.
+
+    Raises:
+        ValueError: Naming the field (``drift.method``, ``drift.columns.<column>.method``,
+            ``drift.columns``) and the column.
+    """
+    kinds = dict.fromkeys(numerical, "numerical") | dict.fromkeys(categorical, "categorical")
+    for column, kind in kinds.items():
+        per_column = drift.columns.get(column)
+        method, where = (
+            (per_column.method, f"drift.columns.{column}.method")
+            if per_column is not None and per_column.method
+            else (drift.method, "drift.method")
+        )
+        if method and kind not in DRIFT_METHODS[method]:
+            raise ValueError(
+                f"{where}: {method!r} cannot test the {kind} column {column!r}; it takes {sorted(DRIFT_METHODS[method])} columns"
+            )
+    unknown = sorted(set(drift.columns) - set(kinds))
+    if unknown:
+        raise ValueError(f"drift.columns: {unknown} are not features of this config")
+
+
 class RetuneConfig(_Strict):
     """Everything Retune needs to know about one monitored model."""
 
@@ -649,25 +679,12 @@ class RetuneConfig(_Strict):
         return self
 
     def _check_drift_types(self) -> None:
-        """Refuse a drift method that cannot test a declared column's type (types are known
-        here only when the features are declared; with ``exclude`` the drift check refuses it)."""
+        """Refuse drift settings that do not fit the declared features (types are known here
+        only when the features are declared; with ``exclude`` only,
+        :func:`retune.data.resolve_features` runs the same check once it has typed them)."""
         if self.features.numerical is None:
             return
-        kinds = {c: "numerical" for c in self.features.numerical} | {c: "categorical" for c in self.features.categorical}
-        for column, kind in kinds.items():
-            per_column = self.drift.columns.get(column)
-            method, where = (
-                (per_column.method, f"drift.columns.{column}.method")
-                if per_column is not None and per_column.method
-                else (self.drift.method, "drift.method")
-            )
-            if method and kind not in DRIFT_METHODS[method]:
-                raise ValueError(
-                    f"{where}: {method!r} cannot test the {kind} column {column!r}; it takes {sorted(DRIFT_METHODS[method])} columns"
-                )
-        unknown = sorted(set(self.drift.columns) - set(kinds))
-        if unknown:
-            raise ValueError(f"drift.columns: {unknown} are not features of this config")
+        check_drift_columns(self.drift, numerical=self.features.numerical, categorical=self.features.categorical)
 
     @property
     def direction(self) -> Literal["minimize", "maximize"]:

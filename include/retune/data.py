@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from retune.config import SQL_IDENTIFIER, RetuneConfig, SourceConfig, redact_dsn, resolve_path
+from retune.config import SQL_IDENTIFIER, RetuneConfig, SourceConfig, check_drift_columns, redact_dsn, resolve_path
 from retune.config import _expand as expand_variables
 from retune.errors import ConfigError, DataError
 
@@ -550,6 +550,9 @@ def resolve_features(cfg: RetuneConfig, df: pd.DataFrame, *, where: str | None =
             than the time column: each timestamp would be a category never seen in the
             reference (every window drifted, the model learned nothing from it). The message
             names the columns and asks for them in ``features.exclude``.
+        ConfigError: If the ``drift`` section does not fit the inferred features (a method
+            that cannot test a column's type, settings for a column that is no feature): the
+            check loading does for declared features, naming the field and the column.
     """
     import pandas as pd
 
@@ -570,6 +573,13 @@ def resolve_features(cfg: RetuneConfig, df: pd.DataFrame, *, where: str | None =
             "(features.numerical is unset, so every column but features.exclude is one); "
             "add them to features.exclude, or declare features.numerical and features.categorical"
         )
+    try:
+        check_drift_columns(cfg.drift, numerical=numerical, categorical=categorical)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{cfg.source_file or '<config>'}: {exc} (features inferred from {where or 'the data'}: "
+            f"numerical {numerical}, categorical {categorical})"
+        ) from None
     return FeatureSet(numerical, categorical)
 
 

@@ -19,7 +19,7 @@ from retune.data import (
     resolve_features,
     split_for_retune,
 )
-from retune.errors import DataError
+from retune.errors import ConfigError, DataError
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 NUM = ["price", "temperature", "competitor_price", "footfall"]
@@ -382,6 +382,31 @@ def test_a_window_with_a_datetime_column_is_refused_naming_the_window(tmp_path: 
     with pytest.raises(DataError, match=r"\['updated_at'\] hold dates or times") as info:
         load_window(cfg, Window("production", T0, T0 + timedelta(days=7)))
     assert str(info.value).startswith("production [") and "prod.parquet" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("drift", "expected"),
+    [
+        ({"columns": {"pricee": {"threshold": 0.2}}}, "drift.columns: ['pricee'] are not features of this config"),
+        ({"method": "ks"}, "drift.method: 'ks' cannot test the categorical column 'promo'"),
+        ({"columns": {"region": {"method": "wasserstein"}}}, "drift.columns.region.method: 'wasserstein' cannot test"),
+        ({"method": "chisquare", "columns": {"price": {"method": "psi"}}}, "cannot test the numerical column 'temperature'"),
+    ],
+)
+def test_inferred_features_get_the_drift_checks_of_declared_ones(make_cfg, drift: dict, expected: str) -> None:
+    """With only exclude the drift section was never checked: a typo in drift.columns was
+    silently ignored, and ks on a categorical column failed inside Evidently naming neither."""
+    cfg = make_cfg({"features!": {"exclude": []}, "drift": drift}, source_file="/cfg/demo.yaml")
+    with pytest.raises(ConfigError) as info:
+        resolve_features(cfg, demand_frame(4), where="reference [a, b) of x.csv")
+    message = str(info.value)
+    assert message.startswith("/cfg/demo.yaml: ") and expected in message
+    assert "features inferred from reference [a, b) of x.csv" in message
+
+
+def test_drift_settings_that_fit_the_inferred_features_pass(make_cfg) -> None:
+    cfg = make_cfg({"features!": {"exclude": []}, "drift": {"method": "psi", "columns": {"price": {"method": "ks"}}}})
+    assert resolve_features(cfg, demand_frame(4)) == FeatureSet(NUM, CAT)
 
 
 def test_resolve_features_keeps_declared_categoricals_first(make_cfg) -> None:

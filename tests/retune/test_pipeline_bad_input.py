@@ -229,6 +229,31 @@ def test_bad_config_is_refused(boot: Boot, case: str, mutate, expected: list[str
 
 
 @pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(
+    ("case", "drift", "expected"),
+    [
+        ("typo", {"columns": {"pricee": {"threshold": 0.2}}}, "drift.columns: ['pricee'] are not features"),
+        ("ks", {"method": "ks"}, "drift.method: 'ks' cannot test the categorical column 'promo'"),
+    ],
+)
+def test_drift_settings_that_do_not_fit_inferred_features_fail_the_drift_check(
+    boot: Boot, case: str, drift: dict[str, Any], expected: str
+) -> None:
+    """Exclude-only configs skipped the drift checks: a typo in drift.columns was ignored and
+    ks on a categorical column failed inside Evidently ("Stattest ks isn't applicable to
+    feature of type cat"), naming neither the field nor the column."""
+
+    def infer(cfg: dict[str, Any]) -> None:
+        cfg["features"] = {"exclude": []}
+        cfg["drift"].update(drift)
+
+    path = write_config(boot, f"drift-{case}", infer)
+    with pytest.raises(ConfigError) as info:
+        pipeline.check_drift(f"drift-{case}", window_end=WINDOW_END)
+    assert str(info.value).startswith(f"{path.resolve()}: ") and expected in str(info.value)
+
+
+@pytest.mark.usefixtures("unchanged")
 def test_missing_config_file_is_refused(boot: Boot) -> None:
     with pytest.raises(ConfigError) as info:
         pipeline.prepare("ghost", window_end=WINDOW_END)
