@@ -118,6 +118,32 @@ def missing_columns(
     return out
 
 
+def split_untestable(
+    reference: pd.DataFrame, current: pd.DataFrame, *, numerical: list[str], categorical: list[str]
+) -> tuple[list[str], list[str], list[ColumnDriftResult]]:
+    """What every detector does before it tests: refuse an empty window, and set aside the
+    features without a value in a window (:func:`missing_columns`).
+
+    Args:
+        reference: The reference rows.
+        current: The production window.
+        numerical: Numerical feature columns.
+        categorical: Categorical feature columns.
+
+    Returns:
+        The numerical and the categorical columns to test, and the results of the others.
+
+    Raises:
+        DataError: If either window has no rows.
+    """
+    for label, frame in (("reference", reference), ("current", current)):
+        if frame.empty:
+            raise DataError(f"drift check: the {label} window has no rows")
+    untestable = missing_columns(reference, current, numerical=numerical, categorical=categorical)
+    skip = {c.column for c in untestable}
+    return [c for c in numerical if c not in skip], [c for c in categorical if c not in skip], untestable
+
+
 class DriftDetector(abc.ABC):
     """Compares a production window with the reference data."""
 
@@ -169,13 +195,7 @@ class EvidentlyDriftDetector(DriftDetector):
         from evidently.legacy.metrics import DataDriftTable
         from evidently.presets import DataDriftPreset
 
-        for label, frame in (("reference", reference), ("current", current)):
-            if frame.empty:
-                raise DataError(f"drift check: the {label} window has no rows")
-        untestable = missing_columns(reference, current, numerical=numerical, categorical=categorical)
-        skip = {c.column for c in untestable}
-        numerical = [c for c in numerical if c not in skip]
-        categorical = [c for c in categorical if c not in skip]
+        numerical, categorical, untestable = split_untestable(reference, current, numerical=numerical, categorical=categorical)
         columns = [*numerical, *categorical]
         if not columns:
             return DriftResult(summary=summarize(untestable, policy.drift_share), html=None)

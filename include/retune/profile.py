@@ -15,7 +15,11 @@ computes, per column, the same statistic as Evidently's default test:
 - anything else (a small reference, a ``method`` other than ``wasserstein`` or
   ``jensenshannon`` in the config): Evidently's own test function on the cleaned columns.
 
-NaN and infinite values are dropped per column first, as Evidently does. Scores agree
+An empty window is a :class:`~retune.errors.DataError`, and a feature with no value in a
+window is reported as :class:`~retune.drift.EvidentlyDriftDetector` reports it (method
+``all values missing``, drifted when empty in one window only; see
+:func:`retune.drift.missing_columns`). NaN and infinite values are dropped per column first,
+as Evidently does. Scores agree
 with Evidently's to floating-point rounding, so verdicts differ only for a score within
 about 1e-9 of its threshold. The result has no HTML report.
 
@@ -40,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from retune.config import DriftConfig
-from retune.drift import ColumnDriftResult, DriftDetector, DriftResult, summarize
+from retune.drift import ColumnDriftResult, DriftDetector, DriftResult, split_untestable, summarize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -273,10 +277,12 @@ class ProfiledDriftDetector(DriftDetector):
         categorical: list[str],
         policy: DriftConfig,
     ) -> DriftResult:
+        numerical, categorical, untestable = split_untestable(reference, current, numerical=numerical, categorical=categorical)
         profile = self.profile(reference, numerical=numerical, categorical=categorical)
         results = [self._column(name, "numerical", profile, reference, current, policy) for name in numerical] + [
             self._column(name, "categorical", profile, reference, current, policy) for name in categorical
         ]
+        results += untestable
         return DriftResult(summary=summarize(results, policy.drift_share), html=None)
 
     def _column(

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from retune.config import DriftConfig
-from retune.drift import DriftSummary, EvidentlyDriftDetector
+from retune.drift import ALL_MISSING, DriftSummary, EvidentlyDriftDetector
+from retune.errors import DataError
 from retune.profile import ProfiledDriftDetector, reference_digest, wasserstein_sorted
 
 NUMERICAL = ["shifted", "stable", "skewed", "few"]
@@ -53,9 +54,14 @@ def assert_same(evidently: DriftSummary, profiled: DriftSummary) -> None:
     assert profiled.drift_detected == evidently.drift_detected
     assert profiled.n_drifted == evidently.n_drifted
     ev = {c.column: c for c in evidently.columns}
+    assert sorted(ev) == sorted(c.column for c in profiled.columns)
     for col in profiled.columns:
         ref = ev[col.column]
-        assert (col.method, col.type, col.threshold, col.drifted) == (ref.method, ref.type, ref.threshold, ref.drifted), col
+        assert (col.method, col.type, col.drifted) == (ref.method, ref.type, ref.drifted), col
+        if col.method == ALL_MISSING:  # untestable: no score, no threshold
+            assert math.isnan(col.score) and math.isnan(ref.score) and math.isnan(col.threshold) and math.isnan(ref.threshold)
+            continue
+        assert col.threshold == ref.threshold, (col, ref)
         assert math.isclose(col.score, ref.score, rel_tol=1e-9, abs_tol=1e-12), (col, ref)
 
 
@@ -118,8 +124,35 @@ def test_wasserstein_sorted_matches_scipy(n: int, m: int, ties: bool) -> None:
     assert math.isclose(wasserstein_sorted(np.sort(u), np.sort(v)), expected, rel_tol=1e-12, abs_tol=1e-15)
 
 
-def test_empty_column_is_refused_like_evidently() -> None:
+@pytest.mark.parametrize("where", ["current", "reference", "both"])
+@pytest.mark.parametrize("column", ["stable", "channel"])
+def test_an_empty_column_is_reported_like_evidently(where: str, column: str) -> None:
+    """drift.py's contract: a feature with no value in a window is reported (method "all values
+    missing"), drifted when empty in one window only. The profiled detector raised ValueError
+    ("An empty column ...") instead, so the fast path failed the check the default one passed."""
     reference, current = make_frames(2000, 2000, shift=0.0, mix=False, nan=False, seed=5)
-    current["stable"] = np.nan
-    with pytest.raises(ValueError, match="empty column 'stable'"):
-        ProfiledDriftDetector().detect(reference, current, numerical=NUMERICAL, categorical=CATEGORICAL, policy=DriftConfig())
+    for frame in {"current": [current], "reference": [reference], "both": [current, reference]}[where]:
+        frame[column] = np.nan if column == "stable" else None
+    evidently, profiled = both(reference, current, DriftConfig(drift_share=0.3))
+    assert_same(evidently, profiled)
+    [empty] = [c for c in profiled.columns if c.column == column]
+    assert empty.method == ALL_MISSING and empty.drifted is (where != "both") and math.isnan(empty.score)
+    assert profiled.n_columns == len(NUMERICAL) + len(CATEGORICAL)
+
+
+def test_an_inf_only_column_is_empty_too() -> None:
+    reference, current = make_frames(2000, 2000, shift=0.0, mix=False, nan=False, seed=5)
+    current["stable"] = np.inf
+    evidently, profiled = both(reference, current, DriftConfig())
+    assert_same(evidently, profiled)
+    assert next(c for c in profiled.columns if c.column == "stable").method == ALL_MISSING
+
+
+@pytest.mark.parametrize("label", ["reference", "current"])
+def test_an_empty_window_is_a_data_error_like_evidently(label: str) -> None:
+    reference, current = make_frames(2000, 2000, shift=0.0, mix=False, nan=False, seed=5)
+    frames = {"reference": reference, "current": current}
+    frames[label] = frames[label].iloc[:0]
+    for detector in (EvidentlyDriftDetector(html=False), ProfiledDriftDetector()):
+        with pytest.raises(DataError, match=f"drift check: the {label} window has no rows"):
+            detector.detect(**frames, numerical=NUMERICAL, categorical=CATEGORICAL, policy=DriftConfig())
