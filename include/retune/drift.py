@@ -5,7 +5,8 @@ runs Evidently 0.7's ``DataDriftPreset`` with the column types declared in the c
 (a ``DataDefinition``; Evidently never infers them here) and the per-column methods and
 thresholds of the config's ``drift`` section.
 
-A feature with no value at all (every cell NaN, None or inf) in one of the two windows
+Infinite values are missing values (NaN) for every test. A feature with no value at all
+(every cell NaN, None or inf) in one of the two windows
 cannot be tested; :func:`missing_columns` reports it instead, with method
 :data:`ALL_MISSING`, no score, and drifted when it is empty in one window only (its values
 stopped or started arriving), not when it is empty in both. Constant columns are tested as
@@ -211,8 +212,8 @@ class EvidentlyDriftDetector(DriftDetector):
         definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
         preset = DataDriftPreset(drift_share=policy.drift_share, **options)
         snapshot = Report([preset]).run(
-            Dataset.from_pandas(current[columns], data_definition=definition),
-            Dataset.from_pandas(reference[columns], data_definition=definition),
+            Dataset.from_pandas(_inf_as_nan(current, columns), data_definition=definition),
+            Dataset.from_pandas(_inf_as_nan(reference, columns), data_definition=definition),
         )
         # The preset renders its table from this legacy metric; asking for the same metric
         # returns the cached per-column results instead of testing each column again.
@@ -241,6 +242,25 @@ class EvidentlyDriftDetector(DriftDetector):
         summary = summarize(results, policy.drift_share)
         html = snapshot.get_html_str(as_iframe=False) if self.html else None
         return DriftResult(summary=summary, html=html)
+
+
+def _inf_as_nan(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The feature columns with +-inf as NaN (missing), as every test here reads them.
+
+    Evidently drops inf only from a column that also has a NaN: with inf alone, Wasserstein
+    scored NaN, which is never above the threshold, so a shifted column was not drifted
+    (and inf in a float categorical column became a category). Only the float columns that
+    hold an inf are replaced; the selection is the one copy made otherwise.
+    """
+    import numpy as np
+
+    out = frame[columns]
+    fixed = {
+        c: out[c].replace([np.inf, -np.inf], np.nan)
+        for c in columns
+        if out[c].dtype.kind == "f" and np.isinf(out[c].to_numpy()).any()
+    }
+    return out.assign(**fixed) if fixed else out
 
 
 def summarize(columns: list[ColumnDriftResult], drift_share_threshold: float) -> DriftSummary:

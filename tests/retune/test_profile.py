@@ -148,6 +148,19 @@ def test_an_inf_only_column_is_empty_too() -> None:
     assert next(c for c in profiled.columns if c.column == "stable").method == ALL_MISSING
 
 
+def test_inf_without_nan_gives_the_same_verdicts_as_evidently() -> None:
+    """Evidently scored a numerical column with inf but no NaN as NaN (not drifted) and took
+    -inf in a float categorical column for a category; the profiled detector drops both."""
+    reference, current = make_frames(3000, 3000, shift=1.0, mix=False, nan=False, seed=9)
+    current.loc[current.index[:5], "shifted"] = np.inf
+    current.loc[current.index[5:9], "few"] = -np.inf
+    current["code"] = current["code"].astype(float)
+    current.loc[current.index[9:12], "code"] = np.inf
+    evidently, profiled = both(reference, current, DriftConfig(drift_share=0.3))
+    assert_same(evidently, profiled)
+    assert "shifted" in {c.column for c in evidently.drifted_columns}
+
+
 @pytest.mark.parametrize("label", ["reference", "current"])
 def test_an_empty_window_is_a_data_error_like_evidently(label: str) -> None:
     reference, current = make_frames(2000, 2000, shift=0.0, mix=False, nan=False, seed=5)
