@@ -172,6 +172,18 @@ def _consecutive_drifted(conn: Any, windows: sa.Table, config_name: str, n: int,
     return count
 
 
+def _newest_triggered(conn: Any, decisions: sa.Table, config_name: str, key: str) -> Any:
+    """The newest decision that triggered with ``key`` (``id, token, outcome, created_at``), or ``None``."""
+    import sqlalchemy as sa
+
+    return conn.execute(
+        sa.select(decisions.c.id, decisions.c.token, decisions.c.outcome, decisions.c.created_at)
+        .where(decisions.c.config == config_name, decisions.c.idempotency_key == stored_key(key), decisions.c.triggered.is_(True))
+        .order_by(decisions.c.id.desc())
+        .limit(1)
+    ).first()
+
+
 def _record(conn: Any, decisions: sa.Table, row: dict[str, Any], *, reason: str, token: str | None) -> int | None:
     """Insert one decision (triggered when it has a lock ``token``); its id."""
     import sqlalchemy as sa
@@ -222,16 +234,7 @@ def decide(
     reason = ""
     with engine.begin() as conn:
         if not force:
-            dup = conn.execute(
-                sa.select(decisions.c.id, decisions.c.outcome, decisions.c.token)
-                .where(
-                    decisions.c.config == config_name,
-                    decisions.c.idempotency_key == stored_key(key),
-                    decisions.c.triggered.is_(True),
-                )
-                .order_by(decisions.c.id.desc())
-                .limit(1)
-            ).first()
+            dup = _newest_triggered(conn, decisions, config_name, key)
             if dup is not None and rerun and dup.outcome is None and dup.token:
                 held = conn.execute(
                     sa.select(locks.c.token).where(
@@ -302,19 +305,12 @@ def cover(config_name: str, key: str, by: Decision, *, settings: Settings | None
     Returns:
         The recorded decision (``triggered`` False: no retune of its own; ``token`` is ``by``'s).
     """
-    import sqlalchemy as sa
 
     settings = settings or get_settings()
     engine, decisions, _, _ = _tables(settings.policy_db)
     now = _now()
     with engine.begin() as conn:
-        dup = conn.execute(
-            sa.select(decisions.c.id).where(
-                decisions.c.config == config_name,
-                decisions.c.idempotency_key == stored_key(key),
-                decisions.c.triggered.is_(True),
-            )
-        ).first()
+        dup = _newest_triggered(conn, decisions, config_name, key)
         reason = f"duplicate of decision {dup.id} (same idempotency key)" if dup else f"covered by decision {by.decision_id}"
         row = {"created_at": now, "config": config_name, "source": by.source, "idempotency_key": stored_key(key), "forced": False}
         decision_id = _record(conn, decisions, row, reason=reason, token=None if dup else by.token)
@@ -325,23 +321,14 @@ def cover(config_name: str, key: str, by: Decision, *, settings: Settings | None
 def open_decision(config_name: str, key: str, *, settings: Settings | None = None) -> dict[str, Any] | None:
     """The newest triggered decision for ``key`` whose retune has not ended (no outcome):
     ``{"id", "token", "created_at"}`` (aware UTC), or ``None``."""
-    import sqlalchemy as sa
 
     settings = settings or get_settings()
     engine, decisions, _, _ = _tables(settings.policy_db)
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(decisions.c.id, decisions.c.token, decisions.c.created_at)
-            .where(
-                decisions.c.config == config_name,
-                decisions.c.idempotency_key == stored_key(key),
-                decisions.c.triggered.is_(True),
-                decisions.c.outcome.is_(None),
-            )
-            .order_by(decisions.c.id.desc())
-            .limit(1)
-        ).first()
-    return None if row is None else {"id": row.id, "token": row.token, "created_at": _aware(row.created_at)}
+        row = _newest_triggered(conn, decisions, config_name, key)
+    if row is None or row.outcome is not None:
+        return None
+    return {"id": row.id, "token": row.token, "created_at": _aware(row.created_at)}
 
 
 def holds(config_name: str, token: str, *, settings: Settings | None = None) -> bool:

@@ -370,12 +370,8 @@ def test_second_alert_while_a_retune_runs_is_not_triggered(
     assert len(created_runs) == 1
 
 
-def test_several_alert_series_about_one_model_in_one_payload_start_one_retune(
-    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
-) -> None:
-    """Alertmanager groups two series (two scoring hosts) about one model in one payload: one
-    retune answers both, and the group's resend after it ended is a duplicate for both, not
-    a second retune (the second series was 'already running' and so stayed open)."""
+def _grouped_payload() -> dict[str, Any]:
+    """The Alertmanager sample with a second firing series about the same model (another host)."""
     import copy
 
     payload = alertmanager_payload()
@@ -383,6 +379,31 @@ def test_several_alert_series_about_one_model_in_one_payload_start_one_retune(
     second["labels"]["instance"] = "scoring-2:9100"
     second["fingerprint"] = "d7e8f9a0b1c2d3e4"
     payload["alerts"].insert(1, second)
+    return payload
+
+
+def _stub_run_creation(alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, *, fail: bool) -> list[str]:
+    """Stand in for the metadata DB's run creation: it fails (``fail``) or records the run ids it creates."""
+    created: list[str] = []
+
+    def create(*, run_id: str, conf: dict[str, Any], note: str) -> str:
+        if fail:
+            raise RuntimeError("database is locked")
+        created.append(run_id)
+        return run_id
+
+    monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
+    monkeypatch.setattr(alerts, "create_retune_run", create)
+    return created
+
+
+def test_several_alert_series_about_one_model_in_one_payload_start_one_retune(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    """Alertmanager groups two series (two scoring hosts) about one model in one payload: one
+    retune answers both, and the group's resend after it ended is a duplicate for both, not
+    a second retune (the second series was 'already running' and so stayed open)."""
+    payload = _grouped_payload()
     first, other, _resolved = _post(client, AM, payload, auth).json()["results"]
     [run] = created_runs
     assert first["triggered"] is True and first["dag_run_id"] == run["run_id"]
@@ -400,29 +421,14 @@ def test_several_alert_series_about_one_model_in_one_payload_start_one_retune(
 def test_a_grouped_payload_whose_retune_could_not_start_is_500_for_every_series(
     client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
 ) -> None:
-    import copy
-
-    payload = alertmanager_payload()
-    second = copy.deepcopy(payload["alerts"][0])
-    second["fingerprint"] = "d7e8f9a0b1c2d3e4"
-    payload["alerts"].insert(1, second)
-    created: list[str] = []
-
-    def broken(**_: Any) -> str:
-        raise RuntimeError("database is locked")
-
-    def works(*, run_id: str, conf: dict[str, Any], note: str) -> str:
-        created.append(run_id)
-        return run_id
-
-    monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
-    monkeypatch.setattr(alerts, "create_retune_run", broken)
+    payload = _grouped_payload()
+    _stub_run_creation(alerts, monkeypatch, fail=True)
     resp = _post(client, AM, payload, auth)
     assert resp.status_code == 500
     first, other, _ = resp.json()["results"]
     assert not first["triggered"] and not other["triggered"] and "run for this model failed" in other["reason"]
     assert policy.current_lock("demo") is None
-    monkeypatch.setattr(alerts, "create_retune_run", works)
+    created = _stub_run_creation(alerts, monkeypatch, fail=False)
     first, other, _ = _post(client, AM, payload, auth).json()["results"]
     assert first["triggered"] and other["reason"].startswith("covered by") and other["dag_run_id"] == created[0]
     assert len(created) == 1
@@ -464,17 +470,7 @@ def test_failed_run_creation_is_500_and_the_retry_triggers(
 ) -> None:
     """The sender retries a 500 with the same alert: the failed attempt gave its lock back and
     was cancelled, so the retry is decided afresh (not a duplicate, no cooldown) and runs."""
-    created: list[str] = []
-
-    def broken(**_: Any) -> str:
-        raise RuntimeError("database is locked")
-
-    def works(*, run_id: str, conf: dict[str, Any], note: str) -> str:
-        created.append(run_id)
-        return run_id
-
-    monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
-    monkeypatch.setattr(alerts, "create_retune_run", broken)
+    _stub_run_creation(alerts, monkeypatch, fail=True)
     resp = _post(client, AM, alertmanager_payload(), auth)
     assert resp.status_code == 500
     result = resp.json()["results"][0]
@@ -485,7 +481,7 @@ def test_failed_run_creation_is_500_and_the_retry_triggers(
     assert decision["triggered"] is False
     assert not policy.holds("demo", decision["token"])
 
-    monkeypatch.setattr(alerts, "create_retune_run", works)
+    created = _stub_run_creation(alerts, monkeypatch, fail=False)
     retry = _post(client, AM, alertmanager_payload(), auth)
     assert retry.status_code == 202, retry.text
     again = retry.json()["results"][0]

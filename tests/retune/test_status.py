@@ -13,29 +13,42 @@ import pytest
 from retune.cli import main
 
 
-@pytest.fixture
-def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any) -> dict[str, str]:
-    """Config ``st`` (model ``st-model``): v1 then v2 promoted, v3 registered with failed gates."""
+def _embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: Path | None = None) -> None:
+    """The embedded default in ``tmp_path``: SQLite state in ``state`` (default ``state/``), configs in ``configs/``."""
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(state or tmp_path / "state"))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
+    for var in ("MLFLOW_TRACKING_URI", "RETUNE_POLICY_DB", "RETUNE_OPTUNA_STORAGE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _logged_model(experiment: str) -> tuple[Any, str]:
+    """An MLflow client on the current settings and the URI of a small logged model."""
     import mlflow
     import numpy as np
     import pandas as pd
     from sklearn.linear_model import LinearRegression
 
-    from retune import registry, tracking
+    from retune import tracking
     from retune.settings import get_settings
 
-    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("RETUNE_POLICY_DB", raising=False)
-    write_yaml({**demo_raw, "name": "st", "registry": {"model_name": "st-model"}}, "st", tmp_path / "configs")
     settings = get_settings()
     cl = tracking.client(settings)
     X = pd.DataFrame({"x": np.arange(10.0)})
-    with mlflow.start_run(experiment_id=tracking.ensure_experiment(cl, "status-tests", settings)):
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment(cl, experiment, settings)):
         uri = mlflow.sklearn.log_model(
             LinearRegression().fit(X, X["x"]), name="model", pip_requirements=["scikit-learn"]
         ).model_uri
+    return cl, uri
+
+
+@pytest.fixture
+def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any) -> dict[str, str]:
+    """Config ``st`` (model ``st-model``): v1 then v2 promoted, v3 registered with failed gates."""
+    from retune import registry
+
+    _embedded(tmp_path, monkeypatch)
+    write_yaml({**demo_raw, "name": "st", "registry": {"model_name": "st-model"}}, "st", tmp_path / "configs")
+    cl, uri = _logged_model("status-tests")
     tags = {"retune.trigger": "drift", "retune.gates": "passed", "retune.holdout_mae": "2.5", "retune.train_start": "2025-05-01"}
     v1, _ = registry.register(cl, "st-model", uri, key="k1", tags=tags)
     v2, _ = registry.register(cl, "st-model", uri, key="k2", tags={**tags, "retune.holdout_mae": "2.1"})
@@ -124,11 +137,7 @@ def test_status_on_a_state_folder_with_no_state_says_so_and_creates_nothing(
     on-call engineer reads 'no champion') and exited 0, after creating empty mlflow.db and
     policy.db there. It is refused, naming the file, and nothing is created."""
     state = tmp_path / "typo"
-    monkeypatch.setenv("RETUNE_STATE_DIR", str(state))
-    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("RETUNE_POLICY_DB", raising=False)
-    monkeypatch.delenv("RETUNE_OPTUNA_STORAGE", raising=False)
+    _embedded(tmp_path, monkeypatch, state)
     write_yaml({**demo_raw, "name": "st"}, "st", tmp_path / "configs")
     assert main(["status", "--config", "st"]) == 1
     err = capsys.readouterr().err
@@ -141,28 +150,12 @@ def test_status_without_a_champion_says_why_the_challenger_was_not_promoted(
 ) -> None:
     """A first model that failed its gates: no champion, and the reason is shown (it was
     shown only beside a champion). No decision yet: the policy part is empty, not created."""
-    import mlflow
-    import numpy as np
-    import pandas as pd
-    from sklearn.linear_model import LinearRegression
-
-    from retune import registry, tracking
-    from retune.settings import get_settings
+    from retune import registry
     from retune.status import model_status, render
 
-    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "configs"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("RETUNE_POLICY_DB", raising=False)
-    monkeypatch.delenv("RETUNE_OPTUNA_STORAGE", raising=False)
+    _embedded(tmp_path, monkeypatch)
     write_yaml({**demo_raw, "name": "first", "registry": {"model_name": "first-model"}}, "first", tmp_path / "configs")
-    settings = get_settings()
-    cl = tracking.client(settings)
-    X = pd.DataFrame({"x": np.arange(10.0)})
-    with mlflow.start_run(experiment_id=tracking.ensure_experiment(cl, "status-first", settings)):
-        uri = mlflow.sklearn.log_model(
-            LinearRegression().fit(X, X["x"]), name="model", pip_requirements=["scikit-learn"]
-        ).model_uri
+    cl, uri = _logged_model("status-first")
     failed = {"retune.gates": "failed", "retune.gate_reason": "max_latency_ms_per_1k: 80 ms over 50"}
     registry.register(cl, "first-model", uri, key="k1", tags=failed)
     status = model_status("first")
