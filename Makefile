@@ -7,13 +7,24 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 DEMO   := $(CURDIR)/.demo
 
-# The embedded default: SQLite for Airflow, MLflow and Optuna, all under .demo/.
-DEMO_ENV := RETUNE_STATE_DIR=$(DEMO) \
-	AIRFLOW_HOME=$(DEMO)/airflow \
-	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
+# make splits words at spaces: `rm -rf $(DEMO)` in "~/my project" would remove "~/my".
+ifneq ($(word 2,$(CURDIR)),)
+$(error this checkout's path has a space ("$(CURDIR)"), which make cannot pass safely to rm and the state URLs: move or link it to a path without spaces)
+endif
+
+# The embedded default: SQLite for Airflow, MLflow and Optuna, all under .demo/. The
+# production topology's variables (a shell that sourced .stack/env.sh) are dropped, so the
+# demo never writes to the stack's PostgreSQL, MLflow or Airflow.
+DEMO_ENV := env -u AIRFLOW__DATABASE__SQL_ALCHEMY_CONN -u AIRFLOW__CORE__EXECUTOR \
+	-u AIRFLOW__CORE__EXECUTION_API_SERVER_URL -u AIRFLOW__API__HOST -u AIRFLOW__API__PORT \
+	-u AIRFLOW__API__BASE_URL -u RETUNE_OPTUNA_STORAGE -u RETUNE_POLICY_DB -u RETUNE_ARTIFACT_ROOT \
+	-u RETUNE_CONFIG_DIR \
+	RETUNE_STATE_DIR="$(DEMO)" \
+	AIRFLOW_HOME="$(DEMO)/airflow" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+	AIRFLOW__CORE__PLUGINS_FOLDER="$(CURDIR)/plugins" \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	MLFLOW_TRACKING_URI=sqlite:///$(DEMO)/mlflow.db
+	MLFLOW_TRACKING_URI="sqlite:///$(DEMO)/mlflow.db"
 
 .PHONY: install browser demo status test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status bench bench-quick clean
 
@@ -43,7 +54,7 @@ browser:
 	fi
 
 demo: install
-	rm -rf $(DEMO)
+	rm -rf "$(DEMO)"
 	$(DEMO_ENV) $(BIN)/python scripts/demo.py
 
 # Where the demo model stands after `make demo` (champion, challenger, lock, decisions); CONFIG=name for another.
@@ -72,7 +83,7 @@ airflow-ui: install
 
 # The MLflow UI on the demo state: http://localhost:5000
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DEMO)/mlflow.db --port 5000
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(DEMO)/mlflow.db" --port 5000
 
 # The production topology without Docker: PostgreSQL, MLflow server, Airflow services
 # (LocalExecutor) on loopback ports; see scripts/stack.py for the settings.
@@ -94,4 +105,4 @@ bench-quick: install
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(DEMO) .retune .stack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) "$(DEMO)" .retune .stack .pytest_cache .mypy_cache .ruff_cache
