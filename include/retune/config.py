@@ -107,8 +107,9 @@ CONN_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 """An Airflow connection id: outside Airflow Retune reads ``AIRFLOW_CONN_<ID>``, so it must make a variable name."""
 
 _DSN_SECRETS = (
-    re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@/?#\s]*(?=@)"),  # URI user:password@
-    re.compile(r"(?P<keep>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE),  # password=... (key=value, ?query)
+    re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)(?P<secret>[^@/?#\s]*)(?=@)"),  # URI user:password@
+    # password=... and sslpassword=... (key=value, ?query)
+    re.compile(r"(?P<keep>\b(?:ssl)?password\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE),
 )
 
 
@@ -128,6 +129,27 @@ def redact_dsn(text: str) -> str:
     for pattern in _DSN_SECRETS:
         text = pattern.sub(lambda m: f"{m.group('keep')}***", text)
     return text
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The passwords written in a DSN as :func:`redact_dsn` finds them, also percent-decoded
+    and unquoted: to mask them where a message quotes them out of their DSN (libpq quotes the
+    token it could not parse).
+
+    Example:
+        >>> dsn_secrets("postgresql://u:pa%zzss@db/x")
+        ['pa%zzss']
+    """
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    for pattern in _DSN_SECRETS:
+        for match in pattern.finditer(dsn):
+            secret = match.group("secret")
+            for form in (secret, secret.strip("'"), unquote(secret)):
+                if form and form not in found:
+                    found.append(form)
+    return found
 
 
 class SqlConfig(_Strict):

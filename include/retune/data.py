@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from retune.config import SQL_IDENTIFIER, RetuneConfig, SourceConfig, check_drift_columns, redact_dsn, resolve_path
+from retune.config import SQL_IDENTIFIER, RetuneConfig, SourceConfig, check_drift_columns, dsn_secrets, redact_dsn, resolve_path
 from retune.config import _expand as expand_variables
 from retune.errors import ConfigError, DataError
 
@@ -149,14 +149,10 @@ def order_by_time(df: pd.DataFrame, column: str, *, ties: Literal["stable", "con
         The ordered rows with a fresh index.
     """
     import numpy as np
-    import pandas as pd
 
     if ties == "stable" or not df[column].duplicated().any():
         return df.sort_values(column, kind="stable").reset_index(drop=True)
-    try:
-        content = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    except TypeError:  # unhashable cells (lists, dicts from JSON columns): hash their text
-        content = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
+    content = _row_hashes(df)
     times = df[column].to_numpy(dtype="datetime64[ns]").view("int64")
     times = np.where(df[column].isna().to_numpy(), np.iinfo(np.int64).max, times)  # NaT last, as sort_values
     return df.iloc[np.lexsort((content, times))].reset_index(drop=True)
@@ -260,7 +256,20 @@ def conn_id_dsn(conn_id: str) -> str:
     if target is None:
         kind = scheme if sep else "not a URI"
         raise DataError(f"conn_id {conn_id!r}: {var} is not a PostgreSQL connection ({kind}); use postgres://...")
-    return f"{target}://{rest}"
+    return f"{target}://{_libpq_query(rest)}"
+
+
+def _libpq_query(rest: str) -> str:
+    """A connection URI's part after ``scheme://`` with only the query keys libpq takes
+    (:data:`_LIBPQ_EXTRAS`), as Airflow's own lookup keeps them (it reads the query as the
+    connection's extra): ``cursor=realdictcursor`` and such are Airflow's, libpq refuses them."""
+    from urllib.parse import parse_qsl, urlencode
+
+    base, sep, query = rest.partition("?")
+    if not sep:
+        return rest
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k in _LIBPQ_EXTRAS]
+    return f"{base}?{urlencode(kept)}" if kept else base
 
 
 def _json_conn_dsn(conn_id: str, var: str, value: str) -> str:
@@ -407,9 +416,9 @@ class SqlSource(DataSource):
 
     def _fail(self, what: str, exc: Exception, dsn: str) -> DataError:
         text = " ".join(str(exc).split())
-        password = _dsn_password(dsn)
-        if password:
-            text = text.replace(password, "***")
+        # the parsed password, and as written: a DSN libpq cannot parse is quoted by its token
+        for secret in sorted({_dsn_password(dsn) or "", *dsn_secrets(dsn)} - {""}, key=len, reverse=True):
+            text = text.replace(secret, "***")
         text = redact_dsn(text.replace(dsn, redact_dsn(dsn)))
         return DataError(f"{self.describe()}: {what}: {text}")
 
@@ -676,12 +685,22 @@ def frame_digest(df: pd.DataFrame) -> str:
     Returns:
         A 64-character hex digest.
     """
-    import pandas as pd
 
     h = hashlib.sha256()
     h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    h.update(_row_hashes(df).tobytes())
     return h.hexdigest()
+
+
+def _row_hashes(df: pd.DataFrame) -> Any:
+    """One 64-bit hash per row (pandas'); cells pandas cannot hash (lists and dicts from JSON
+    or array columns of a SQL source) by their text."""
+    import pandas as pd
+
+    try:
+        return pd.util.hash_pandas_object(df, index=False).to_numpy()
+    except TypeError:
+        return pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
 
 
 @dataclass(frozen=True)

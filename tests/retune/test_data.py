@@ -284,6 +284,17 @@ def test_frame_digest_is_stable_and_content_sensitive() -> None:
     assert frame_digest(df.iloc[:-1]) != digest
 
 
+def test_frame_digest_of_json_and_array_cells() -> None:
+    """A SQL source's json/jsonb and array columns arrive as dicts and lists, which pandas
+    cannot hash: every retune of such a table failed in prepare with a TypeError (retried,
+    naming nothing) while `retune check --data` said ok."""
+    base = pd.DataFrame({"x": [1.0, 2.0], "j": [{"a": 1}, {"b": [1, 2]}], "arr": [[1, 2], []]})
+    other = base.assign(j=[{"a": 2}, {"b": [1, 2]}])
+    assert len(frame_digest(base)) == 64
+    assert frame_digest(base) == frame_digest(base.copy())
+    assert frame_digest(base) != frame_digest(other)
+
+
 def test_frame_digest_ignores_the_index() -> None:
     df = demand_frame(20)
     assert frame_digest(df.set_axis(range(100, 120))) == frame_digest(df)

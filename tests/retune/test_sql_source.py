@@ -474,6 +474,32 @@ def test_errors_never_contain_the_password(events: Pg, form: str, monkeypatch: p
         assert PASSWORD not in str(info.value) and "conn_id retune_test_secret" in str(info.value)
 
 
+def test_a_password_libpq_cannot_parse_is_not_quoted_back() -> None:
+    """An un-encoded % in a URI password: libpq refuses the DSN and quotes the token, password
+    and all; the parsed password is unknown then, so it is masked as written."""
+    with pytest.raises(DataError, match="cannot connect") as info:
+        SqlSource(time_column="ts", table="events", dsn="postgresql://reviewer:pa%zzss@127.0.0.1/db").read(None, None)
+    assert "pa%zzss" not in str(info.value) and "***" in str(info.value)
+
+
+def test_sslpassword_is_masked_too() -> None:
+    assert redact_dsn("host=h user=u sslpassword=keypass123 password=pw") == "host=h user=u sslpassword=*** password=***"
+    assert (
+        redact_dsn("postgresql://u@h/db?sslmode=require&sslpassword=kp2") == "postgresql://u@h/db?sslmode=require&sslpassword=***"
+    )
+
+
+def test_a_connection_uri_keeps_only_the_query_keys_libpq_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow reads a URI's query as the connection's extra, so the DAGs connected while
+    `retune check --data` handed libpq `cursor=...` and failed ("invalid URI query parameter")."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RETUNE_QUERY", "postgres://u:pw@h:5432/db?sslmode=disable&cursor=realdictcursor&connect_timeout=5"
+    )
+    assert conn_id_dsn("retune_query") == "postgresql://u:pw@h:5432/db?sslmode=disable&connect_timeout=5"
+    monkeypatch.setenv("AIRFLOW_CONN_RETUNE_QUERY", "postgres://u:pw@h:5432/db?cursor=realdictcursor")
+    assert conn_id_dsn("retune_query") == "postgresql://u:pw@h:5432/db"
+
+
 @pytest.mark.postgres
 def test_reading_logs_no_password(events: Pg, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG", logger="retune")
