@@ -95,7 +95,7 @@ class FileSource(DataSource):
             fmt = "parquet" if path.endswith((".parquet", ".pq")) else "csv"
         try:
             if fmt == "parquet":
-                return pd.read_parquet(path, **self.read_options)
+                return _decimals_as_float(pd.read_parquet(path, **self.read_options))
             return pd.read_csv(path, **self.read_options)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read as {fmt}: {exc}") from None
@@ -316,6 +316,16 @@ def _dsn_password(dsn: str) -> str | None:
     return password or None
 
 
+def _decimals_as_float(df: pd.DataFrame) -> pd.DataFrame:
+    """Parquet ``decimal`` columns (exports from Spark, dbt or a database) as float64, as the
+    SQL source reads ``numeric``: pandas gives them as objects, which made them categories
+    (or refused a declared numerical column)."""
+    import pandas as pd
+
+    decimal = [c for c in df.columns if df[c].dtype == object and pd.api.types.infer_dtype(df[c], skipna=True) == "decimal"]
+    return df.astype(dict.fromkeys(decimal, "float64")) if decimal else df
+
+
 class SqlSource(DataSource):
     """A PostgreSQL table or query, read with psycopg2 through a server-side cursor.
 
@@ -438,18 +448,20 @@ class SqlSource(DataSource):
             raise self._fail("cannot connect", exc, dsn) from None
         frames: list[pd.DataFrame] = []
         try:
-            numeric = extensions.new_type(extensions.DECIMAL.values, "RETUNE_NUMERIC_AS_FLOAT", _numeric_as_float)
-            extensions.register_type(numeric, conn)
+            as_float = extensions.new_type(extensions.DECIMAL.values, "RETUNE_NUMERIC_AS_FLOAT", _numeric_as_float)
+            extensions.register_type(as_float, conn)
             conn.set_session(readonly=True)
             with conn.cursor() as setup:
                 setup.execute("SET TIME ZONE 'UTC'")
             with conn.cursor(name=f"retune_{uuid.uuid4().hex}") as cur:
                 cur.execute(stmt, params)
                 columns: list[str] | None = None
+                numeric: set[str] = set()
                 while True:
                     rows = cur.fetchmany(self.chunk_rows)
                     if columns is None:
                         columns = [c.name for c in cur.description or []]
+                        numeric = {c.name for c in cur.description or [] if c.type_code in _NUMERIC_OIDS}
                     if not rows:
                         break
                     frames.append(pd.DataFrame.from_records(rows, columns=columns, coerce_float=True))
@@ -462,10 +474,17 @@ class SqlSource(DataSource):
             df = df.infer_objects()  # a chunk of only NULLs leaves an object column behind
         else:
             df = pd.DataFrame({c: pd.Series(dtype=object) for c in columns or []})
+        # a numeric column with no value in the window (a sensor down all day) is still numeric:
+        # from the column's type, as a file source's empty column reads as float
+        df = df.astype({c: "float64" for c in numeric if c in df.columns and df[c].dtype == object and df[c].isna().all()})
         df = parse_time_column(df, self.time_column, self.describe())
         # PostgreSQL's ORDER BY leaves rows with the same timestamp in any order (a parallel
         # scan, a vacuum): order those by content, or a re-read would change the digest.
         return order_by_time(df, self.time_column, ties="content")
+
+
+_NUMERIC_OIDS = frozenset({20, 21, 23, 700, 701, 1700})
+"""PostgreSQL type OIDs of int8, int2, int4, float4, float8 and numeric."""
 
 
 def _numeric_as_float(value: str | None, cursor: Any) -> float | None:

@@ -284,6 +284,29 @@ def test_frame_digest_is_stable_and_content_sensitive() -> None:
     assert frame_digest(df.iloc[:-1]) != digest
 
 
+def test_parquet_decimal_columns_read_as_numbers(tmp_path: Path) -> None:
+    """A Parquet export with decimal128 columns: pandas gives objects, so an exclude-only
+    config made each price a category (drift at its maximum) and a declared one was refused."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retune.data import FileSource
+
+    table = pa.table(
+        {
+            "ts": pa.array(pd.date_range("2025-01-01", periods=3, freq="D", tz="UTC")),
+            "price": pa.array([Decimal("1.50"), None, Decimal("3.25")], pa.decimal128(10, 2)),
+            "name": ["a", "b", "c"],
+        }
+    )
+    pq.write_table(table, tmp_path / "prices.parquet")
+    df = FileSource(str(tmp_path / "prices.parquet"), time_column="ts").read(None, None)
+    assert df["price"].dtype == "float64" and df["price"].tolist()[0] == 1.5 and np.isnan(df["price"].tolist()[1])
+    assert df["name"].dtype == object
+
+
 def test_frame_digest_of_json_and_array_cells() -> None:
     """A SQL source's json/jsonb and array columns arrive as dicts and lists, which pandas
     cannot hash: every retune of such a table failed in prepare with a TypeError (retried,

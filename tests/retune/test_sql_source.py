@@ -305,6 +305,21 @@ def test_a_chunk_of_only_nulls_keeps_numeric_columns_numeric(pg: Pg) -> None:
 
 
 @pytest.mark.postgres
+def test_a_numeric_column_with_no_value_in_the_window_stays_numeric(pg: Pg) -> None:
+    """A sensor down for the whole window: the column came back as objects and check_frame
+    refused a declared numerical feature, so the drift check failed exactly when it should
+    report the feature missing (a file source reads such a column as float)."""
+    pg.execute(
+        "CREATE TABLE t (ts timestamptz, v integer, w double precision, n numeric(6, 2), s text);"
+        "INSERT INTO t SELECT %(t0)s::timestamptz + make_interval(hours => i), NULL, NULL, NULL, NULL FROM generate_series(0, 3) i",
+        {"t0": T0},
+    )
+    df = SqlSource(time_column="ts", table="t", dsn=pg.dsn()).read(None, None)
+    assert {c: str(df[c].dtype) for c in ("v", "w", "n")} == {"v": "float64", "w": "float64", "n": "float64"}
+    assert df["s"].dtype == object and df[["v", "w", "n"]].isna().all().all()
+
+
+@pytest.mark.postgres
 def test_naive_timestamp_column_counts_as_utc(pg: Pg) -> None:
     pg.execute(
         "SET TIME ZONE 'Europe/Berlin';"  # the reader's session, not the writer's, decides
