@@ -457,7 +457,9 @@ def rollback(
         RegistryError: No champion or no previous champion, or the target does not load and
             predict (the champion is then unchanged).
         ChampionChangedError: A retried rollback whose first attempt never moved the
-            champion finds another champion than the one it was asked to roll back.
+            champion finds another champion than the one it was asked to roll back, or
+            ``champion`` or ``previous_champion`` moved while the target was checked
+            (nothing is written then).
     """
     champion = get_alias(cl, name, CHAMPION)
     previous = get_alias(cl, name, PREVIOUS)
@@ -498,6 +500,18 @@ def rollback(
         raise RegistryError(f"{name}: previous_champion and champion are both version {champion.version}")
     target, current = str(previous.version), str(champion.version)
     check_loads(cl, name, target, sample=sample)
+    # loading takes seconds: a retune may have promoted meanwhile, and moving now would drop its version
+    champion_now, previous_now = get_alias(cl, name, CHAMPION), get_alias(cl, name, PREVIOUS)
+    moved = (
+        None if champion_now is None else str(champion_now.version),
+        None if previous_now is None else str(previous_now.version),
+    )
+    if moved != (current, target):
+        raise ChampionChangedError(
+            f"{name}: champion and previous_champion were versions {current} and {target} when the rollback began, "
+            f"{moved[0]} and {moved[1]} after version {target} was checked; not rolled back "
+            "(roll back again if it is still wanted)"
+        )
     plan = {"key": key, "from": current, "to": target, "when": _now()}
     if key:
         cl.set_registered_model_tag(name, ROLLBACK_TAG, json.dumps(plan))

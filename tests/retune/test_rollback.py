@@ -214,6 +214,38 @@ def test_a_retried_rollback_never_undoes_a_promotion_made_between_attempts(cl, s
     assert aliases(cl, name)["champion"] == str(v4.version)
 
 
+def test_a_rollback_refuses_when_a_retune_promotes_while_it_checks_the_target(
+    cl, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback read champion v2 and previous_champion v1, then loaded v1 (seconds with
+    remote artifacts); meanwhile a retune promoted v3 over v2. Moving on would set champion
+    v1 and previous_champion v2: v3, the newest champion, would be neither, and the history
+    would record 2 -> 1. The rollback re-reads both aliases after the check and writes nothing."""
+    from retune.errors import ChampionChangedError
+
+    name = "rb-race-check"
+    s1, s2, _ = two_champions(cl, store, name)
+    v3, _ = registry.register(cl, name, store.log_model(4.0), key=f"{name}-3", tags={})
+    s3 = str(v3.version)
+    check_loads = registry.check_loads
+
+    def slow_check(*args: Any, **kwargs: Any) -> int:
+        rows = check_loads(*args, **kwargs)
+        registry.promote(cl, name, s3, who="airflow:retune_model/r3", why="gates passed", key="r3", expected_champion=s2)
+        return rows
+
+    monkeypatch.setattr(registry, "check_loads", slow_check)
+    with pytest.raises(ChampionChangedError, match=rf"versions {s2} and {s1} when the rollback began, {s3} and {s2} after"):
+        registry.rollback(cl, name, who="cli:ops", why="v2 bad", key="rb-race-check-1")
+    assert aliases(cl, name) == {"challenger": s3, "champion": s3, "previous_champion": s2}, "the promotion stands"
+    last = registry.alias_history(cl, name)[-2:]
+    assert [(e["alias"], e["from"], e["to"], e["action"]) for e in last] == [
+        ("champion", s2, s3, "promote"),
+        ("previous_champion", s1, s2, "promote"),
+    ], "no rollback recorded"
+    assert registry.ROLLBACK_TAG not in cl.get_registered_model(name).tags, "no rollback plan written"
+
+
 def test_a_version_that_cannot_load_is_never_promoted(cl, store: Store, register_retune) -> None:
     """The staging check (a fresh process) refuses a challenger whose artifact is corrupted;
     the staging gate fails and register leaves the champion where it was."""
