@@ -287,9 +287,10 @@ def promote(
     old = get_alias(cl, name, CHAMPION)
     if old is not None and str(old.version) == str(version):
         return None
-    if key is not None:
+    if key is not None:  # the version's own history: the model's is capped and drops old moves
         if any(
-            e.get("key") == key and e.get("alias") == CHAMPION and e.get("to") == str(version) for e in alias_history(cl, name)
+            e.get("key") == key and e.get("alias") == CHAMPION and e.get("to") == str(version)
+            for e in alias_history(cl, name, version)
         ):
             last = cl.get_registered_model(name).tags.get(LAST_MOVE_TAG, "")
             raise ChampionChangedError(

@@ -361,6 +361,33 @@ def test_a_retried_register_does_not_undo_a_rollback_made_after_its_promotion(cl
     assert len(registry.alias_history(cl, name)) == moves, "no move recorded"
 
 
+def test_a_promotion_aged_out_of_the_model_history_is_not_made_again(cl, store: Store) -> None:
+    """The registered model's history tag is capped at 5,000 characters: after a few dozen
+    moves the entry of the retune that promoted v3 is gone from it. Its register task,
+    cleared once the champion is back on v2 (the version it validated against), must still
+    see from v3's own history that it promoted v3 and not undo the rollback."""
+    from retune.errors import ChampionChangedError
+
+    name = "rb-aged-out"
+    s1, s2, _ = two_champions(cl, store, name)
+    v3, _ = registry.register(cl, name, store.log_model(4.0), key=f"{name}-3", tags={})
+    s3 = str(v3.version)
+    registry.promote(cl, name, s3, who="airflow:retune_model/r3", why="gates passed", key="r3", expected_champion=s2)
+    registry.rollback(cl, name, who="cli:ana", why="v3 over-forecasts")
+    later = [  # later moves between v1 and v2 that push r3's entry out of the model's tag
+        registry._entry(registry.CHAMPION, s1, s2, who="cli:bo", why="x" * 200, action="rollback", key=None, when=f"{i}")
+        for i in range(30)
+    ]
+    registry.record_moves(cl, name, later)
+    assert not any(e["key"] == "r3" for e in registry.alias_history(cl, name)), "aged out of the model history"
+    assert any(e["key"] == "r3" for e in registry.alias_history(cl, name, s3)), "still in v3's own history"
+    assert aliases(cl, name)["champion"] == s2
+
+    with pytest.raises(ChampionChangedError, match=f"version {s3} was already promoted by r3"):
+        registry.promote(cl, name, s3, who="airflow:retune_model/r3", why="gates passed", key="r3", expected_champion=s2)
+    assert aliases(cl, name) == {"challenger": s3, "champion": s2, "previous_champion": s3}, "the rollback stands"
+
+
 def test_promote_checks_the_expected_champion(cl, store: Store) -> None:
     from retune.errors import ChampionChangedError
 
