@@ -1203,6 +1203,9 @@ def register(
 ) -> dict[str, Any]:
     """Register the challenger (once per retune) and promote it if every gate passed.
 
+    A rerun (retried or cleared task) whose version this retune already promoted reports that
+    promotion again (``promoted`` true, ``champion_before`` the champion it replaced).
+
     Returns:
         ``{"model_name", "version", "promoted", "champion_before", "champion_after", "reason", "created"}``.
     """
@@ -1238,7 +1241,17 @@ def register(
             tags.pop(bound)
     version, created = registry.register(cl, name, validation["model_uri"], key=ctx["key"], tags=tags)
     promoted = False
-    if not failed and (before is None or str(before.version) != str(version.version)):
+    champion_before = before.version if before else None
+    is_champion = before is not None and str(before.version) == str(version.version)
+    made = registry.promotion_by(cl, name, version.version, ctx["key"]) if is_champion and not failed else None
+    if made is not None:
+        # a retry or rerun of a register that promoted: report that promotion (not "champion
+        # kept"), and record its alias moves if the first attempt failed before it could
+        registry.promote(cl, name, version.version, key=ctx["key"])
+        promoted = True
+        # as the store gives versions (int from SQL stores, str over REST), like champion_after
+        champion_before = None if made["from"] is None else type(version.version)(made["from"])
+    elif not failed and not is_champion:
         # Also on a retry that found the version already registered: a crash between
         # registering and promoting must not leave a model that passed every gate unpromoted.
         # Only over the champion the gates compared against: a rollback meanwhile wins.
@@ -1265,7 +1278,7 @@ def register(
         "version": version.version,
         "created": created,
         "promoted": promoted,
-        "champion_before": before.version if before else None,
+        "champion_before": champion_before,
         "champion_after": after.version if after else None,
         "reason": reason,
     }

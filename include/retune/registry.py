@@ -11,6 +11,8 @@ Every move of ``champion`` and ``previous_champion`` is recorded (who, when, why
 to version) as a JSON list in the tag ``retune.alias_history`` of the registered model
 (oldest first, the newest 100 entries that fit the tag) and of each version it moved from
 or to, and the newest move as a line in the registered model's tag ``retune.last_alias_move``.
+A retune's promotion is noted on its version (``retune.promotion``) before the aliases move,
+so its retry can tell a promotion it made from one it has still to make.
 
 Example:
     >>> from retune import registry  # doctest: +SKIP
@@ -48,6 +50,8 @@ PARAMS_TAG = "retune.params"
 HISTORY_TAG = "retune.alias_history"
 LAST_MOVE_TAG = "retune.last_alias_move"
 ROLLBACK_TAG = "retune.rollback"
+PROMOTION_TAG = "retune.promotion"
+"""Version tag: the promotion a retune key began (key, from, previous, who, why, when), set before the aliases move."""
 HISTORY_LIMIT = 100
 """Entries kept in a ``retune.alias_history`` tag (the newest)."""
 UNCHECKED: Any = object()
@@ -226,27 +230,33 @@ def _entry(
     }
 
 
+def _unrecorded(entries: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries not in ``history`` (keyless entries are never matched)."""
+    seen = {(e.get("key"), e.get("alias"), e.get("to")) for e in history if e.get("key")}
+    return [e for e in entries if not e.get("key") or (e["key"], e["alias"], e["to"]) not in seen]
+
+
 def record_moves(cl: MlflowClient, name: str, entries: list[dict[str, Any]]) -> None:
     """Append alias moves to the registered model's and the versions' history tags.
 
-    An entry whose ``key``, ``alias`` and ``to`` are already recorded (a retried task) is
-    not added again. The registered model's tag keeps the newest :data:`HISTORY_LIMIT`
-    entries that fit :data:`MODEL_TAG_MAX_CHARS`; each version's tag the newest
+    An entry whose ``key``, ``alias`` and ``to`` are already recorded in a tag (a retried
+    task) is not added to it again, so a retry completes a record a failed write left
+    half done. The registered model's tag keeps the newest :data:`HISTORY_LIMIT` entries
+    that fit :data:`MODEL_TAG_MAX_CHARS`; each version's tag the newest
     :data:`HISTORY_LIMIT` of its own moves.
     """
     model_history = alias_history(cl, name)
-    seen = {(e.get("key"), e.get("alias"), e.get("to")) for e in model_history if e.get("key")}
-    new = [e for e in entries if not e.get("key") or (e["key"], e["alias"], e["to"]) not in seen]
-    if not new:
-        return
-    cl.set_registered_model_tag(name, HISTORY_TAG, _capped(model_history + new, max_chars=MODEL_TAG_MAX_CHARS))
-    last = new[-1] if new[-1]["alias"] == CHAMPION else next((e for e in reversed(new) if e["alias"] == CHAMPION), new[-1])
-    line = f"{last['when']} {last['action']}: {last['alias']} {last['from']} -> {last['to']} by {last['who']}: {last['why']}"
-    cl.set_registered_model_tag(name, LAST_MOVE_TAG, line[:MODEL_TAG_MAX_CHARS])
-    for version in sorted({str(v) for e in new for v in (e["from"], e["to"]) if v is not None}, key=int):
-        mine = [e for e in new if version in (e["from"], e["to"])]
+    new = _unrecorded(entries, model_history)
+    if new:
+        cl.set_registered_model_tag(name, HISTORY_TAG, _capped(model_history + new, max_chars=MODEL_TAG_MAX_CHARS))
+        last = new[-1] if new[-1]["alias"] == CHAMPION else next((e for e in reversed(new) if e["alias"] == CHAMPION), new[-1])
+        line = f"{last['when']} {last['action']}: {last['alias']} {last['from']} -> {last['to']} by {last['who']}: {last['why']}"
+        cl.set_registered_model_tag(name, LAST_MOVE_TAG, line[:MODEL_TAG_MAX_CHARS])
+    for version in sorted({str(v) for e in entries for v in (e["from"], e["to"]) if v is not None}, key=int):
         history = alias_history(cl, name, version)
-        cl.set_model_version_tag(name, version, HISTORY_TAG, _capped(history + mine, max_chars=None))
+        mine = _unrecorded([e for e in entries if version in (e["from"], e["to"])], history)
+        if mine:
+            cl.set_model_version_tag(name, version, HISTORY_TAG, _capped(history + mine, max_chars=None))
     for e in new:
         log.info("%s: %s %s -> %s (%s by %s: %s)", name, e["alias"], e["from"], e["to"], e["action"], e["who"], e["why"])
 
@@ -270,36 +280,43 @@ def promote(
         version: The version to promote.
         who: Who moves it, e.g. ``airflow:<dag_id>/<run_id>`` (default ``python:<os user>``).
         why: Why, e.g. the gates' verdict.
-        key: The retune's key (a retried promotion is recorded once).
+        key: The retune's key. The promotion is noted on the version (tag
+            ``retune.promotion``: key, from, who, why, when) before any alias moves: a retry
+            whose first attempt moved the aliases but did not record the moves (a failed
+            history write) records them, once, with the first attempt's who, why and when.
         expected_champion: The champion ``version`` was validated against (``None``: there
             was none). If the champion is another version now, nothing moves. The check
             runs just before the move; MLflow has no atomic compare-and-set of aliases, so
             it narrows the race with a rollback to milliseconds rather than closing it.
 
     Returns:
-        The previous champion's version, if there was one.
+        The previous champion's version, if there was one (``None`` when ``version`` is the
+        champion already).
 
     Raises:
         ChampionChangedError: The champion is not ``expected_champion`` any more, or this
             ``key`` already promoted ``version`` and the champion has moved since (a retried
             or cleared task must not undo a rollback made after its promotion).
     """
+    target = str(version)
     old = get_alias(cl, name, CHAMPION)
-    if old is not None and str(old.version) == str(version):
+    now = None if old is None else str(old.version)
+    tags = cl.get_model_version(name, target).tags if key is not None else {}
+    plan = _plan_of(tags.get(PROMOTION_TAG), key)
+    history = _load_history(tags.get(HISTORY_TAG))  # the version's own: the model's is capped and drops old moves
+    left = any(e.get("alias") == CHAMPION and e.get("from") == target for e in history)  # champion moved away from it
+    if now == target:
+        if plan is not None and not left:  # a retry: record the moves if the first attempt could not
+            record_moves(cl, name, _promotion_entries(target, plan))
         return None
-    if key is not None:  # the version's own history: the model's is capped and drops old moves
-        if any(
-            e.get("key") == key and e.get("alias") == CHAMPION and e.get("to") == str(version)
-            for e in alias_history(cl, name, version)
-        ):
-            last = cl.get_registered_model(name).tags.get(LAST_MOVE_TAG, "")
-            raise ChampionChangedError(
-                f"{name}: version {version} was already promoted by {key} and the champion has moved since "
-                f"(now version {None if old is None else old.version}); not promoted again"
-                + (f" (last move: {last})" if last else "")
-            )
+    done = any(e.get("key") == key and e.get("alias") == CHAMPION and e.get("to") == target for e in history)
+    if key is not None and (done or (plan is not None and left)):
+        last = cl.get_registered_model(name).tags.get(LAST_MOVE_TAG, "")
+        raise ChampionChangedError(
+            f"{name}: version {version} was already promoted by {key} and the champion has moved since "
+            f"(now version {now}); not promoted again" + (f" (last move: {last})" if last else "")
+        )
     if expected_champion is not UNCHECKED:
-        now = None if old is None else str(old.version)
         expected = None if expected_champion is None else str(expected_champion)
         if now != expected:
             last = ""
@@ -310,29 +327,66 @@ def promote(
                 f"version {expected}; not promoted" + (f" (last move: {last})" if last else "")
             )
     previous = get_alias(cl, name, PREVIOUS)
-    if old is not None:
-        cl.set_registered_model_alias(name, PREVIOUS, old.version)
-    cl.set_registered_model_alias(name, CHAMPION, str(version))
-    log.info("promoted %s version %s to %s (previous: %s)", name, version, CHAMPION, old.version if old else None)
-    who, why, when = who or default_who(), why or "promoted", _now()
-    entries = [
-        _entry(CHAMPION, str(old.version) if old else None, str(version), who=who, why=why, action="promote", key=key, when=when)
-    ]
-    if old is not None:
-        entries.append(
-            _entry(
-                PREVIOUS,
-                str(previous.version) if previous else None,
-                str(old.version),
-                who=who,
-                why=why,
-                action="promote",
-                key=key,
-                when=when,
-            )
-        )
-    record_moves(cl, name, entries)
-    return str(old.version) if old else None
+    before = None if previous is None else str(previous.version)
+    if plan is not None and plan.get("from") == now and before == now:
+        before = plan.get("previous")  # the first attempt moved previous_champion only
+    plan = {"key": key, "from": now, "previous": before, "who": who or default_who(), "why": why or "promoted", "when": _now()}
+    if key is not None:
+        cl.set_model_version_tag(name, target, PROMOTION_TAG, json.dumps(plan))
+    if now is not None:
+        cl.set_registered_model_alias(name, PREVIOUS, now)
+    cl.set_registered_model_alias(name, CHAMPION, target)
+    log.info("promoted %s version %s to %s (previous: %s)", name, target, CHAMPION, now)
+    record_moves(cl, name, _promotion_entries(target, plan))
+    return now
+
+
+def _plan_of(value: str | None, key: str | None) -> dict[str, Any] | None:
+    """A ``retune.promotion`` tag's plan if ``key`` wrote it."""
+    if key is None or not value:
+        return None
+    try:
+        plan = json.loads(value)
+    except ValueError:
+        return None
+    return plan if isinstance(plan, dict) and plan.get("key") == key else None
+
+
+def _promotion_entries(version: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history entries of a promotion plan: ``champion`` and, if there was one, ``previous_champion``."""
+    how: dict[str, Any] = {"who": plan["who"], "why": plan["why"], "action": "promote", "key": plan["key"], "when": plan["when"]}
+    entries = [_entry(CHAMPION, plan["from"], version, **how)]
+    if plan["from"] is not None:
+        entries.append(_entry(PREVIOUS, plan.get("previous"), plan["from"], **how))
+    return entries
+
+
+def promotion_by(cl: MlflowClient, name: str, version: str | int, key: str) -> dict[str, Any] | None:
+    """The promotion of ``version`` that ``key`` made or began, or ``None``.
+
+    From the version's ``retune.promotion`` tag, written before the aliases move (whether
+    they moved, the champion tells), else from the version's alias history (promotions
+    recorded before the tag existed).
+
+    Returns:
+        ``{"key", "from", "previous", "who", "why", "when"}``: ``from`` is the champion it
+        replaced, ``previous`` the ``previous_champion`` before it (``None`` if unknown).
+    """
+    tags = cl.get_model_version(name, str(version)).tags
+    plan = _plan_of(tags.get(PROMOTION_TAG), key)
+    if plan is not None:
+        return plan
+    for e in reversed(_load_history(tags.get(HISTORY_TAG))):
+        if e.get("key") == key and e.get("alias") == CHAMPION and e.get("to") == str(version):
+            return {
+                "key": key,
+                "from": e.get("from"),
+                "previous": None,
+                "who": e.get("who"),
+                "why": e.get("why"),
+                "when": e.get("when"),
+            }
+    return None
 
 
 def _registry_uri(cl: MlflowClient) -> str:

@@ -109,14 +109,22 @@ def restore_mlflow_uris(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def register_retune() -> Callable[..., dict[str, Any]]:
     """``pipeline.register`` for a retune whose study and validation are given: a parent run in
-    ``experiment``, a fixed production window, a one-trial study outcome."""
+    ``experiment`` (or ``parent_run_id``: a rerun of the same retune), a fixed production window,
+    a one-trial study outcome."""
 
     def register(
-        cl: Any, experiment: str, config: str, key: str, validation: dict[str, Any], *, best_params: dict[str, Any] | None = None
+        cl: Any,
+        experiment: str,
+        config: str,
+        key: str,
+        validation: dict[str, Any],
+        *,
+        best_params: dict[str, Any] | None = None,
+        parent_run_id: str | None = None,
     ) -> dict[str, Any]:
         from retune import pipeline
 
-        parent = cl.create_run(cl.get_experiment_by_name(experiment).experiment_id).info.run_id
+        parent = parent_run_id or cl.create_run(cl.get_experiment_by_name(experiment).experiment_id).info.run_id
         ctx = {
             "config": config,
             "key": key,

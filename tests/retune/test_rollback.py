@@ -388,6 +388,186 @@ def test_a_promotion_aged_out_of_the_model_history_is_not_made_again(cl, store: 
     assert aliases(cl, name) == {"challenger": s3, "champion": s2, "previous_champion": s3}, "the rollback stands"
 
 
+def _validated_against(store: Store, champion: str) -> dict[str, Any]:
+    """A challenger that passed every gate against ``champion``."""
+    return {
+        "model_uri": store.log_model(2.0),
+        "params": {},
+        "challenger": {"mae": 1.0, "latency_ms_per_1k": 1.0},
+        "champion": {"mae": 2.0, "latency_ms_per_1k": 1.0},
+        "champion_version": champion,
+        "gates": [{"name": "beats_champion", "passed": True, "detail": "mae 1.0 < 2.0"}],
+    }
+
+
+def _fail_history_write_once(monkeypatch: pytest.MonkeyPatch, method: str = "set_registered_model_tag") -> None:
+    """The first ``retune.alias_history`` write by ``method`` fails (HTTP 503 in production)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    write = getattr(MlflowClient, method)
+    failing = [True]
+
+    def flaky(self: Any, *args: Any) -> None:
+        if registry.HISTORY_TAG in args and failing:
+            failing.clear()
+            raise MlflowException("503 Service Unavailable", error_code="TEMPORARILY_UNAVAILABLE")
+        write(self, *args)
+
+    monkeypatch.setattr(MlflowClient, method, flaky)
+
+
+def test_a_promotion_whose_history_write_failed_is_recorded_by_the_retry(
+    cl, store: Store, register_retune, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The register task moved champion v2 -> v3, then MLflow failed the history write. Its
+    retry found v3 champion already: it skipped promotion, so the move was never recorded and
+    the run reported "not promoted"; and with nothing in the history, the task cleared after
+    a person rolled back to v2 promoted v3 again. Now the retry records the moves (the first
+    attempt's who, why and when, once) and reports the promotion; the cleared task is refused."""
+    from mlflow.exceptions import MlflowException
+
+    name = "rb-half-promoted"
+    store.write_config("half", name)
+    s1, s2, _ = two_champions(cl, store, name)
+    validation = _validated_against(store, s2)
+    _fail_history_write_once(monkeypatch)
+    with pytest.raises(MlflowException, match="503"):
+        register_retune(cl, "rollback-tests", "half", "half-1", validation)
+    v3 = aliases(cl, name)["champion"]
+    assert v3 not in (s1, s2) and aliases(cl, name)["previous_champion"] == s2, "the aliases moved"
+    assert not any(e["key"] == "half-1" for e in registry.alias_history(cl, name)), "the move is not recorded"
+
+    retried = register_retune(cl, "rollback-tests", "half", "half-1", validation)
+    assert retried["promoted"] is True and str(retried["version"]) == v3
+    assert str(retried["champion_before"]) == s2 and str(retried["champion_after"]) == v3
+    mine = [(e["alias"], e["from"], e["to"], e["action"]) for e in registry.alias_history(cl, name) if e["key"] == "half-1"]
+    assert mine == [("champion", s2, v3, "promote"), ("previous_champion", s1, s2, "promote")]
+    assert [e["key"] for e in registry.alias_history(cl, name, v3)] == ["half-1"]
+    assert f"promote: champion {s2} -> {v3}" in cl.get_registered_model(name).tags[registry.LAST_MOVE_TAG]
+    register_retune(cl, "rollback-tests", "half", "half-1", validation)
+    assert len([e for e in registry.alias_history(cl, name) if e["key"] == "half-1"]) == 2, "recorded once"
+
+    registry.rollback(cl, name, who="cli:ana", why="v3 over-forecasts")
+    cleared = register_retune(cl, "rollback-tests", "half", "half-1", validation)
+    assert cleared["promoted"] is False and "already promoted by half-1" in cleared["reason"]
+    assert aliases(cl, name) == {"challenger": v3, "champion": s2, "previous_champion": v3}, "the rollback stands"
+
+
+def test_a_retry_completes_the_versions_history_a_failed_write_left_out(
+    cl, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registered model's history was written, the versions' was not: the retry found the
+    moves in the model's tag and wrote nothing, so the versions never had them (and the
+    promote-twice guard reads the version's)."""
+    from mlflow.exceptions import MlflowException
+
+    name = "rb-half-versions"
+    s1, s2, _ = two_champions(cl, store, name)
+    v3, _ = registry.register(cl, name, store.log_model(4.0), key=f"{name}-3", tags={})
+    s3 = str(v3.version)
+    _fail_history_write_once(monkeypatch, "set_model_version_tag")
+    with pytest.raises(MlflowException, match="503"):
+        registry.promote(cl, name, s3, who="t", why="w", key="r3", expected_champion=s2)
+    assert [e["key"] for e in registry.alias_history(cl, name)[-2:]] == ["r3", "r3"]
+    assert registry.alias_history(cl, name, s3) == []
+
+    registry.promote(cl, name, s3, who="t", why="w", key="r3", expected_champion=s2)
+    assert [(e["alias"], e["from"], e["to"]) for e in registry.alias_history(cl, name, s3)] == [("champion", s2, s3)]
+    assert [(e["alias"], e["to"]) for e in registry.alias_history(cl, name, s1) if e["key"] == "r3"] == [
+        ("previous_champion", s2)
+    ]
+    assert len([e for e in registry.alias_history(cl, name) if e["key"] == "r3"]) == 2, "the model's recorded once"
+
+
+def test_a_rollback_before_the_retry_of_a_half_recorded_promotion_stands(
+    cl, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The promotion moved the aliases but its history write failed; a person rolled back
+    before the task's retry. The version's plan and its history (champion moved away from
+    it) tell the retry it promoted already: it must not promote again."""
+    from mlflow.exceptions import MlflowException
+
+    from retune.errors import ChampionChangedError
+
+    name = "rb-half-then-rollback"
+    _, s2, _ = two_champions(cl, store, name)
+    v3, _ = registry.register(cl, name, store.log_model(4.0), key=f"{name}-3", tags={})
+    s3 = str(v3.version)
+    _fail_history_write_once(monkeypatch)
+    with pytest.raises(MlflowException, match="503"):
+        registry.promote(cl, name, s3, who="airflow:retune_model/r3", why="gates passed", key="r3", expected_champion=s2)
+    registry.rollback(cl, name, who="cli:ana", why="v3 over-forecasts")
+    with pytest.raises(ChampionChangedError, match=f"version {s3} was already promoted by r3"):
+        registry.promote(cl, name, s3, who="airflow:retune_model/r3", why="gates passed", key="r3", expected_champion=s2)
+    assert aliases(cl, name) == {"challenger": s3, "champion": s2, "previous_champion": s3}, "the rollback stands"
+
+
+def test_a_promotion_that_moved_only_previous_champion_is_recorded_as_it_was(
+    cl, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt moved previous_champion to the champion (v2) and died before moving
+    champion. The retry must record previous_champion v1 -> v2, not v2 -> v2."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name = "rb-half-aliases"
+    s1, s2, _ = two_champions(cl, store, name)
+    v3, _ = registry.register(cl, name, store.log_model(4.0), key=f"{name}-3", tags={})
+    s3 = str(v3.version)
+    move = MlflowClient.set_registered_model_alias
+    failing = [True]
+
+    def flaky(self: Any, model: str, alias: str, version: Any) -> None:
+        if alias == registry.CHAMPION and failing:
+            failing.clear()
+            raise MlflowException("503 Service Unavailable", error_code="TEMPORARILY_UNAVAILABLE")
+        move(self, model, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", flaky)
+    with pytest.raises(MlflowException, match="503"):
+        registry.promote(cl, name, s3, who="t", why="w", key="r3", expected_champion=s2)
+    assert aliases(cl, name) == {"challenger": s3, "champion": s2, "previous_champion": s2}
+    assert registry.promote(cl, name, s3, who="t", why="w", key="r3", expected_champion=s2) == s2
+    assert aliases(cl, name) == {"challenger": s3, "champion": s3, "previous_champion": s2}
+    assert [(e["alias"], e["from"], e["to"]) for e in registry.alias_history(cl, name)[-2:]] == [
+        ("champion", s2, s3),
+        ("previous_champion", s1, s2),
+    ]
+
+
+def test_a_rerun_of_a_register_that_promoted_reports_the_promotion(cl, store: Store, register_retune, tmp_path: Path) -> None:
+    """The register task promoted v3 over v2, then ran again with the same key (retried after
+    a later step failed, or cleared): it reported "not promoted", champion 3 -> 3, set the
+    parent run's retune.promoted to false and the policy outcome to "champion kept". It
+    reports the promotion it made, also for a version promoted before the promotion tag."""
+    from retune import pipeline
+
+    name = "rb-rerun-report"
+    store.write_config("rerun", name)
+    _, s2, _ = two_champions(cl, store, name)
+    validation = _validated_against(store, s2)
+    parent = cl.create_run(cl.get_experiment_by_name("rollback-tests").experiment_id).info.run_id
+    first = register_retune(cl, "rollback-tests", "rerun", "rerun-1", validation, parent_run_id=parent)
+    v3 = str(first["version"])
+    assert first["promoted"] is True and str(first["champion_before"]) == s2
+
+    again = register_retune(cl, "rollback-tests", "rerun", "rerun-1", validation, parent_run_id=parent)
+    assert {k: again[k] for k in ("version", "promoted", "champion_before", "champion_after")} == {
+        k: first[k] for k in ("version", "promoted", "champion_before", "champion_after")
+    }
+    assert cl.get_run(parent).data.tags["retune.promoted"] == "true"
+    summary = Path(cl.download_artifacts(parent, "summary.md", str(tmp_path))).read_text()
+    assert f"champion {s2} -> {v3}" in summary
+    assert pipeline.finish("rerun", None, registered=again) == f"registered v{v3}, promoted"
+    assert len([e for e in registry.alias_history(cl, name) if e["key"] == "rerun-1"]) == 2, "nothing recorded twice"
+
+    cl.delete_model_version_tag(name, v3, registry.PROMOTION_TAG)  # promoted before the tag existed
+    legacy = register_retune(cl, "rollback-tests", "rerun", "rerun-1", validation, parent_run_id=parent)
+    assert legacy["promoted"] is True and str(legacy["champion_before"]) == s2
+    assert aliases(cl, name)["champion"] == v3
+
+
 def test_promote_checks_the_expected_champion(cl, store: Store) -> None:
     from retune.errors import ChampionChangedError
 
