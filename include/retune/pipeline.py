@@ -1073,7 +1073,9 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
 
     Both models predict every holdout row; a paired bootstrap of those per-row predictions
     (``validation.confidence``, ``validation.bootstrap_resamples``, seed ``tuning.seed``)
-    decides the ``significant_improvement`` gate. Only scores travel on; no rows leave here.
+    decides the ``significant_improvement`` gate. The ``training_window`` gate refuses a
+    challenger whose window ends before the champion's (``retune.train_end``). Only scores
+    travel on; no rows leave here.
 
     Returns:
         ``{"model_uri", "challenger", "champion", "champion_version", "champion_error",
@@ -1085,7 +1087,15 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
 
     from retune import registry, tracking
     from retune.models import get_family
-    from retune.validation import BootstrapResult, apply_gates, gates_json, paired_bootstrap, predict_scores, staging_check
+    from retune.validation import (
+        BootstrapResult,
+        apply_gates,
+        gates_json,
+        paired_bootstrap,
+        predict_scores,
+        staging_check,
+        training_window_gate,
+    )
 
     settings = settings or get_settings()
     cfg = load_named_config(ctx["config"], settings)
@@ -1165,6 +1175,13 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
         predictions_match=match,
         bootstrap=bootstrap,
         champion_error=champion_error,
+    )
+    gates.append(
+        training_window_gate(
+            Window.from_json(ctx["window"]).end,
+            champion_version.version if champion_version else None,
+            (champion_version.tags or {}).get(TRAIN_END_TAG) if champion_version else None,
+        )
     )
     passed = all(g.passed for g in gates)
     now_ms = int(_now().timestamp() * 1000)

@@ -21,11 +21,12 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retune.config import RetuneConfig
+from retune.config import RetuneConfig, parse_timestamp
 from retune.metrics import Metric
 
 if TYPE_CHECKING:
@@ -421,6 +422,7 @@ def apply_gates(
     ``min_absolute_improvement`` with MLflow's ``MetricThreshold``), ``significant_improvement``
     (the paired bootstrap's lower confidence bound of the improvement is above zero, and
     ``beats_champion`` passed), then ``metric_threshold`` and ``latency`` when configured.
+    :func:`retune.pipeline.validate` adds :func:`training_window_gate`.
 
     Args:
         cfg: The model config (``validation`` section).
@@ -518,6 +520,52 @@ def _significance_gate(
     if not beats.passed:
         return Gate(name, False, f"{metric.name}: {bootstrap.describe()}; but the min_improvement gate failed", data)
     return Gate(name, True, f"{metric.name}: {bootstrap.describe()}", data)
+
+
+def training_window_gate(train_end: datetime | None, champion_version: str | None, champion_train_end: str | None) -> Gate:
+    """Gate ``training_window``: a challenger whose training data ends before the champion's
+    never replaces it.
+
+    A retune of an older window (a backfill, a monitor run for a past window, a manual run
+    with a past ``window_end`` or ``window=reference``) is validated on that window's newest
+    rows, where a model of the old regime beats a champion trained on newer data: the other
+    gates cannot see that it is stale. Equal ends pass (the same window retuned again).
+    ``force`` does not skip it (it skips only the drift gate and the trigger policy's checks).
+
+    Args:
+        train_end: The end of the challenger's training window (``None``: open, up to the
+            newest data).
+        champion_version: The champion's version (``None``: no champion yet).
+        champion_train_end: The champion's ``retune.train_end`` tag (``None`` or empty: not
+            recorded, so nothing to compare with).
+
+    Returns:
+        The verdict; the detail names both ends.
+    """
+    name = "training_window"
+    if champion_version is None:
+        return Gate(name, True, "no champion yet")
+    if not champion_train_end:
+        return Gate(name, True, f"champion v{champion_version} records no training window end (retune.train_end): not compared")
+    try:
+        champion_end = parse_timestamp(champion_train_end)
+    except ValueError:
+        return Gate(
+            name, True, f"champion v{champion_version}'s retune.train_end {champion_train_end!r} is no date: not compared"
+        )
+    if train_end is None:
+        return Gate(
+            name, True, f"trained on a window without an end; champion v{champion_version} up to {champion_end.isoformat()}"
+        )
+    detail = f"trained on data up to {train_end.isoformat()}, champion v{champion_version} up to {champion_end.isoformat()}"
+    if train_end < champion_end:
+        return Gate(
+            name,
+            False,
+            f"{detail}: a model of an older window (a backfill or a past window_end) never replaces a champion "
+            "trained on newer data",
+        )
+    return Gate(name, True, detail)
 
 
 def gates_json(gates: list[Gate]) -> list[dict[str, Any]]:

@@ -324,3 +324,37 @@ def test_a_champion_that_cannot_be_fetched_stops_validation(boot: Boot) -> None:
 
 def cfg_metric(boot: Boot) -> str:
     return str(boot.config["metric"]["name"])
+
+
+# --------------------------------------------------------------------------- a retune of an older window
+
+
+def test_a_retune_of_an_older_window_is_registered_but_never_promoted(boot: Boot) -> None:
+    """A backfill, a monitor run for a past window or a manual run with a past window_end or
+    window=reference is validated on that window's newest rows, where a champion trained on
+    newer data can lose: it promoted a stale model. The training_window gate refuses it; the
+    version is registered, with the reason on its tags and in `retune status`."""
+    from retune.status import model_status, render
+
+    def own_model(cfg: dict[str, Any]) -> None:
+        cfg["registry"] = {"model_name": "stale-demand"}
+
+    write_config(boot, "stale", own_model)
+    newer = pipeline.prepare("stale", window_end=WINDOW_END, key="stale-newer", n_trials=2)
+    outcome = pipeline.tune(newer)
+    first = pipeline.register(newer, pipeline.validate(newer, outcome), outcome)
+    assert first["promoted"] is True
+
+    older = pipeline.prepare("stale", window_kind="reference", key="stale-older", n_trials=2)
+    outcome = pipeline.tune(older)
+    validation = pipeline.validate(older, outcome)
+    gate = {g["name"]: g for g in validation["gates"]}.get("training_window")
+    assert gate is not None and gate["passed"] is False
+    assert "up to 2025-02-15T00:00:00+00:00" in gate["detail"] and "up to 2025-03-20T00:00:00+00:00" in gate["detail"]
+    assert validation["passed"] is False
+    registered = pipeline.register(older, validation, outcome)
+    assert registered["promoted"] is False and registered["created"] is True
+    assert str(registered["champion_after"]) == str(first["version"])
+    tags = boot.client.get_model_version("stale-demand", registered["version"]).tags
+    assert tags["retune.gates"] == "failed" and "training_window: trained on data up to 2025-02-15" in tags["retune.gate_reason"]
+    assert "training_window: trained on data up to 2025-02-15" in render(model_status("stale"))

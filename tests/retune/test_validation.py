@@ -449,3 +449,39 @@ def test_a_challenger_without_a_finite_score_never_passes(gate_cfg, validation, 
     beats = next(g for g in gates if g.name == "beats_champion")
     assert beats.passed is False and "not a finite number" in beats.detail
     assert not all(g.passed for g in gates)
+
+
+# --------------------------------------------------------------------------- training window
+
+
+def test_a_challenger_of_an_older_window_never_replaces_a_newer_champion() -> None:
+    from datetime import UTC, datetime
+
+    from retune.validation import training_window_gate
+
+    gate = training_window_gate(datetime(2025, 4, 20, tzinfo=UTC), "1", "2025-08-28T00:00:00+00:00")
+    assert gate.name == "training_window" and gate.passed is False
+    assert "up to 2025-04-20T00:00:00+00:00, champion v1 up to 2025-08-28T00:00:00+00:00" in gate.detail
+    assert "never replaces" in gate.detail
+
+
+@pytest.mark.parametrize(
+    ("end", "version", "champion_end", "detail"),
+    [
+        ("2025-08-28", "1", "2025-08-28T00:00:00+00:00", "up to 2025-08-28T00:00:00+00:00, champion v1 up to"),  # same window
+        ("2025-09-01", "1", "2025-08-28T00:00:00+00:00", "up to 2025-09-01T00:00:00+00:00, champion v1 up to"),
+        ("2025-04-20", None, None, "no champion yet"),
+        ("2025-04-20", "2", None, "champion v2 records no training window end"),
+        ("2025-04-20", "2", "", "champion v2 records no training window end"),
+        ("2025-04-20", "2", "yesterday", "is no date: not compared"),
+        (None, "1", "2025-08-28T00:00:00+00:00", "a window without an end"),
+    ],
+)
+def test_the_training_window_gate_passes_an_equal_or_newer_window_or_nothing_to_compare(
+    end: str | None, version: str | None, champion_end: str | None, detail: str
+) -> None:
+    from retune.config import parse_timestamp
+    from retune.validation import training_window_gate
+
+    gate = training_window_gate(parse_timestamp(end) if end else None, version, champion_end)
+    assert gate.passed is True and detail in gate.detail
