@@ -813,8 +813,9 @@ def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
     the newest ``validation_fraction`` of the rest scores trials, the oldest part trains.
 
     Raises:
-        DataError: If a part would have fewer than 10 rows, or the train part has no value
-            in a numerical feature or (classification) only one class.
+        DataError: If a part would have fewer than 10 rows, the train part has no value in a
+            numerical feature, or (classification) a part has only one class (the validation
+            and holdout parts could not score or compare the models).
     """
     n = len(df)
     n_hold = int(round(n * cfg.data.holdout_fraction))
@@ -836,8 +837,43 @@ def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
         raise DataError(f"{part} has no value in numerical feature(s) {empty}: a model cannot learn from them")
     if cfg.task == "classification" and cfg.target in train.columns and train[cfg.target].nunique() < 2:
         raise DataError(f"{part} has a single class in target column {cfg.target!r}; a classifier needs two")
+    if cfg.task == "classification" and cfg.target in df.columns:
+        _check_scored_classes(df, cfg, n_train, n_rest)
     return RetuneSplit(
         train=df.iloc[:n_train].reset_index(drop=True),
         valid=df.iloc[n_train:n_rest].reset_index(drop=True),
         holdout=df.iloc[n_rest:].reset_index(drop=True),
     )
+
+
+def _check_scored_classes(df: pd.DataFrame, cfg: RetuneConfig, n_train: int, n_rest: int) -> None:
+    """Refuse a validation or holdout part with a single class, naming the part and the
+    window's classes it lacks: the trials' metric and the challenger's comparison with the
+    champion would be undefined (``roc_auc`` NaN) or meaningless. A part that lacks some
+    classes but has two or more is scored on the classes it has (logged).
+
+    Raises:
+        DataError: If the validation or holdout part has a single class.
+    """
+    n = len(df)
+    classes = df[cfg.target].dropna().unique().tolist()
+    parts = (
+        ("validation", df.iloc[n_train:n_rest], f"rows {n_train + 1} to {n_rest} of {n}"),
+        ("holdout", df.iloc[n_rest:], f"the newest {n - n_rest} of {n} rows"),
+    )
+    for name, rows, which in parts:
+        present = set(rows[cfg.target].dropna().unique().tolist())
+        missing = sorted((c for c in classes if c not in present), key=str)
+        if not missing:
+            continue
+        where = f"retune window: the {name} part ({which}"
+        if cfg.data.time_column in rows.columns:
+            where += f", from {rows[cfg.data.time_column].iloc[0]}"
+        where += ")"
+        if len(present) < 2:
+            raise DataError(
+                f"{where} has a single class ({next(iter(present))!r}) in target column {cfg.target!r}, "
+                f"without the window's classes {missing}: the models cannot be scored or compared on it; "
+                "widen data.train_window or raise data.holdout_fraction / data.validation_fraction"
+            )
+        log.warning("%s has no rows of class(es) %s in target column %r: scored on the others", where, missing, cfg.target)

@@ -1061,10 +1061,18 @@ def _log_feature_importances(
     plt.close(fig)
 
 
-def _score(model: Any, metric: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    from retune.validation import LATENCY, latency_ms_per_1k
+def _metric_value(metric: Any, y: pd.Series, scores: Any, labels: Any, *, who: str, where: str) -> float:
+    """``metric`` of ``who``'s holdout predictions.
 
-    return {metric.name: metric.score(model, X, y), LATENCY: latency_ms_per_1k(model, X)}
+    Raises:
+        DataError: The metric cannot be computed on these rows (say a class set it cannot
+            score): a data problem, never a reason to replace the champion uncompared.
+    """
+    try:
+        return float(metric.value(y, scores, labels=labels))
+    except ValueError as exc:
+        classes = sorted(y.unique().tolist(), key=str)
+        raise DataError(f"{where}: the {metric.name} of {who} cannot be computed (holdout classes {classes}): {exc}") from None
 
 
 def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
@@ -1086,11 +1094,14 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
     from mlflow.entities import Metric as MlMetric
 
     from retune import registry, tracking
+    from retune.metrics import class_labels
     from retune.models import get_family
     from retune.validation import (
+        LATENCY,
         BootstrapResult,
         apply_gates,
         gates_json,
+        latency_ms_per_1k,
         paired_bootstrap,
         predict_scores,
         staging_check,
@@ -1116,28 +1127,51 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
         seed=cfg.tuning.seed,
     )
     X_hold, y_hold = split.holdout[features.columns], split.holdout[cfg.target]
+    where = f"{Window.from_json(ctx['window']).label()}: holdout"
     with threadpool_limits(limits=cfg.tuning.threads_per_trial):
         pipe.fit(tuning_df[features.columns], tuning_df[cfg.target])
-        challenger = _score(pipe, metric, X_hold, y_hold)
-        challenger_scores = predict_scores(metric, pipe, X_hold)
     champion_version = registry.get_alias(cl, cfg.registry.model_name, registry.CHAMPION)
     champion: dict[str, float] | None = None
     champion_error = None
     bootstrap: BootstrapResult | None = None
+    champ_model: Any = None
     if champion_version is not None:
         try:
             # by version, not alias: the scores must be those of the version recorded below.
             # A registry that cannot be read raises RegistryUnavailableError here and the task
             # retries: only a champion that loads and fails, or does not unpickle, is broken.
             champ_model = registry.load_sklearn(cl, cfg.registry.model_name, champion_version.version)
-            champion = _score(champ_model, metric, X_hold, y_hold)
-            champion_scores = predict_scores(metric, champ_model, X_hold)
         except RegistryUnavailableError:
             raise
         except Exception as exc:  # noqa: BLE001 - a champion that cannot score new data is reported, not fatal
-            champion, champion_error = None, f"champion v{champion_version.version} could not score the holdout: {exc}"
-            log.warning(champion_error)
+            champion_error = f"champion v{champion_version.version} could not score the holdout: {exc}"
+    # Both models score probabilities on the same classes (theirs and the holdout's): a class
+    # one of them never saw, or the holdout lacks, must not make the comparison impossible.
+    try:
+        labels = class_labels(y_hold, pipe, champ_model) if metric.needs_proba else None
+    except TypeError as exc:
+        raise DataError(
+            f"{where}: the classes of target column {cfg.target!r} and of the champion cannot be compared ({exc})"
+        ) from None
+    with threadpool_limits(limits=cfg.tuning.threads_per_trial):
+        challenger_scores = predict_scores(metric, pipe, X_hold, labels=labels)
+        challenger = {
+            metric.name: _metric_value(metric, y_hold, challenger_scores, labels, who="the challenger", where=where),
+            LATENCY: latency_ms_per_1k(pipe, X_hold),
+        }
+    if champ_model is not None and champion_version is not None:
+        try:
+            champion_scores = predict_scores(metric, champ_model, X_hold, labels=labels)
+            champion_latency = latency_ms_per_1k(champ_model, X_hold)
+            if champion_scores.dtype.kind in "fc" and not np.all(np.isfinite(champion_scores)):
+                raise ValueError("it predicted NaN or infinite values")
+        except Exception as exc:  # noqa: BLE001 - a champion that cannot predict new data is reported, not fatal
+            champion_error = f"champion v{champion_version.version} could not score the holdout: {exc}"
         else:
+            # its predictions are fine: a metric that cannot score them is a data problem
+            who = f"champion v{champion_version.version}"
+            champion = {metric.name: _metric_value(metric, y_hold, champion_scores, labels, who=who, where=where)}
+            champion[LATENCY] = champion_latency
             bootstrap = paired_bootstrap(
                 metric,
                 y_hold.to_numpy(),
@@ -1146,7 +1180,10 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
                 confidence=cfg.validation.confidence,
                 resamples=cfg.validation.bootstrap_resamples,
                 seed=cfg.tuning.seed,
+                labels=labels,
             )
+    if champion_error:
+        log.warning(champion_error)
     sample = X_hold.iloc[: cfg.validation.staging_sample_rows]
     with tracking.active_run(ctx["parent_run_id"]):
         info = mlflow.sklearn.log_model(

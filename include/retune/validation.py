@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retune.config import RetuneConfig, parse_timestamp
-from retune.metrics import Metric
+from retune.metrics import Metric, class_probabilities
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,17 +183,17 @@ class BootstrapResult:
         )
 
 
-def predict_scores(metric: Metric, model: Any, X: pd.DataFrame) -> np.ndarray:
+def predict_scores(metric: Metric, model: Any, X: pd.DataFrame, *, labels: Any = None) -> np.ndarray:
     """What ``metric`` scores for each row: labels or values, or probabilities for
-    ``needs_proba`` metrics (the positive class's column for a binary target), exactly as
-    :meth:`retune.metrics.Metric.score` does."""
+    ``needs_proba`` metrics (one column per class of ``labels``, default the model's, and the
+    second class's column only for two), exactly as :meth:`retune.metrics.Metric.score` does.
+    Give two models the same ``labels`` (:func:`retune.metrics.class_labels`) to compare them."""
     if metric.needs_proba:
-        proba = np.asarray(model.predict_proba(X))
-        return proba[:, 1] if proba.shape[1] == 2 else proba
+        return class_probabilities(model, X, labels)
     return np.asarray(model.predict(X))
 
 
-def _per_row(metric: str, y: np.ndarray, score: np.ndarray) -> np.ndarray | None:
+def _per_row(metric: str, y: np.ndarray, score: np.ndarray, labels: Any = None) -> np.ndarray | None:
     """Per-row losses whose mean is the metric (for ``rmse`` the mean of squares), or ``None``."""
     if metric == "mae":
         return np.abs(y.astype(float) - score.astype(float))
@@ -205,7 +205,7 @@ def _per_row(metric: str, y: np.ndarray, score: np.ndarray) -> np.ndarray | None
     if metric == "accuracy":
         return (y == score).astype(float)
     if metric == "log_loss":
-        labels = np.unique(y)
+        labels = np.unique(y) if labels is None else np.asarray(labels)
         if score.ndim != 1 or len(labels) != 2:
             return None  # multi-class: recomputed on each resample instead
         p = score.astype(float)
@@ -239,11 +239,11 @@ def _auc_on_counts(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.n
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def _vectorized(metric: str, y: np.ndarray, score: np.ndarray) -> Any:
+def _vectorized(metric: str, y: np.ndarray, score: np.ndarray, labels: Any = None) -> Any:
     """A function ``counts -> metric per resample`` for metrics that are recomputed exactly
     from row counts, or ``None`` (then the metric function runs on each resample)."""
     n = len(y)
-    losses = _per_row(metric, y, score)
+    losses = _per_row(metric, y, score, labels)
     if losses is not None:
         if metric == "rmse":
             return lambda c: np.sqrt(c @ losses / n)
@@ -259,7 +259,7 @@ def _vectorized(metric: str, y: np.ndarray, score: np.ndarray) -> Any:
             return np.where(total > 1e-12 * max(1.0, float(np.max(yf**2))), out, np.nan)
 
         return r2
-    if metric == "roc_auc" and score.ndim == 1 and len(np.unique(y)) == 2:
+    if metric == "roc_auc" and score.ndim == 1 and len(np.unique(y)) == 2 and (labels is None or len(labels) == 2):
         return lambda c: _auc_on_counts(y, score.astype(float), c)
     if metric == "balanced_accuracy":
         classes = np.unique(y)
@@ -288,15 +288,16 @@ def _vectorized(metric: str, y: np.ndarray, score: np.ndarray) -> Any:
     return None
 
 
-def metric_on_resamples(metric: Metric, y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The metric on each resample (``idx``: resamples x rows of row indices).
+def metric_on_resamples(metric: Metric, y: np.ndarray, score: np.ndarray, idx: np.ndarray, *, labels: Any = None) -> np.ndarray:
+    """The metric on each resample (``idx``: resamples x rows of row indices; ``labels``: the
+    classes of the probability columns, so a resample without some class still scores).
 
     Per-row metrics average their per-row losses; the others are recomputed on the rows of
     each resample (in closed form from the row counts for ``r2``, binary ``roc_auc``,
     ``balanced_accuracy`` and binary ``f1``, else by calling the metric). A resample on
     which the metric is undefined (for example one class only) gives ``nan``.
     """
-    fast = _vectorized(metric.name, y, score)
+    fast = _vectorized(metric.name, y, score, labels)
     if fast is not None:
         return np.asarray(fast(_counts(idx, len(y))), dtype=float)
     import warnings
@@ -306,7 +307,7 @@ def metric_on_resamples(metric: Metric, y: np.ndarray, score: np.ndarray, idx: n
         warnings.simplefilter("ignore")
         for i, rows in enumerate(idx):
             try:
-                out[i] = metric.fn(y[rows], score[rows])
+                out[i] = metric.value(y[rows], score[rows], labels=labels)
             except ValueError:
                 continue
     return out
@@ -321,6 +322,7 @@ def paired_bootstrap(
     confidence: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
+    labels: Any = None,
 ) -> BootstrapResult:
     """Paired bootstrap of the challenger's improvement over the champion on one holdout.
 
@@ -335,6 +337,8 @@ def paired_bootstrap(
         confidence: Confidence level of the bounds (e.g. 0.95).
         resamples: Bootstrap resamples.
         seed: Random seed (the same seed gives the same result).
+        labels: The classes of both models' probability columns (:func:`predict_scores`
+            with the same ``labels``).
 
     Returns:
         The observed improvement, its lower bound and interval, and the share of resamples
@@ -352,7 +356,7 @@ def paired_bootstrap(
             f"paired bootstrap needs per-row scores of both models on the same rows: {n}, {len(champ)}, {len(chall)}"
         )
     sign = 1.0 if metric.greater_is_better else -1.0
-    champion_value, challenger_value = float(metric.fn(y_arr, champ)), float(metric.fn(y_arr, chall))
+    champion_value, challenger_value = metric.value(y_arr, champ, labels=labels), metric.value(y_arr, chall, labels=labels)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(resamples, _CELLS_PER_CHUNK // n))
     diffs = []
@@ -360,7 +364,13 @@ def paired_bootstrap(
     while done < resamples:
         b = min(chunk, resamples - done)
         idx = rng.integers(0, n, size=(b, n))
-        diffs.append(sign * (metric_on_resamples(metric, y_arr, chall, idx) - metric_on_resamples(metric, y_arr, champ, idx)))
+        diffs.append(
+            sign
+            * (
+                metric_on_resamples(metric, y_arr, chall, idx, labels=labels)
+                - metric_on_resamples(metric, y_arr, champ, idx, labels=labels)
+            )
+        )
         done += b
     diff = np.concatenate(diffs)
     diff = diff[np.isfinite(diff)]
@@ -374,7 +384,9 @@ def paired_bootstrap(
     return BootstrapResult(
         metric=metric.name,
         direction=metric.direction,
-        method="per-row losses" if _per_row(metric.name, y_arr, chall) is not None else "metric recomputed on each resample",
+        method="per-row losses"
+        if _per_row(metric.name, y_arr, chall, labels) is not None
+        else "metric recomputed on each resample",
         rows=n,
         resamples=resamples,
         valid_resamples=valid,

@@ -58,7 +58,7 @@ constant feature column                handled: tested as any column (equal cons
                                        it, linear models scale it to zero)
 constant regression target             refused: ``DataError`` ``target column 'y' is constant``
 single-class classification target     refused: ``DataError`` ``has a single class`` (the window, or
-                                       the train part of a retune)
+                                       the train, validation or holdout part of a retune)
 very high-cardinality categorical      handled: tested with chi-square / Jensen-Shannon (new
 (a distinct value per row)             categories are drift); the models bucket rare categories
                                        (ordinal encoder: 250, one-hot: 50, rest "infrequent")
@@ -436,6 +436,11 @@ def split_refusal(df: pd.DataFrame, cfg: RetuneConfig, features: FeatureSet) -> 
         return f"has no value in numerical feature(s) {empty}"
     if cfg.task == "classification" and train[cfg.target].nunique() < 2:
         return f"has a single class in target column {cfg.target!r}"
+    if (
+        cfg.task == "classification"
+        and min(df.iloc[n_train : n - n_hold][cfg.target].nunique(), df.iloc[n - n_hold :][cfg.target].nunique()) < 2
+    ):
+        return f"in target column {cfg.target!r}, without the window's classes"
     return None
 
 

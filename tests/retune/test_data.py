@@ -360,6 +360,40 @@ def test_split_at_the_smallest_size(make_cfg) -> None:
     assert min(len(split.train), len(split.valid), len(split.holdout)) >= 10
 
 
+@pytest.mark.parametrize(
+    ("rows", "part", "which"),
+    [
+        (slice(160, 200), "holdout", "the newest 40 of 200 rows, from 2025-01-07 16:00:00+00:00"),
+        (slice(120, 160), "validation", "rows 121 to 160 of 200"),
+    ],
+)
+def test_split_refuses_a_single_class_validation_or_holdout_part_naming_it(
+    make_cfg, classification_overrides, rows: slice, part: str, which: str
+) -> None:
+    """Only the train part was checked: a single-class holdout gave roc_auc NaN (the
+    challenger refused as 'not a finite number') or a raw sklearn ValueError in validate,
+    after the MLflow run and the Optuna study existed. split_for_retune runs in prepare,
+    before either is touched."""
+    cfg = make_cfg(classification_overrides)
+    df = demand_frame(200).drop(columns=["demand"])
+    df["label"] = np.resize(["yes", "no", "maybe"], 200)
+    df.loc[df.index[rows], "label"] = "yes"
+    with pytest.raises(DataError) as info:
+        split_for_retune(df, cfg)
+    assert str(info.value).startswith(f"retune window: the {part} part ({which}")
+    assert "has a single class ('yes') in target column 'label', without the window's classes ['maybe', 'no']" in str(info.value)
+
+
+def test_split_scores_a_part_that_lacks_a_class_but_has_two(make_cfg, classification_overrides, caplog) -> None:
+    cfg = make_cfg(classification_overrides)
+    df = demand_frame(200).drop(columns=["demand"])
+    df["label"] = np.resize(["yes", "no", "maybe"], 200)
+    df.loc[df.index[160:], "label"] = np.resize(["yes", "no"], 40)  # 'maybe' retired
+    split = split_for_retune(df, cfg)
+    assert set(split.holdout["label"]) == {"yes", "no"}
+    assert "the holdout part" in caplog.text and "['maybe']" in caplog.text
+
+
 # --------------------------------------------------------------------------- features
 
 

@@ -107,3 +107,51 @@ def test_label_metrics_use_predict() -> None:
     assert acc == pytest.approx(0.75)
     bal = get_metric("balanced_accuracy", "classification").score(FixedModel(pred=["x", "y", "x", "y"]), None, y)
     assert bal == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+# --------------------------------------------------------------------------- class sets
+
+
+class FixedClassifier(FixedModel):
+    """A fitted-classifier stand-in with ``classes_``."""
+
+    def __init__(self, classes, proba):
+        super().__init__(proba=proba)
+        self.classes_ = np.asarray(classes)
+
+
+P3 = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.2, 0.3], [0.3, 0.5, 0.2], [0.1, 0.8, 0.1], [0.4, 0.4, 0.2]])
+Y_AB = np.array(["a", "b", "a", "b", "b", "a"])  # class 'c' absent (a rare or retired class)
+
+
+@pytest.mark.parametrize("name", ["log_loss", "roc_auc"])
+def test_a_class_the_holdout_lacks_still_scores(name: str) -> None:
+    """A 3-class model on rows without 'c' raised sklearn's ValueError naming nothing."""
+    value = get_metric(name, "classification").score(FixedClassifier(["a", "b", "c"], P3), None, Y_AB)
+    if name == "log_loss":
+        expected = skm.log_loss(Y_AB, P3, labels=["a", "b", "c"])
+    else:  # one-vs-rest over the classes the rows have
+        expected = np.mean([skm.roc_auc_score(Y_AB == k, P3[:, j]) for j, k in enumerate("ab")])
+    assert value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["log_loss", "roc_auc"])
+def test_a_binary_model_scores_the_same_on_a_wider_class_set(name: str) -> None:
+    """Champion and challenger are scored on the union of their classes: a class neither
+    the rows nor the binary model have changes nothing."""
+    metric = get_metric(name, "classification")
+    binary = FixedClassifier(["a", "b"], P3[:, :2] / P3[:, :2].sum(axis=1, keepdims=True))
+    own = metric.score(binary, None, Y_AB)
+    assert math.isfinite(own)
+    assert metric.score(binary, None, Y_AB, labels=np.array(["a", "b", "c"])) == pytest.approx(own)
+
+
+def test_a_class_the_model_never_saw_has_probability_zero() -> None:
+    from retune.metrics import class_labels, class_probabilities
+
+    model = FixedClassifier(["a", "c"], np.array([[0.9, 0.1], [0.3, 0.7]]))
+    labels = class_labels(np.array(["b", "a"]), model)
+    assert labels.tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(class_probabilities(model, None, labels), [[0.9, 0.0, 0.1], [0.3, 0.0, 0.7]])
+    loss = get_metric("log_loss", "classification").score(model, None, np.array(["b", "a"]))
+    assert math.isfinite(loss) and loss > 10  # the unseen class costs (clipped) -log(eps), not a crash

@@ -358,3 +358,126 @@ def test_a_retune_of_an_older_window_is_registered_but_never_promoted(boot: Boot
     tags = boot.client.get_model_version("stale-demand", registered["version"]).tags
     assert tags["retune.gates"] == "failed" and "training_window: trained on data up to 2025-02-15" in tags["retune.gate_reason"]
     assert "training_window: trained on data up to 2025-02-15" in render(model_status("stale"))
+
+
+# --------------------------------------------------------------------------- class sets
+
+
+def write_classes(boot: Boot, name: str, relabel: Callable[[pd.DataFrame], None]) -> None:
+    """A 3-class config ``name`` (log_loss, model ``<name>-model``) on hourly rows from
+    2025-03-01 for 60 days, ``relabel`` applied to the rows."""
+    rng = np.random.default_rng(0)
+    n = 24 * 60
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    noisy = x + rng.normal(0, 0.4, n)
+    df = pd.DataFrame(
+        {
+            "ts": pd.date_range("2025-03-01", periods=n, freq="h", tz="UTC"),
+            "x": x,
+            "z": z,
+            "label": np.where(noisy > 0.4, "high", np.where(noisy < -0.4, "low", "mid")),
+        }
+    )
+    relabel(df)
+    csv = boot.root / "classes" / f"{name}.csv"
+    csv.parent.mkdir(exist_ok=True)
+    df.to_csv(csv, index=False)
+    cfg = {
+        "name": name,
+        "task": "classification",
+        "target": "label",
+        "data": {
+            "production": {"path": str(csv)},
+            "reference": {"start": "2025-03-01", "end": "2025-03-10"},
+            "time_column": "ts",
+            "window": "1d",
+            "train_window": "20d",
+            "min_rows": 20,
+        },
+        "features": {"numerical": ["x", "z"], "categorical": []},
+        "model": {
+            "family": "hist_gradient_boosting",
+            "fixed_params": {"max_iter": 20},
+            "search_space": {"learning_rate": {"type": "log_float", "low": 0.05, "high": 0.3}},
+        },
+        "metric": {"name": "log_loss"},
+        "tuning": {"n_trials": 2, "n_steps": 2, "timeout": 300},
+        "registry": {"model_name": f"{name}-model"},
+    }
+    (boot.configs / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_a_single_class_holdout_is_refused_before_mlflow_or_optuna(boot: Boot) -> None:
+    """Only the train part was checked: the retune ran until validate, which failed (log_loss)
+    or refused the challenger as 'not a finite number (nan)' (roc_auc), naming no cause."""
+
+    def one_class_from_the_16th(df: pd.DataFrame) -> None:
+        df.loc[df["ts"] >= "2025-03-16", "label"] = "low"
+
+    write_classes(boot, "one-class", one_class_from_the_16th)
+    with pytest.raises(DataError) as info:
+        pipeline.prepare("one-class", window_end="2025-03-21", key="one-class")
+    message = str(info.value)
+    assert message.startswith("retune window: the holdout part (the newest 96 of 480 rows, from 2025-03-17")
+    assert "single class ('low') in target column 'label', without the window's classes ['high', 'mid']" in message
+
+
+def test_a_retired_class_never_skips_the_champion_comparison(boot: Boot) -> None:
+    """Class 'mid' stops occurring on 2025-03-24. The champion, trained while it existed,
+    could not be scored on a holdout without it (sklearn's ValueError was taken for a broken
+    champion, and the challenger promoted without any comparison); a challenger that knows
+    'mid' failed validate with a raw ValueError. Both models are now scored on the same
+    classes and compared."""
+
+    def retire_mid(df: pd.DataFrame) -> None:
+        gone = (df["ts"] >= "2025-03-24") & (df["label"] == "mid")
+        df.loc[gone, "label"] = np.where(df.loc[gone, "x"] > 0, "high", "low")
+
+    def retune(key: str, window_end: str) -> dict[str, Any]:
+        ctx = pipeline.prepare("retired", window_end=window_end, key=key)
+        outcome = pipeline.tune(ctx)
+        validation = pipeline.validate(ctx, outcome)
+        pipeline.register(ctx, validation, outcome)
+        return validation
+
+    write_classes(boot, "retired", retire_mid)
+    first = retune("retired-1", "2025-03-21")  # the champion: 3 classes
+    assert first["champion_version"] is None and first["passed"]
+    for key, end in (("retired-2", "2025-04-20"), ("retired-3", "2025-03-28")):
+        # 2: no 'mid' left in the window (a binary challenger); 3: 'mid' in train, not in the holdout
+        validation = retune(key, end)
+        assert validation["champion_error"] is None, validation["champion_error"]
+        assert validation["champion"] is not None and np.isfinite(validation["champion"]["log_loss"])
+        assert validation["bootstrap"] is not None and validation["bootstrap"]["valid_resamples"] > 0
+        significance = {g["name"]: g for g in validation["gates"]}["significant_improvement"]
+        assert "no champion to compare with" not in significance["detail"]
+
+
+def test_a_metric_the_champions_predictions_cannot_be_scored_with_stops_validation(
+    boot: Boot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The champion loads and predicts; only the metric fails on its predictions. That was
+    taken for a broken champion and the challenger promoted without any comparison: it is a
+    data problem, and validate fails naming the metric, the champion and the holdout."""
+    from retune.metrics import Metric
+
+    ctx = pipeline.prepare("demo", window_end=WINDOW_END, key="metric-error", n_trials=2)
+    outcome = pipeline.tune(ctx)
+    before = snapshot(boot)
+    real, calls = Metric.value, []
+
+    def fails_on_the_second_model(self: Metric, y: Any, y_score: Any, *, labels: Any = None) -> float:
+        calls.append(1)
+        if len(calls) == 2:  # the challenger is scored first, then the champion
+            raise ValueError("undefined on these rows")
+        return real(self, y, y_score, labels=labels)
+
+    monkeypatch.setattr(Metric, "value", fails_on_the_second_model)
+    champion = boot.client.get_model_version_by_alias(MODEL, "champion").version
+    with pytest.raises(
+        DataError, match=rf"holdout: the mae of champion v{champion} cannot be computed .*undefined on these rows"
+    ):
+        pipeline.validate(ctx, outcome)
+    after = snapshot(boot)
+    assert (after["versions"], after["aliases"]) == (before["versions"], before["aliases"])

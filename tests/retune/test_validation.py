@@ -485,3 +485,43 @@ def test_the_training_window_gate_passes_an_equal_or_newer_window_or_nothing_to_
 
     gate = training_window_gate(parse_timestamp(end) if end else None, version, champion_end)
     assert gate.passed is True and detail in gate.detail
+
+
+# --------------------------------------------------------------------------- class sets
+
+
+class _Classifier:
+    def __init__(self, classes: list[str], proba: np.ndarray) -> None:
+        self.classes_, self.proba = np.asarray(classes), proba
+
+    def predict_proba(self, X):
+        return self.proba
+
+
+@pytest.mark.parametrize("name", ["log_loss", "roc_auc"])
+def test_models_of_different_class_sets_are_compared_on_a_holdout_without_a_class(name: str) -> None:
+    """The champion was trained while class 'c' existed; it is gone from the holdout and from
+    the challenger. Scoring the champion raised ValueError, so it was skipped as broken and
+    the challenger promoted uncompared; a multi-class holdout without a class failed every
+    resample."""
+    from retune.metrics import class_labels
+
+    rng = np.random.default_rng(3)
+    n = 300
+    y = rng.choice(["a", "b"], n)
+    signal = (y == "b").astype(float)
+    champ_p = rng.dirichlet([2, 2, 1], n)
+    champ_p[:, 1] += 0.3 * signal
+    champ_p /= champ_p.sum(axis=1, keepdims=True)
+    chall_b = np.clip(0.3 + 0.4 * signal + rng.normal(0, 0.15, n), 0.01, 0.99)
+    champion = _Classifier(["a", "b", "c"], champ_p)
+    challenger = _Classifier(["a", "b"], np.column_stack([1 - chall_b, chall_b]))
+    metric = get_metric(name, "classification")
+    labels = class_labels(y, challenger, champion)
+    champ, chall = predict_scores(metric, champion, None, labels=labels), predict_scores(metric, challenger, None, labels=labels)
+    assert champ.shape == chall.shape == (n, 3)
+    boot = paired_bootstrap(metric, y, champ, chall, resamples=200, seed=1, labels=labels)
+    assert boot.valid_resamples == 200
+    assert boot.champion == pytest.approx(metric.score(champion, None, y))
+    assert boot.challenger == pytest.approx(metric.score(challenger, None, y))
+    assert boot.significant  # the challenger separates a from b far better
