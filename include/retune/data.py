@@ -810,7 +810,9 @@ class RetuneSplit:
 
 def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
     """Split a time-ordered window: the newest ``holdout_fraction`` is the staging holdout,
-    the newest ``validation_fraction`` of the rest scores trials, the oldest part trains.
+    the newest ``validation_fraction`` of the rest scores trials, the oldest part trains. A
+    cut between rows of the same time moves back to that time's first row, so each time's
+    rows are in one part.
 
     Raises:
         DataError: If a part would have fewer than 10 rows, the train part has no value in a
@@ -818,10 +820,12 @@ def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
             and holdout parts could not score or compare the models).
     """
     n = len(df)
-    n_hold = int(round(n * cfg.data.holdout_fraction))
-    n_rest = n - n_hold
-    n_valid = int(round(n_rest * cfg.data.validation_fraction))
-    n_train = n_rest - n_valid
+    n_rest = n - int(round(n * cfg.data.holdout_fraction))
+    n_train = n_rest - int(round(n_rest * cfg.data.validation_fraction))
+    if cfg.data.time_column in df.columns:  # rows of one time stay on one side of each cut
+        times = df[cfg.data.time_column].to_numpy()
+        n_rest, n_train = _time_boundary(times, n_rest), _time_boundary(times, n_train)
+    n_hold, n_valid = n - n_rest, n_rest - n_train
     if min(n_hold, n_valid, n_train) < 10:
         raise DataError(
             f"retune window has {n} rows: too few to split into train ({n_train}), "
@@ -844,6 +848,17 @@ def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
         valid=df.iloc[n_train:n_rest].reset_index(drop=True),
         holdout=df.iloc[n_rest:].reset_index(drop=True),
     )
+
+
+def _time_boundary(times: Any, cut: int) -> int:
+    """``cut`` moved back to the first row of its time: with many rows per timestamp (a daily
+    or hourly batch), a cut by count put one day's rows in both the tuning data and the
+    holdout the gates score on. ``times`` is sorted."""
+    import numpy as np
+
+    if 0 < cut < len(times) and times[cut] == times[cut - 1]:
+        return int(np.searchsorted(times, times[cut], side="left"))
+    return cut
 
 
 def _check_scored_classes(df: pd.DataFrame, cfg: RetuneConfig, n_train: int, n_rest: int) -> None:

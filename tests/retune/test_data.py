@@ -339,6 +339,19 @@ def test_split_is_time_ordered_and_complete(make_cfg) -> None:
     pd.testing.assert_frame_equal(split.tuning, df.iloc[:160].reset_index(drop=True))
 
 
+def test_split_keeps_each_times_rows_in_one_part(make_cfg) -> None:
+    """7 rows a day (a daily batch, one timestamp per day): a cut by row count put one day's
+    rows in both the tuning data and the holdout the gates score on."""
+    cfg = make_cfg()  # holdout 0.2, validation 0.25
+    df = demand_frame(200)
+    df["ts"] = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(200) // 7, unit="D")
+    split = split_for_retune(df, cfg)
+    assert split.train["ts"].max() < split.valid["ts"].min(), "a day in both the train and the validation part"
+    assert split.valid["ts"].max() < split.holdout["ts"].min(), "a day in both the validation part and the holdout"
+    # by count 120 / 40 / 40, cutting days 17 and 22; each cut moves back to its day's first row
+    assert (len(split.train), len(split.valid), len(split.holdout)) == (119, 35, 46)
+
+
 def test_split_after_load_window_holds_out_the_newest_rows(csv_cfg) -> None:
     df = demand_frame(200)
     cfg = csv_cfg(df.sample(frac=1.0, random_state=3))  # the file is not in time order
