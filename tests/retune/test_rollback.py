@@ -305,19 +305,7 @@ def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, stor
     name = "rb-race"
     store.write_config("race", name)
     s1, s2, _ = two_champions(cl, store, name)
-    passed = [{"name": "beats_champion", "passed": True, "detail": "mae 1.0 < 2.0"}]
-
-    def validated_against(champion: str) -> dict[str, Any]:
-        return {
-            "model_uri": store.log_model(2.0),
-            "params": {},
-            "challenger": {"mae": 1.0, "latency_ms_per_1k": 1.0},
-            "champion": {"mae": 2.0, "latency_ms_per_1k": 1.0},
-            "champion_version": champion,
-            "gates": passed,
-        }
-
-    stale = validated_against(s2)
+    stale = _validated_against(store, s2)
     registry.rollback(cl, name, who="cli:ana", why="v2 over-forecasts")
     result = register_retune(cl, "rollback-tests", "race", "race-1", stale)
     assert result["promoted"] is False and str(result["champion_after"]) == s1
@@ -327,7 +315,7 @@ def test_a_rollback_during_a_retune_keeps_its_challenger_from_promoting(cl, stor
     tag = cl.get_model_version(name, str(result["version"])).tags["retune.gate_reason"]
     assert "champion changed" in tag
 
-    fresh = register_retune(cl, "rollback-tests", "race", "race-2", validated_against(s1))
+    fresh = register_retune(cl, "rollback-tests", "race", "race-2", _validated_against(store, s1))
     assert fresh["promoted"] is True and aliases(cl, name)["champion"] == str(fresh["version"])
 
 
@@ -339,14 +327,7 @@ def test_a_retried_register_does_not_undo_a_rollback_made_after_its_promotion(cl
     name = "rb-retry-register"
     store.write_config("retry-register", name)
     s1, s2, _ = two_champions(cl, store, name)
-    validation = {
-        "model_uri": store.log_model(2.0),
-        "params": {},
-        "challenger": {"mae": 1.0, "latency_ms_per_1k": 1.0},
-        "champion": {"mae": 2.0, "latency_ms_per_1k": 1.0},
-        "champion_version": s2,
-        "gates": [{"name": "beats_champion", "passed": True, "detail": "mae 1.0 < 2.0"}],
-    }
+    validation = _validated_against(store, s2)
     first = register_retune(cl, "rollback-tests", "retry-register", "rr-1", validation)
     v3 = str(first["version"])
     assert first["promoted"] is True and aliases(cl, name)["champion"] == v3
