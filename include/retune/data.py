@@ -106,12 +106,19 @@ class FileSource(DataSource):
         frames = [self._read_file(f) for f in self.files()]
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         df = parse_time_column(df, self.time_column, self.describe())
-        mask = pd.Series(True, index=df.index)
-        if start is not None:
-            mask &= df[self.time_column] >= pd.Timestamp(start)
-        if end is not None:
-            mask &= df[self.time_column] < pd.Timestamp(end)
-        return df.loc[mask].sort_values(self.time_column, kind="stable").reset_index(drop=True)
+        return in_window(df, self.time_column, start, end).sort_values(self.time_column, kind="stable").reset_index(drop=True)
+
+
+def in_window(df: pd.DataFrame, column: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+    """The rows whose ``column`` lies in ``[start, end)`` (an open side: no bound)."""
+    import pandas as pd
+
+    mask = pd.Series(True, index=df.index)
+    if start is not None:
+        mask &= df[column] >= pd.Timestamp(start)
+    if end is not None:
+        mask &= df[column] < pd.Timestamp(end)
+    return df if bool(mask.all()) else df.loc[mask]
 
 
 def parse_time_column(df: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
@@ -333,7 +340,8 @@ class SqlSource(DataSource):
     read with ``SELECT * FROM <table> WHERE <time> >= %(start)s AND <time> < %(end)s ORDER BY
     <time>`` (an open side drops its condition), built with :mod:`psycopg2.sql` identifiers.
     A query gets ``start`` and ``end`` as its ``%(start)s`` and ``%(end)s`` parameters; an
-    open side is bound as ``'-infinity'`` or ``'infinity'``. The session runs read-only in
+    open side is bound as ``'-infinity'`` or ``'infinity'``; rows it returns outside
+    ``[start, end)`` (``BETWEEN`` keeps the end) are dropped, with a warning. The session runs read-only in
     UTC, so a ``timestamp`` column without a zone counts as UTC (as in files); ``numeric``
     columns arrive as floats.
 
@@ -478,6 +486,17 @@ class SqlSource(DataSource):
         # from the column's type, as a file source's empty column reads as float
         df = df.astype({c: "float64" for c in numeric if c in df.columns and df[c].dtype == object and df[c].isna().all()})
         df = parse_time_column(df, self.time_column, self.describe())
+        if self.query is not None:  # a query's own bounds may differ (BETWEEN keeps the end): [start, end) here
+            kept = in_window(df, self.time_column, start, end)
+            if len(kept) < len(df):
+                log.warning(
+                    "%s returned %d row(s) outside [%s, %s): dropped (bound it with >= %%(start)s AND < %%(end)s)",
+                    self.describe(),
+                    len(df) - len(kept),
+                    start,
+                    end,
+                )
+            df = kept
         # PostgreSQL's ORDER BY leaves rows with the same timestamp in any order (a parallel
         # scan, a vacuum): order those by content, or a re-read would change the digest.
         return order_by_time(df, self.time_column, ties="content")

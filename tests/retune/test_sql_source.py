@@ -349,6 +349,19 @@ def test_query_source_binds_start_and_end(events: Pg) -> None:
 
 
 @pytest.mark.postgres
+def test_a_query_with_its_own_bounds_still_reads_the_window(events: Pg, caplog: pytest.LogCaptureFixture) -> None:
+    """A query written with BETWEEN keeps the row at the window's end: consecutive windows
+    both counted it (in the drift check and the training data). Rows outside [start, end)
+    are dropped, with a warning that says how to bound the query."""
+    query = "SELECT id, ts FROM events WHERE ts BETWEEN %(start)s AND %(end)s"
+    source = SqlSource(time_column="ts", query=query, dsn=events.dsn())
+    with caplog.at_level("WARNING", logger="retune.data"):
+        first, second = source.read(at(0), at(3)), source.read(at(3), at(6))
+    assert ids(first) == [0, 1, 2] and ids(second) == [3, 4, 5], "the row at 3 h belongs to the second window only"
+    assert "returned 1 row(s) outside" in caplog.text and "< %(end)s" in caplog.text
+
+
+@pytest.mark.postgres
 def test_query_source_is_read_only(events: Pg) -> None:
     query = "WITH gone AS (DELETE FROM events RETURNING *) SELECT * FROM gone WHERE ts >= %(start)s AND ts < %(end)s"
     with pytest.raises(DataError, match="query failed"):
