@@ -50,14 +50,35 @@ def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 def _runs(env: dict[str, str], dag_id: str) -> list[dict]:
-    out = _airflow(env, "dags", "list-runs", dag_id, "-o", "json")
-    for line in out.stdout.splitlines():
-        if line.startswith("["):
-            try:
-                return list(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return []
+    """The DAG's runs, read from the stack's Airflow metadata database.
+
+    One query, not ``airflow dags list-runs``: each CLI call is a Python process importing
+    Airflow (about 2 s of CPU), and polling with it every few seconds took a core from the run
+    being watched.
+    """
+    import psycopg2
+
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
+    with psycopg2.connect(url, connect_timeout=10) as conn, conn.cursor() as cur:
+        cur.execute("select run_id, state from dag_run where dag_id = %s order by id", (dag_id,))
+        rows = cur.fetchall()
+    conn.close()
+    return [{"run_id": run_id, "state": state} for run_id, state in rows]
+
+
+def _parsed(env: dict[str, str], dag_id: str) -> bool:
+    """Whether the dag-processor has serialized ``dag_id`` (so the CLI can unpause it)."""
+    import psycopg2
+
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
+    with psycopg2.connect(url, connect_timeout=10) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('serialized_dag') is not null")
+        if not cur.fetchone()[0]:
+            return False
+        cur.execute("select 1 from serialized_dag where dag_id = %s limit 1", (dag_id,))
+        found = cur.fetchone() is not None
+    conn.close()
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +135,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         assert "Retune stack is up" in up.stdout
         senv = {**env, **_stack_env(stack_dir)}
         deadline = time.monotonic() + 120
-        while _airflow(senv, "dags", "unpause", "retune_model").returncode != 0:
+        while not _parsed(senv, "retune_model"):
             assert time.monotonic() < deadline, "retune_model was never parsed by the dag-processor"
-            time.sleep(3)
+            time.sleep(1)
+        unpaused = _airflow(senv, "dags", "unpause", "retune_model")
+        assert unpaused.returncode == 0, unpaused.stderr[-2000:]
         yield {"env": env, "senv": senv, "dir": stack_dir, "script": script}
     finally:
         groups = {p.stem: int(p.read_text()) for p in (stack_dir / "pids").glob("*.pid")}
@@ -141,7 +164,7 @@ def _trigger_and_wait(senv: dict[str, str], conf: dict, *, timeout: float = 400,
                 during = during(run)
             if run["state"] in ("success", "failed"):
                 break
-        time.sleep(3)
+        time.sleep(1)
     return run
 
 
