@@ -527,8 +527,10 @@ def rollback(
     if started is not None and champion is not None and str(champion.version) != started["from"]:
         # this key rolled back (or began to) and the champion has moved since: a retried task
         # must not roll back a promotion it never saw
+        # the target version's own history: the model's is capped and drops old moves
         done = any(
-            e.get("key") == key and e.get("action") == "rollback" and e.get("alias") == CHAMPION for e in alias_history(cl, name)
+            e.get("key") == key and e.get("action") == "rollback" and e.get("alias") == CHAMPION and e.get("to") == started["to"]
+            for e in alias_history(cl, name, started["to"])
         )
         if not done:
             raise ChampionChangedError(
@@ -543,8 +545,8 @@ def rollback(
             started["to"],
             champion.version,
         )
-        return {
-            **_finish_rollback(cl, name, started, who=who, why=why, key=key, repeated=True),
+        return {  # recorded already; recording again would put an aged-out move back as the model's last
+            **_finish_rollback(cl, name, started, who=who, why=why, key=key, repeated=True, record=False),
             "champion_now": str(champion.version),
         }
     if champion is None:
@@ -594,18 +596,27 @@ def _pending_rollback(cl: MlflowClient, name: str, key: str | None) -> dict[str,
 
 
 def _finish_rollback(
-    cl: MlflowClient, name: str, plan: dict[str, Any], *, who: str, why: str, key: str | None, repeated: bool
+    cl: MlflowClient,
+    name: str,
+    plan: dict[str, Any],
+    *,
+    who: str,
+    why: str,
+    key: str | None,
+    repeated: bool,
+    record: bool = True,
 ) -> dict[str, Any]:
     current, target, when = plan["from"], plan["to"], plan["when"]
     why = why or "rollback"
-    record_moves(
-        cl,
-        name,
-        [
-            _entry(CHAMPION, current, target, who=who, why=why, action="rollback", key=key, when=when),
-            _entry(PREVIOUS, target, current, who=who, why=why, action="rollback", key=key, when=when),
-        ],
-    )
+    if record:
+        record_moves(
+            cl,
+            name,
+            [
+                _entry(CHAMPION, current, target, who=who, why=why, action="rollback", key=key, when=when),
+                _entry(PREVIOUS, target, current, who=who, why=why, action="rollback", key=key, when=when),
+            ],
+        )
     log.info("rolled %s back: champion %s -> %s, previous_champion %s", name, current, target, current)
     return {
         "model_name": name,

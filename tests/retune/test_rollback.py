@@ -369,6 +369,32 @@ def test_a_promotion_aged_out_of_the_model_history_is_not_made_again(cl, store: 
     assert aliases(cl, name) == {"challenger": s3, "champion": s2, "previous_champion": s3}, "the rollback stands"
 
 
+def test_a_retried_rollback_aged_out_of_the_model_history_is_still_known_as_done(cl, store: Store) -> None:
+    """Rollback k1 moved champion v2 -> v1, a retune promoted v3, and enough moves followed to
+    push k1's entries out of the model's capped history. k1 retried must still report the
+    rollback it did (from v1's own history), not fail as "never moved", and write nothing."""
+    name = "rb-aged-retry"
+    s1, s2, _ = two_champions(cl, store, name)
+    registry.rollback(cl, name, who="airflow:rollback_model/k1", why="w", key="k1")
+    v3, _ = registry.register(cl, name, store.log_model(4.0), key=f"{name}-3", tags={})
+    s3 = str(v3.version)
+    registry.promote(cl, name, s3, who="airflow:retune_model/r3", why="better", key="r3")
+    later = [
+        registry._entry(registry.PREVIOUS, s2, s3, who="cli:bo", why="x" * 200, action="manual", key=None, when=f"{i}")
+        for i in range(30)
+    ]
+    registry.record_moves(cl, name, later)
+    assert not any(e["key"] == "k1" for e in registry.alias_history(cl, name)), "aged out of the model history"
+    tags_before = cl.get_registered_model(name).tags
+
+    again = registry.rollback(cl, name, who="airflow:rollback_model/k1", why="w", key="k1")
+    assert again["repeated"] is True and again["champion_after"] == s1 and again["champion_now"] == s3
+    assert aliases(cl, name)["champion"] == s3, "the promotion made after the rollback stands"
+    tags_after = cl.get_registered_model(name).tags
+    assert tags_after[registry.HISTORY_TAG] == tags_before[registry.HISTORY_TAG], "nothing recorded again"
+    assert tags_after[registry.LAST_MOVE_TAG] == tags_before[registry.LAST_MOVE_TAG]
+
+
 def _validated_against(store: Store, champion: str) -> dict[str, Any]:
     """A challenger that passed every gate against ``champion``."""
     return {
