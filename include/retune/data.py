@@ -580,6 +580,27 @@ _TIME_KINDS = frozenset({"datetime64", "datetime", "date", "timedelta64", "timed
 """What :func:`pandas.api.types.infer_dtype` says of dates, times and durations (also of
 ``datetime.date`` objects in an object column, as a SQL ``date`` column arrives)."""
 
+_ISO_TEXT = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+"""An ISO date or datetime written as text (``2025-03-01``, ``2025-03-01T12:00:00+00:00``):
+how a CSV file holds a date column other than the time column, which it reads as text."""
+
+
+def _timelike(values: pd.Series) -> bool:
+    """Whether a column holds dates, times or durations, as values or as ISO text.
+
+    Text is judged on its first 1,000 values that are not missing: all of them must be ISO
+    dates or datetimes (a store code or a year alone is not).
+    """
+    import pandas as pd
+
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in _TIME_KINDS:
+        return True
+    if kind != "string":
+        return False
+    sample = values.dropna().head(1000).astype(str)
+    return bool(len(sample)) and bool(sample.str.fullmatch(_ISO_TEXT).all())
+
 
 def resolve_features(cfg: RetuneConfig, df: pd.DataFrame, *, where: str | None = None) -> FeatureSet:
     """The feature columns of a config; with only ``exclude`` given, typed by pandas dtype.
@@ -594,7 +615,8 @@ def resolve_features(cfg: RetuneConfig, df: pd.DataFrame, *, where: str | None =
 
     Raises:
         DataError: If inferred features would include a date, time or duration column other
-            than the time column: each timestamp would be a category never seen in the
+            than the time column (also one a CSV file holds as ISO text, e.g. ``2025-03-01``):
+            each timestamp would be a category never seen in the
             reference (every window drifted, the model learned nothing from it). The message
             names the columns and asks for them in ``features.exclude``.
         ConfigError: If the ``drift`` section does not fit the inferred features (a method
@@ -611,9 +633,7 @@ def resolve_features(cfg: RetuneConfig, df: pd.DataFrame, *, where: str | None =
         c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
     ]
     categorical = list(feats.categorical) + [c for c in df.columns if c not in skip and c not in numerical]
-    timelike = [
-        c for c in categorical if c not in feats.categorical and pd.api.types.infer_dtype(df[c], skipna=True) in _TIME_KINDS
-    ]
+    timelike = [c for c in categorical if c not in feats.categorical and _timelike(df[c])]
     if timelike:
         raise DataError(
             f"{where or cfg.source_file or '<config>'}: column(s) {timelike} hold dates or times, which cannot be features "

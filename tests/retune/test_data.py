@@ -437,6 +437,8 @@ def test_resolve_features_with_only_exclude_types_by_dtype(make_cfg) -> None:
         pd.date_range("2024-06-01", periods=4, freq="D"),
         pd.to_timedelta([1, 2, 3, 4], unit="h"),
         [datetime(2024, 6, d).date() for d in range(1, 5)],  # a SQL date column: datetime.date objects
+        ["2024-06-01", None, "2024-06-03", "2024-06-04"],  # a CSV's date column: ISO text
+        ["2024-06-01T10:00:00+00:00", "2024-06-02 11:30", "2024-06-03T12:00:00.5Z", "2024-06-04"],
     ],
 )
 def test_inferred_features_refuse_a_date_or_time_column_naming_it(make_cfg, values) -> None:
@@ -451,6 +453,34 @@ def test_inferred_features_refuse_a_date_or_time_column_naming_it(make_cfg, valu
     assert resolve_features(excluded, df) == FeatureSet(NUM, CAT)
     declared = make_cfg({"features!": {"categorical": ["updated_at"]}})  # declared by the user: theirs to keep
     assert "updated_at" in resolve_features(declared, df).categorical
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2021", "2022", "2023", "2024"],  # a year alone
+        ["1001", "1002", "1003", "1004"],  # a store code
+        ["2024-06-01", "2024-06-02", "later", "2024-06-04"],  # not every value a date
+        ["2024-06", "2024-07", "2024-08", "2024-09"],  # a month label
+    ],
+)
+def test_text_that_is_not_all_iso_dates_stays_a_categorical_feature(make_cfg, values) -> None:
+    cfg = make_cfg({"features!": {"exclude": []}})
+    assert "label" in resolve_features(cfg, demand_frame(4).assign(label=values)).categorical
+
+
+def test_a_csv_window_with_a_date_column_as_text_is_refused_naming_it(tmp_path: Path, make_cfg) -> None:
+    """A CSV file reads every column but the time column as text: a second date column became
+    a categorical feature with a new label per day (every window drifted)."""
+    df = demand_frame(40).assign(updated_at=pd.date_range("2024-06-01", periods=40, freq="h", tz="UTC").strftime("%Y-%m-%d"))
+    df.to_csv(tmp_path / "prod.csv", index=False)
+    cfg = make_cfg(
+        {"features!": {"exclude": []}, "data": {"production": {"path": "prod.csv"}, "min_rows": 20}},
+        source_file=str(tmp_path / "demo.yaml"),
+    )
+    with pytest.raises(DataError, match=r"\['updated_at'\] hold dates or times") as info:
+        load_window(cfg, Window("production", T0, T0 + timedelta(days=7)))
+    assert "prod.csv" in str(info.value)
 
 
 def test_a_window_with_a_datetime_column_is_refused_naming_the_window(tmp_path: Path, make_cfg) -> None:
