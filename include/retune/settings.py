@@ -49,6 +49,11 @@ def get_settings() -> Settings:
 
     Returns:
         The settings.
+
+    Raises:
+        ConfigError: ``RETUNE_STATE_DIR`` holds ``%``, ``?`` or ``#`` while a default SQLite
+            URL is built from it: SQLAlchemy would read ``%20`` as a space and cut the path at
+            ``?``, so the databases would land in another folder than the one named.
     """
     state = Path(os.environ.get("RETUNE_STATE_DIR", ".retune")).resolve()
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state / 'mlflow.db'}"
@@ -60,6 +65,14 @@ def get_settings() -> Settings:
         optuna_url if optuna_url.startswith("postgresql") else f"sqlite:///{state / 'policy.db'}"
     )
     if "sqlite:" in tracking or "sqlite:" in optuna_url or "sqlite:" in policy_db:
+        unsafe = sorted({c for c in "%?#" if c in str(state)})
+        if unsafe and str(state) in f"{tracking} {optuna_url} {policy_db}":
+            from retune.errors import ConfigError
+
+            raise ConfigError(
+                f"RETUNE_STATE_DIR: {str(state)!r} holds {' '.join(unsafe)}, which a SQLite URL cannot carry "
+                "(SQLAlchemy reads %20 as a space and cuts the path at ?): choose a folder without them"
+            )
         state.mkdir(parents=True, exist_ok=True)
     return Settings(
         state_dir=state,
