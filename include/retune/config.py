@@ -251,6 +251,11 @@ class ReferenceConfig(SourceConfig):
     def _order(self) -> ReferenceConfig:
         if self.start is not None and self.end is not None and self.start >= self.end:
             raise ValueError(f"start ({self.start.isoformat()}) must be before end ({self.end.isoformat()})")
+        if self.end is None and self.path is None and self.sql is None:
+            raise ValueError(
+                "end is required when the reference is read from data.production (no path or sql): an open end "
+                "puts every production window inside the reference it is compared with, which hides drift"
+            )
         return self
 
 

@@ -302,6 +302,18 @@ def test_reference_start_must_precede_end(demo_dict, write_yaml) -> None:
     assert "data.reference" in load_error(write_yaml(demo_dict))
 
 
+def test_a_reference_read_from_production_needs_an_end(demo_dict, write_yaml, tmp_path: Path) -> None:
+    """An open end over the production source put each production window inside its own
+    reference: the check compared a window with itself plus the past, and drift was hidden."""
+    demo_dict["data"]["reference"] = {"start": "2025-01-01"}
+    message = load_error(write_yaml(demo_dict))
+    assert "data.reference" in message and "end is required when the reference is read from data.production" in message
+    # a reference of its own (a file kept for it) may stay open: it is not the production data
+    (tmp_path / "ref.csv").write_text("ts\n")
+    demo_dict["data"]["reference"] = {"path": str(tmp_path / "ref.csv"), "start": "2025-01-01"}
+    assert load_config(write_yaml(demo_dict)).data.reference.end is None
+
+
 @pytest.mark.parametrize(("field", "value"), [("holdout_fraction", 0.0), ("holdout_fraction", 0.95), ("min_rows", 0)])
 def test_numeric_bounds(demo_dict, write_yaml, field: str, value: float) -> None:
     demo_dict["data"][field] = value
