@@ -847,11 +847,17 @@ class RetuneSplit:
         return pd.concat([self.train, self.valid], ignore_index=True)
 
 
-def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
+def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig, features: FeatureSet | None = None) -> RetuneSplit:
     """Split a time-ordered window: the newest ``holdout_fraction`` is the staging holdout,
     the newest ``validation_fraction`` of the rest scores trials, the oldest part trains. A
     cut between rows of the same time moves back to that time's first row, so each time's
     rows are in one part.
+
+    Args:
+        df: The window, in time order.
+        cfg: The model config.
+        features: The window's feature set, as :func:`load_window` returned it (default:
+            resolved again from ``df``, which repeats its checks).
 
     Raises:
         DataError: If a part would have fewer than 10 rows, the train part has no value in a
@@ -875,7 +881,8 @@ def split_for_retune(df: pd.DataFrame, cfg: RetuneConfig) -> RetuneSplit:
     if cfg.data.time_column in df.columns:
         part += f", up to {train[cfg.data.time_column].iloc[-1]}"
     part += ")"
-    empty = [c for c in resolve_features(cfg, df).numerical if c in train.columns and train[c].isna().all()]
+    numerical = (features or resolve_features(cfg, df)).numerical
+    empty = [c for c in numerical if c in train.columns and train[c].isna().all()]
     if empty:
         raise DataError(f"{part} has no value in numerical feature(s) {empty}: a model cannot learn from them")
     if cfg.task == "classification" and cfg.target in train.columns and train[cfg.target].nunique() < 2:

@@ -524,7 +524,7 @@ def prepare(
         raise RetuneError(f"window: must be 'latest' or 'reference', got {window_kind!r}")
     window = retune_window(cfg, window_end=window_end, kind=window_kind)
     df, features = load_window(cfg, window, variables=settings.variables)
-    split = split_for_retune(df, cfg)
+    split = split_for_retune(df, cfg, features)
     key = registry.check_key(key or f"adhoc/{_now().strftime('%Y%m%dT%H%M%S%f')}")
     cl = tracking.client(settings)
     exp_id = tracking.ensure_experiment(cl, experiment_name(cfg), settings)
@@ -881,7 +881,7 @@ def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None =
     cfg = load_named_config(ctx["config"], settings)
     cl = tracking.client(settings)
     df, features = _load_checked(cfg, ctx, settings)
-    split = split_for_retune(df, cfg)
+    split = split_for_retune(df, cfg, features)
     study = _create_study(cfg, ctx, settings, worker=worker)
     from retune.config import parse_space
 
@@ -1113,7 +1113,7 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
     cl = tracking.client(settings)
     metric = get_metric(cfg.metric.name, cfg.task)
     df, features = _load_checked(cfg, ctx, settings)
-    split = split_for_retune(df, cfg)
+    split = split_for_retune(df, cfg, features)
     tuning_df = split.tuning
     params = dict(outcome["best_params"])
     family = get_family(cfg.model.family)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -359,6 +360,26 @@ def test_split_after_load_window_holds_out_the_newest_rows(csv_cfg) -> None:
     split = split_for_retune(out, cfg)
     newest = df.sort_values("ts").tail(len(split.holdout))
     np.testing.assert_allclose(split.holdout["price"].to_numpy(), newest["price"].to_numpy())
+
+
+def test_split_uses_the_feature_set_it_is_given(make_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_window resolved and checked the features already: split_for_retune (prepare, each
+    trial worker, validate) takes them instead of typing every column again."""
+    import retune.data as data
+
+    cfg = make_cfg({"features!": {"exclude": []}})
+    df = demand_frame(200)
+    df.loc[:150, "footfall"] = np.nan  # the train part holds no value of it
+    features = resolve_features(cfg, df)
+
+    def again(*args: Any, **kwargs: Any) -> FeatureSet:
+        raise AssertionError("features resolved again")
+
+    monkeypatch.setattr(data, "resolve_features", again)
+    with pytest.raises(DataError, match=r"no value in numerical feature\(s\) \['footfall'\]"):
+        split_for_retune(df, cfg, features)
+    df["footfall"] = 1.0
+    assert len(split_for_retune(df, cfg, features).holdout) == 40
 
 
 @pytest.mark.parametrize("n", [0, 10, 45])
