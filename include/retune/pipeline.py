@@ -1075,6 +1075,22 @@ def _metric_value(metric: Any, y: pd.Series, scores: Any, labels: Any, *, who: s
         raise DataError(f"{where}: the {metric.name} of {who} cannot be computed (holdout classes {classes}): {exc}") from None
 
 
+def _champion_inputs(model: Any, holdout: pd.DataFrame, challenger_inputs: pd.DataFrame) -> pd.DataFrame:
+    """The holdout's columns the champion was fitted on (``feature_names_in_``), in its order.
+
+    Args:
+        model: The champion's fitted estimator.
+        holdout: The holdout rows with every column the window has.
+        challenger_inputs: The challenger's feature columns of the same rows (used when the
+            champion records no input names, or the data lacks some of them: its predict
+            then fails naming them, and it counts as unable to score the data).
+    """
+    names = getattr(model, "feature_names_in_", None)
+    if names is None or any(str(n) not in holdout.columns for n in names):
+        return challenger_inputs
+    return holdout[[str(n) for n in names]]
+
+
 def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings | None = None) -> dict[str, Any]:
     """Refit the winner, score challenger and champion on the same holdout, run the staging
     check in a fresh process and apply the gates.
@@ -1161,8 +1177,12 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
         }
     if champ_model is not None and champion_version is not None:
         try:
-            champion_scores = predict_scores(metric, champ_model, X_hold, labels=labels)
-            champion_latency = latency_ms_per_1k(champ_model, X_hold)
+            # the champion gets the columns it was fitted on, not the challenger's: a feature
+            # the config no longer lists is still in the data, and withholding it made the
+            # champion "unable to score" and so replaced without any comparison
+            X_champ = _champion_inputs(champ_model, split.holdout, X_hold)
+            champion_scores = predict_scores(metric, champ_model, X_champ, labels=labels)
+            champion_latency = latency_ms_per_1k(champ_model, X_champ)
             if champion_scores.dtype.kind in "fc" and not np.all(np.isfinite(champion_scores)):
                 raise ValueError("it predicted NaN or infinite values")
         except Exception as exc:  # noqa: BLE001 - a champion that cannot predict new data is reported, not fatal

@@ -492,7 +492,7 @@ def apply_gates(
                 )
             )
     else:
-        gates.append(Gate("beats_champion", True, "no champion yet"))
+        gates.append(Gate("beats_champion", True, f"not compared: {champion_error}" if champion_error else "no champion yet"))
     gates.append(_significance_gate(metric, champion, gates[-1], bootstrap, champion_error))
     if v.metric_threshold is not None:
         gates.append(

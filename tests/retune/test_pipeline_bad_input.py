@@ -360,6 +360,38 @@ def test_a_retune_of_an_older_window_is_registered_but_never_promoted(boot: Boot
     assert "training_window: trained on data up to 2025-02-15" in render(model_status("stale"))
 
 
+def test_a_feature_dropped_from_the_config_still_lets_the_champion_be_compared(boot: Boot) -> None:
+    """The champion was scored on the challenger's columns: with a feature taken out of the
+    config (the data still has it), it "could not score the holdout", counted as no champion,
+    and a challenger far worse than it was promoted without any comparison."""
+
+    def own_model(cfg: dict[str, Any]) -> None:
+        cfg["registry"] = {"model_name": "dropped-demand"}
+
+    write_config(boot, "dropped", own_model)
+    first = pipeline.prepare("dropped", window_end=WINDOW_END, key="dropped-1", n_trials=2)
+    outcome = pipeline.tune(first)
+    champion = pipeline.register(first, pipeline.validate(first, outcome), outcome)
+    assert champion["promoted"] is True
+
+    def without_footfall(cfg: dict[str, Any]) -> None:
+        own_model(cfg)
+        cfg["features"]["numerical"] = [c for c in cfg["features"]["numerical"] if c != "footfall"]
+
+    write_config(boot, "dropped", without_footfall)
+    second = pipeline.prepare("dropped", window_end=WINDOW_END, key="dropped-2", n_trials=2)
+    outcome = pipeline.tune(second)
+    validation = pipeline.validate(second, outcome)
+    assert validation["champion_error"] is None, validation["champion_error"]
+    assert validation["champion"] is not None, "the champion was scored on the holdout"
+    assert validation["champion"]["mae"] < validation["challenger"]["mae"], "footfall carries the demand signal"
+    gates = {g["name"]: g for g in validation["gates"]}
+    assert gates["beats_champion"]["passed"] is False and "vs champion" in gates["beats_champion"]["detail"]
+    registered = pipeline.register(second, validation, outcome)
+    assert registered["promoted"] is False
+    assert str(registered["champion_after"]) == str(champion["version"])
+
+
 # --------------------------------------------------------------------------- class sets
 
 
