@@ -1317,10 +1317,20 @@ def register(
     promoted = False
     champion_before = before.version if before else None
     is_champion = before is not None and str(before.version) == str(version.version)
-    made = registry.promotion_by(cl, name, version.version, ctx["key"]) if is_champion and not failed else None
+    # whatever the gates said: a cleared rerun validates the version against itself (it is the
+    # champion now), the significance gate fails on identical scores, and the promotion this
+    # retune made must still be reported as made, not as "stays challenger"
+    made = registry.promotion_by(cl, name, version.version, ctx["key"]) if is_champion else None
     if made is not None:
         # a retry or rerun of a register that promoted: report that promotion (not "champion
         # kept"), and record its alias moves if the first attempt failed before it could
+        if failed:
+            log.info(
+                "%s version %s: promoted by this retune (%s) before; its rerun compared it with itself",
+                name,
+                version.version,
+                ctx["key"],
+            )
         registry.promote(cl, name, version.version, key=ctx["key"])
         promoted = True
         # as the store gives versions (int from SQL stores, str over REST), like champion_after

@@ -392,6 +392,28 @@ def test_a_feature_dropped_from_the_config_still_lets_the_champion_be_compared(b
     assert str(registered["champion_after"]) == str(champion["version"])
 
 
+def test_a_cleared_rerun_of_a_retune_that_promoted_still_reports_the_promotion(boot: Boot) -> None:
+    """Cleared and run again, validate compares the version with itself (it is the champion
+    now) and the significance gate fails on identical scores: register reported "not
+    promoted", logged the champion as staying challenger and set retune.promoted=false."""
+
+    def own_model(cfg: dict[str, Any]) -> None:
+        cfg["registry"] = {"model_name": "rerun-demand"}
+
+    write_config(boot, "rerun", own_model)
+    ctx = pipeline.prepare("rerun", window_end=WINDOW_END, key="rerun-1", n_trials=2)
+    outcome = pipeline.tune(ctx)
+    first = pipeline.register(ctx, pipeline.validate(ctx, outcome), outcome)
+    assert first["promoted"] is True
+
+    again = pipeline.validate(ctx, outcome)  # the cleared validate and register tasks
+    assert again["passed"] is False and str(again["champion_version"]) == str(first["version"])
+    rerun = pipeline.register(ctx, again, outcome)
+    assert rerun["promoted"] is True and rerun["created"] is False
+    assert str(rerun["version"]) == str(rerun["champion_after"]) == str(first["version"])
+    assert boot.client.get_run(ctx["parent_run_id"]).data.tags["retune.promoted"] == "true"
+
+
 # --------------------------------------------------------------------------- class sets
 
 
