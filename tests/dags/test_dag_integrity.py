@@ -99,13 +99,27 @@ def test_retune_model_shape(parse_log: dict) -> None:
 
 def test_retune_model_always_ends_with_release_lock(parse_log: dict) -> None:
     """However a retune ends (skipped, failed, registered), release_lock runs: it gives the policy
-    lock back and closes a failed retune's MLflow parent run."""
+    lock back and closes a failed retune's MLflow parent run. all_done looks at direct upstream
+    tasks only: it must list every tune worker, or one failed worker (study_summary, validate
+    and register then upstream_failed at once) let it give the lock back while others tuned."""
     dag = parse_log["bag"].dags["retune_model"]
     release = dag.task_dict["retune.release_lock"]
     assert str(release.trigger_rule) in ("all_done", "TriggerRule.ALL_DONE"), release.trigger_rule
+    assert {"retune.drift_gate", "retune.tune", "retune.register"} <= release.upstream_task_ids
     upstream = release.get_flat_relative_ids(upstream=True)
-    every_other = {t.task_id for t in dag.tasks} - {release.task_id}
+    every_other = {t.task_id for t in dag.tasks} - {release.task_id, "retune.retune_ok"}
     assert upstream == every_other, f"release_lock must wait for every task; not upstream: {every_other - upstream}"
+
+
+def test_a_failed_retune_fails_its_run(parse_log: dict) -> None:
+    """release_lock succeeds whatever happened: were it the only leaf, every failed retune run
+    would be green. retune_ok (all_success after register) is the leaf that fails with it."""
+    dag = parse_log["bag"].dags["retune_model"]
+    leaves = {t.task_id for t in dag.leaves}
+    assert leaves == {"retune.release_lock", "retune.retune_ok"}, leaves
+    ok = dag.task_dict["retune.retune_ok"]
+    assert ok.upstream_task_ids == {"retune.register"}
+    assert str(ok.trigger_rule) in ("all_success", "TriggerRule.ALL_SUCCESS"), ok.trigger_rule
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])

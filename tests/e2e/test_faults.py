@@ -202,3 +202,23 @@ def test_one_models_broken_feed_does_not_hold_up_another_models_retune(airflow_d
     assert [c["config"] for c in new] == ["demo"] and new[0]["trigger"] == "drift"
     assert states[("all_checks_ok", -1)] == "upstream_failed", states
     assert run.state == "failed"
+
+
+def test_a_failed_retune_run_ends_failed_and_gives_the_lock_back(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    """release_lock (all_done) succeeds however the retune ended, and as the run's only leaf it
+    made every failed retune run green in the UI (and no on-failure alert ever fired). The
+    retune_ok leaf fails with the retune; release_lock still gives the lock back."""
+    from retune import demo_data, policy
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=60, rows_per_day=40)
+    write_config(retune_env["configs"], "demo", SMALL)
+    run = fresh_dags()["retune_model"].test(run_conf={"config": "demo", "window_end": "2030-01-01", "force": True})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["retune.load_data"] == "failed", states  # the window is empty
+    assert states["retune.register"] == "upstream_failed", states
+    assert states["retune.release_lock"] == "success", states
+    assert states["retune.retune_ok"] == "upstream_failed", states
+    assert run.state == "failed", states
+    last = policy.history("demo")[-1]
+    assert last["triggered"] and last["outcome"] is not None, "the lock was given back"
+    assert policy.decide("demo", source="manual", key="after-the-failed-run").triggered
