@@ -33,6 +33,11 @@ from airflow.sdk import Param, dag, get_current_context, task
 RUN_EVERY = pendulum.duration(hours=1)
 
 
+def _trigger_kwargs(conf: dict) -> dict:
+    """``trigger_retune``'s arguments for one retune conf: the run id carries the policy token."""
+    return {"conf": conf, "trigger_run_id": f"drift__{conf['config']}__{conf['policy_token']}"}
+
+
 @dag(
     dag_id="monitor_drift",
     schedule=RUN_EVERY,
@@ -136,12 +141,14 @@ def monitor_drift() -> None:
     confs = retunes_to_trigger(checks)
     # a leaf that a failed check leaves upstream_failed: the run shows red, and says which
     checks >> EmptyOperator(task_id="all_checks_ok")
+    # the run is named after its policy token: a decision triggered again (this task's retry,
+    # another monitor run of the same window) finds its run there and starts no second one
     TriggerDagRunOperator.partial(
         task_id="trigger_retune",
         trigger_dag_id="retune_model",
         wait_for_completion=False,
         skip_when_already_exists=True,
-    ).expand(conf=confs)
+    ).expand_kwargs(confs.map(_trigger_kwargs))
 
 
 monitor_drift()

@@ -315,8 +315,18 @@ def _plan_one(r: dict[str, Any], source: str, settings: Settings | None) -> dict
     end = parse_timestamp(r["window"]["end"])
     decision = policy.decide(r["config"], source=source, key=key, window_end=end, settings=settings)
     print(f"{r['config']}: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
+    token = decision.token
     if not decision.triggered:
-        return None
+        # This window was decided before and its retune has not ended: a retry of this task
+        # whose first attempt died after deciding (no run was ever triggered: the lock would
+        # otherwise be held until lock_ttl and the window never retuned), or another monitor
+        # run of the same window. Its conf again; trigger_retune names the run after the
+        # token, so a run that exists already is not started twice.
+        held = policy.open_decision(r["config"], key, settings=settings)
+        if held is None or not policy.holds(r["config"], held["token"], settings=settings):
+            return None
+        token = held["token"]
+        print(f"{r['config']}: TRIGGER decision {held['id']} again (its retune has not ended; not started twice)")
     return {
         "config": r["config"],
         "window": "latest",
@@ -324,7 +334,7 @@ def _plan_one(r: dict[str, Any], source: str, settings: Settings | None) -> dict
         "force": False,
         "trigger": "drift",
         "drift": {"summary": r["summary"], "monitor_run_id": r["monitor_run_id"], "report_uri": r["report_uri"]},
-        "policy_token": decision.token,
+        "policy_token": token,
         "idempotency_key": key,
     }
 

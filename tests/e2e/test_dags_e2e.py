@@ -202,3 +202,24 @@ def test_a_monitor_run_with_no_config_to_check_succeeds_and_triggers_nothing(
     assert run.state == "success", states
     assert states["due_configs"] == "success"
     assert _queued_retunes() == before
+
+
+def test_two_monitor_runs_of_one_window_start_one_retune(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    """A second monitor run of a window whose retune has not ended (or the trigger task's own
+    retry) triggers the same decision again; the run is named after its token, so
+    trigger_retune finds it and no second retune of the window is queued."""
+    from retune import demo_data, policy
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=200, rows_per_day=40)
+    write_config(retune_env["configs"], "demo", {**SMALL, "drift": {"reference": "fixed"}})
+    before = {r.run_id for r in _queued_retunes()}
+    first = fresh_dags()["monitor_drift"].test(run_conf={"config": "demo", "window_end": "2025-05-29"})
+    second = fresh_dags()["monitor_drift"].test(run_conf={"config": "demo", "window_end": "2025-05-29"})
+    assert first.state == second.state == "success"
+    queued = [r for r in _queued_retunes() if r.run_id not in before]
+    assert len(queued) == 1, [r.run_id for r in queued]
+    token = queued[0].conf["policy_token"]
+    assert queued[0].run_id == f"drift__demo__{token}"
+    states = {ti.task_id: ti.state for ti in second.get_task_instances()}
+    assert states["trigger_retune"] == "skipped", states  # the run exists: not started twice
+    assert policy.holds("demo", token)

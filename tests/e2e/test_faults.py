@@ -219,6 +219,6 @@ def test_a_failed_retune_run_ends_failed_and_gives_the_lock_back(airflow_db: Non
     assert states["retune.release_lock"] == "success", states
     assert states["retune.retune_ok"] == "upstream_failed", states
     assert run.state == "failed", states
-    last = policy.history("demo")[-1]
+    last = policy.history("demo")[0]  # newest first
     assert last["triggered"] and last["outcome"] is not None, "the lock was given back"
     assert policy.decide("demo", source="manual", key="after-the-failed-run").triggered

@@ -233,6 +233,24 @@ def test_planning_that_fails_midway_cancels_what_it_decided(env) -> None:  # noq
     assert policy.holds("demo", conf["policy_token"])
 
 
+def test_a_retried_plan_triggers_its_open_decision_again(env) -> None:  # noqa: ANN001
+    """retunes_to_trigger died after plan_retunes returned (worker lost, XCom push failed): its
+    retry was answered "duplicate" and planned nothing, so no retune started and the model
+    stayed locked until lock_ttl. The retry gets the same conf; once the retune has ended,
+    the window is a duplicate again."""
+    from retune import pipeline
+
+    for day in (0, 1):
+        policy.record_window("demo", T0 + timedelta(days=day), drift_detected=True, drift_share=0.5)
+    [first] = pipeline.plan_retunes([_drifted("demo", "2025-06-02")])
+    [again] = pipeline.plan_retunes([_drifted("demo", "2025-06-02")])
+    assert again == first, "the same decision, the same token"
+    assert policy.holds("demo", first["policy_token"])
+    policy.release("demo", first["policy_token"], outcome="registered v2, promoted")
+    assert pipeline.plan_retunes([_drifted("demo", "2025-06-02")]) == [], "its retune ended: a duplicate"
+    assert policy.history("demo")[0]["reason"].startswith("duplicate")
+
+
 def test_a_bad_window_end_names_the_param_and_gives_the_lock_back(env) -> None:  # noqa: ANN001
     from retune import pipeline
     from retune.errors import ParamError
