@@ -210,9 +210,11 @@ def decide(
         source: ``drift``, ``schedule``, ``manual``, ``alert``, ``api`` or ``bootstrap``.
         key: Idempotency key: requests with the same key are one request.
         force: Skip idempotency, hysteresis and cooldown (never the one-at-a-time lock).
-        rerun: The request is a rerun of the same Airflow run (cleared by a person): a
+        rerun: The request may be a rerun of the same Airflow run (cleared by a person): a
             decision with the same key is then not a duplicate once its retune has ended,
-            and the cooldown does not apply. Registration stays idempotent per run.
+            and hysteresis and cooldown do not apply. Without an earlier triggered decision
+            for the key it is a first request, decided as any other. Registration stays
+            idempotent per run.
         window_end: End of the drifted window being decided: hysteresis counts the windows
             up to it (a check of an older window is not judged by newer ones).
         settings: State locations (``policy_db``).
@@ -233,8 +235,12 @@ def decide(
     token: str | None = None
     reason = ""
     with engine.begin() as conn:
+        dup = None if force else _newest_triggered(conn, decisions, config_name, key)
+        # a rerun waives hysteresis and cooldown only when this request was decided before: a
+        # run's first attempt (every form or REST run without an idempotency_key passes rerun,
+        # its key being the run) is a new request like any other
+        again = rerun and dup is not None
         if not force:
-            dup = _newest_triggered(conn, decisions, config_name, key)
             if dup is not None and rerun and dup.outcome is None and dup.token:
                 held = conn.execute(
                     sa.select(locks.c.token).where(
@@ -245,11 +251,11 @@ def decide(
                     token, reason = dup.token, "triggered (the same run again, its lock still held)"
             if not token and dup is not None and not (rerun and dup.outcome is not None):
                 reason = f"duplicate of decision {dup.id} (same idempotency key)"
-        if not reason and not force and not rerun and source in ("drift", "schedule") and policy.hysteresis > 1:
+        if not reason and not force and not again and source in ("drift", "schedule") and policy.hysteresis > 1:
             seen = _consecutive_drifted(conn, windows, config_name, policy.hysteresis, until=window_end)
             if seen < policy.hysteresis:
                 reason = f"hysteresis: drift in {seen} of the last {policy.hysteresis} consecutive windows needed"
-        if not reason and not force and not rerun and policy.cooldown.total_seconds() > 0:
+        if not reason and not force and not again and policy.cooldown.total_seconds() > 0:
             last = conn.execute(
                 sa.select(sa.func.max(decisions.c.created_at)).where(
                     decisions.c.config == config_name,

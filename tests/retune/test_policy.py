@@ -164,6 +164,18 @@ def test_a_cleared_rerun_of_the_same_run_is_admitted_once_the_first_attempt_ende
     assert not other.triggered
 
 
+def test_a_new_run_is_held_to_the_cooldown_and_only_its_rerun_is_not(env) -> None:  # noqa: ANN001
+    """admit passes rerun for every run without an idempotency_key (its key is the run): every
+    unforced form or REST run skipped the cooldown, which only force should."""
+    first = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0)
+    assert first.triggered and first.token is not None
+    policy.release("demo", first.token, outcome="registered v1, promoted")
+    second = policy.decide("demo", source="manual", key="retune_model/run-2", rerun=True, now=T0 + timedelta(hours=1))
+    assert not second.triggered and second.reason.startswith("cooldown"), second.reason
+    cleared = policy.decide("demo", source="manual", key="retune_model/run-1", rerun=True, now=T0 + timedelta(hours=2))
+    assert cleared.triggered, "run-1 cleared by a person: the same request again, no cooldown"
+
+
 def test_a_skipped_request_may_be_sent_again(env) -> None:  # noqa: ANN001
     """Only a request that triggered a retune makes its key a duplicate: an alert skipped
     (here by the cooldown of another retune) is decided afresh when its sender repeats it."""
