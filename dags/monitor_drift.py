@@ -18,7 +18,9 @@ windows do not count toward the policy's hysteresis (consecutive scheduled windo
 
 **Triggers** `retune_model` with `trigger=drift` and the drift summary in the run conf. The
 drift report (HTML) and summary (JSON) are in the MLflow experiment
-`retune/<config>/monitoring`.
+`retune/<config>/monitoring`. While `retune_model` is paused, a run that finds drift decides
+nothing and fails at `retunes_to_trigger`, naming the paused DAG: a queued run of a paused
+DAG would hold the model's policy lock until it runs out.
 
 **One model's failed check** (its data missing, too small, unreadable) does not hold up the
 others: their drift still goes to the trigger policy. The run ends failed, at the task
@@ -126,11 +128,21 @@ def monitor_drift() -> None:
     @task(trigger_rule="all_done_min_one_success")
     def retunes_to_trigger(results: list[dict]) -> list[dict]:
         """Put each drifted model to the trigger policy; confs for the retunes it lets through."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from retune.pipeline import plan_retunes
 
         ctx = get_current_context()
         source = "schedule" if str(ctx["dag_run"].run_type).lower().endswith("scheduled") else "drift"
         results = list(results)
+        drifted = [r["config"] for r in results if r["drift_detected"]]
+        # a run of a paused DAG stays queued while its policy lock runs out, and every request
+        # meanwhile is refused as "already running": decide nothing (as the alert receiver does)
+        if drifted and ctx["ti"].get_dag("retune_model").is_paused:
+            raise AirflowFailException(
+                f"drift in {drifted}, but retune_model is paused: no retune decided, no lock taken; "
+                "unpause retune_model (the next monitor run decides again)"
+            )
         confs = plan_retunes(results, source=source)
         print(
             f"{sum(r['drift_detected'] for r in results)} of {len(results)} model(s) drifted; triggering {[c['config'] for c in confs]}"

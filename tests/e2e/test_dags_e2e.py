@@ -223,3 +223,35 @@ def test_two_monitor_runs_of_one_window_start_one_retune(airflow_db: None, retun
     states = {ti.task_id: ti.state for ti in second.get_task_instances()}
     assert states["trigger_retune"] == "skipped", states  # the run exists: not started twice
     assert policy.holds("demo", token)
+
+
+def test_a_monitor_run_with_retune_model_paused_fails_and_decides_nothing(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    """A run of a paused retune_model stays queued while its policy lock runs out (6 h), and
+    every retune of the model meanwhile is refused as "already running". The monitor now
+    decides nothing, takes no lock and fails naming the paused DAG."""
+    from airflow import settings
+    from airflow.models.dag import DagModel
+    from sqlalchemy import update
+
+    from retune import demo_data, policy
+
+    demo_data.write(retune_env["state"] / "data" / "demo", days=200, rows_per_day=40)
+    write_config(retune_env["configs"], "demo", {**SMALL, "drift": {"reference": "fixed"}})
+    # a window without drift: dag.test writes every DAG of the folder to the metadata DB
+    assert fresh_dags()["monitor_drift"].test(run_conf={"config": "demo", "window_end": "2025-03-20"}).state == "success"
+    with settings.Session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id == "retune_model").values(is_paused=True))
+        session.commit()
+    try:
+        before = {r.run_id for r in _queued_retunes()}
+        run = fresh_dags()["monitor_drift"].test(run_conf={"config": "demo", "window_end": "2025-05-29"})
+    finally:
+        with settings.Session() as session:
+            session.execute(update(DagModel).where(DagModel.dag_id == "retune_model").values(is_paused=False))
+            session.commit()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["retunes_to_trigger"] == "failed", states
+    assert run.state == "failed"
+    assert policy.history("demo") == [], "nothing decided"
+    assert policy.current_lock("demo") is None
+    assert {r.run_id for r in _queued_retunes()} == before
