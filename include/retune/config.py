@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from retune.errors import ConfigError
 
@@ -520,6 +529,18 @@ class TuningConfig(_Strict):
     def _objectives(cls, value: list[str]) -> list[str]:
         if not value or value[0] != "metric" or len(set(value)) != len(value) or not set(value) <= {"metric", "latency", "size"}:
             raise ValueError(f"must start with 'metric', then 'latency' and/or 'size', without repeats; got {value}")
+        return value
+
+    @field_validator("max_latency_ms_per_1k", "max_size_kb")
+    @classmethod
+    def _bound_needs_objective(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """A winner's bound applies to its objective only: without it the bound would be ignored."""
+        objective = "latency" if info.field_name == "max_latency_ms_per_1k" else "size"
+        objectives = info.data.get("objectives")
+        if value is not None and objectives is not None and objective not in objectives:
+            raise ValueError(
+                f"needs {objective!r} in tuning.objectives (got {objectives}); without it the bound is never checked"
+            )
         return value
 
     @field_validator("startup_trials")

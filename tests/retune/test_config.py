@@ -581,3 +581,27 @@ def test_a_drift_schedule_that_fires_is_accepted(demo_dict, write_yaml, schedule
 
     demo_dict["drift"]["schedule"] = schedule
     assert load_config(write_yaml(demo_dict)).drift.schedule == schedule
+
+
+@pytest.mark.parametrize(
+    ("field", "objective", "objectives"),
+    [
+        ("max_latency_ms_per_1k", "latency", ["metric"]),
+        ("max_latency_ms_per_1k", "latency", ["metric", "size"]),
+        ("max_size_kb", "size", ["metric"]),
+        ("max_size_kb", "size", ["metric", "latency"]),
+    ],
+)
+def test_a_tuning_bound_without_its_objective_is_refused(
+    demo_dict, write_yaml, field: str, objective: str, objectives: list[str]
+) -> None:
+    """The bound was accepted and then never checked: the winner was picked on the metric alone."""
+    demo_dict["tuning"]["objectives"] = objectives
+    demo_dict["tuning"][field] = 5.0
+    assert f"tuning.{field}: needs '{objective}' in tuning.objectives" in load_error(write_yaml(demo_dict))
+
+
+def test_a_tuning_bound_with_its_objective_is_accepted(demo_dict, write_yaml) -> None:
+    demo_dict["tuning"].update(objectives=["metric", "latency", "size"], max_latency_ms_per_1k=5.0, max_size_kb=100.0)
+    tuning = load_config(write_yaml(demo_dict)).tuning
+    assert (tuning.max_latency_ms_per_1k, tuning.max_size_kb) == (5.0, 100.0)
