@@ -595,12 +595,17 @@ class TuningConfig(_Strict):
 
 
 class ValidationConfig(_Strict):
-    """Gates the challenger must pass before it becomes champion."""
+    """Gates the challenger must pass before it becomes champion (finite numbers only: a NaN or
+    infinite bound fails a gate on every retune)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_improvement: float = Field(0.0, ge=0.0, le=1.0, description="Relative improvement over the champion (0.01 = 1%).")
     min_absolute_improvement: float | None = Field(None, gt=0.0)
     max_latency_ms_per_1k: float | None = Field(None, gt=0.0, description="Prediction latency per 1,000 rows, ms.")
-    metric_threshold: float | None = Field(None, description="Absolute bound the metric must reach.")
+    metric_threshold: float | None = Field(
+        None, description="Absolute bound the metric must reach; within the metric's range (r2 at most 1, accuracy 0-1, ...)."
+    )
     staging_sample_rows: int = Field(1000, ge=10)
     confidence: float = Field(
         0.95,
@@ -717,6 +722,9 @@ class RetuneConfig(_Strict):
             raise ValueError(
                 f"metric.direction: {self.metric.name} must be {metric.direction}d, config says {self.metric.direction}"
             )
+        threshold = self.validation.metric_threshold
+        if threshold is not None and (outside := metric.out_of_range(threshold)):
+            raise ValueError(f"validation.metric_threshold: {outside}")
         from retune.models import get_family
 
         family = get_family(self.model.family)

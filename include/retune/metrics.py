@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,6 +21,8 @@ class Metric:
         needs_proba: Scores probabilities instead of labels.
         fn: ``fn(y_true, y_score) -> float``; a ``needs_proba`` metric also takes ``labels=``,
             the classes of the probability columns.
+        low: The smallest value the metric can take (``-inf``: unbounded).
+        high: The largest value the metric can take (``inf``: unbounded).
     """
 
     name: str
@@ -27,6 +30,23 @@ class Metric:
     direction: Literal["minimize", "maximize"]
     needs_proba: bool
     fn: Callable[..., float]
+    low: float = -math.inf
+    high: float = math.inf
+
+    def out_of_range(self, value: float) -> str | None:
+        """Why ``value`` can never be a value of this metric, or ``None`` if it can be.
+
+        Example:
+            >>> get_metric("r2", "regression").out_of_range(80.0)
+            'r2 lies in (-inf, 1], 80 is outside it'
+        """
+        if not math.isfinite(value):
+            return f"{value} is not a finite number"
+        if self.low <= value <= self.high:
+            return None
+        left = "(-inf" if self.low == -math.inf else f"[{self.low:g}"
+        right = "inf)" if self.high == math.inf else f"{self.high:g}]"
+        return f"{self.name} lies in {left}, {right}, {value:g} is outside it"
 
     @property
     def greater_is_better(self) -> bool:
@@ -149,16 +169,17 @@ def _registry() -> dict[str, Metric]:
         average = "binary" if len(np.unique(y)) <= 2 and set(np.unique(y)) <= {0, 1} else "macro"
         return float(m.f1_score(y, p, average=average))
 
+    # the range of each metric (low, high) is checked against validation.metric_threshold on load
     items = [
-        Metric("mae", "regression", "minimize", False, m.mean_absolute_error),
-        Metric("rmse", "regression", "minimize", False, _rmse),
-        Metric("mape", "regression", "minimize", False, m.mean_absolute_percentage_error),
-        Metric("r2", "regression", "maximize", False, m.r2_score),
-        Metric("accuracy", "classification", "maximize", False, m.accuracy_score),
-        Metric("balanced_accuracy", "classification", "maximize", False, m.balanced_accuracy_score),
-        Metric("f1", "classification", "maximize", False, f1),
-        Metric("roc_auc", "classification", "maximize", True, auc),
-        Metric("log_loss", "classification", "minimize", True, log_loss),
+        Metric("mae", "regression", "minimize", False, m.mean_absolute_error, low=0.0),
+        Metric("rmse", "regression", "minimize", False, _rmse, low=0.0),
+        Metric("mape", "regression", "minimize", False, m.mean_absolute_percentage_error, low=0.0),
+        Metric("r2", "regression", "maximize", False, m.r2_score, high=1.0),
+        Metric("accuracy", "classification", "maximize", False, m.accuracy_score, low=0.0, high=1.0),
+        Metric("balanced_accuracy", "classification", "maximize", False, m.balanced_accuracy_score, low=0.0, high=1.0),
+        Metric("f1", "classification", "maximize", False, f1, low=0.0, high=1.0),
+        Metric("roc_auc", "classification", "maximize", True, auc, low=0.0, high=1.0),
+        Metric("log_loss", "classification", "minimize", True, log_loss, low=0.0),
     ]
     return {item.name: item for item in items}
 

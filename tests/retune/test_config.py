@@ -605,3 +605,77 @@ def test_a_tuning_bound_with_its_objective_is_accepted(demo_dict, write_yaml) ->
     demo_dict["tuning"].update(objectives=["metric", "latency", "size"], max_latency_ms_per_1k=5.0, max_size_kb=100.0)
     tuning = load_config(write_yaml(demo_dict)).tuning
     assert (tuning.max_latency_ms_per_1k, tuning.max_size_kb) == (5.0, 100.0)
+
+
+def _classification(demo_dict: dict, metric: str) -> None:
+    demo_dict.update(task="classification", target="label", registry={"model_name": "demo-clf"})
+    demo_dict["metric"] = {"name": metric}
+    demo_dict["model"] = {
+        "family": "hist_gradient_boosting",
+        "search_space": {"learning_rate": {"type": "log_float", "low": 0.01, "high": 0.3}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("metric_threshold", float("nan")),
+        ("metric_threshold", float("inf")),
+        ("min_absolute_improvement", float("inf")),
+        ("max_latency_ms_per_1k", float("inf")),
+    ],
+)
+def test_a_non_finite_validation_bound_is_refused(demo_dict, write_yaml, field: str, value: float) -> None:
+    """It loaded, and then every retune, the first model included, failed a gate forever."""
+    demo_dict["validation"][field] = value
+    message = load_error(write_yaml(demo_dict))
+    assert f"validation.{field}: " in message and "finite number" in message
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "value"),
+    [
+        ("regression", "r2", 80.0),
+        ("regression", "mae", -1.0),
+        ("regression", "rmse", -0.5),
+        ("regression", "mape", -0.1),
+        ("classification", "accuracy", 1.5),
+        ("classification", "balanced_accuracy", -0.2),
+        ("classification", "f1", 2.0),
+        ("classification", "roc_auc", 1.01),
+        ("classification", "log_loss", -1.0),
+    ],
+)
+def test_a_metric_threshold_the_metric_cannot_take_is_refused(
+    demo_dict, write_yaml, task: str, metric: str, value: float
+) -> None:
+    if task == "classification":
+        _classification(demo_dict, metric)
+    else:
+        demo_dict["metric"] = {"name": metric}
+    demo_dict["validation"]["metric_threshold"] = value
+    message = load_error(write_yaml(demo_dict))
+    assert f"validation.metric_threshold: {metric} lies in " in message and f"{value:g} is outside it" in message
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "value"),
+    [
+        ("regression", "r2", 1.0),
+        ("regression", "r2", -3.0),
+        ("regression", "mae", 0.0),
+        ("regression", "mape", 0.2),
+        ("classification", "accuracy", 1.0),
+        ("classification", "roc_auc", 0.0),
+        ("classification", "log_loss", 0.7),
+    ],
+)
+def test_a_metric_threshold_within_the_metrics_range_is_accepted(
+    demo_dict, write_yaml, task: str, metric: str, value: float
+) -> None:
+    if task == "classification":
+        _classification(demo_dict, metric)
+    else:
+        demo_dict["metric"] = {"name": metric}
+    demo_dict["validation"]["metric_threshold"] = value
+    assert load_config(write_yaml(demo_dict)).validation.metric_threshold == value

@@ -155,3 +155,31 @@ def test_a_class_the_model_never_saw_has_probability_zero() -> None:
     np.testing.assert_allclose(class_probabilities(model, None, labels), [[0.9, 0.0, 0.1], [0.3, 0.0, 0.7]])
     loss = get_metric("log_loss", "classification").score(model, None, np.array(["b", "a"]))
     assert math.isfinite(loss) and loss > 10  # the unseen class costs (clipped) -log(eps), not a crash
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "low", "high"),
+    [
+        ("mae", "regression", 0.0, math.inf),
+        ("rmse", "regression", 0.0, math.inf),
+        ("mape", "regression", 0.0, math.inf),
+        ("r2", "regression", -math.inf, 1.0),
+        ("accuracy", "classification", 0.0, 1.0),
+        ("balanced_accuracy", "classification", 0.0, 1.0),
+        ("f1", "classification", 0.0, 1.0),
+        ("roc_auc", "classification", 0.0, 1.0),
+        ("log_loss", "classification", 0.0, math.inf),
+    ],
+)
+def test_every_metric_knows_its_range(name: str, task: str, low: float, high: float) -> None:
+    metric = get_metric(name, task)
+    assert (metric.low, metric.high) == (low, high)
+    assert metric.out_of_range(0.5) is None
+    assert metric.out_of_range(float("nan")) == "nan is not a finite number"
+    if high < math.inf:
+        assert (
+            metric.out_of_range(high + 1)
+            == f"{name} lies in {'(-inf' if low == -math.inf else '[0'}, 1], {high + 1:g} is outside it"
+        )
+    if low > -math.inf:
+        assert metric.out_of_range(-1.0) is not None
