@@ -61,7 +61,15 @@ from airflow.sdk import Param, dag, get_current_context, task
 def rollback_model() -> None:
     @task
     def rollback() -> dict:
-        """Move champion back to previous_champion after checking that version loads and predicts."""
+        """Move champion back to previous_champion after checking that version loads and predicts.
+
+        Fails at once, without retries, when retrying cannot help: an unknown or invalid
+        config, nothing to roll back to, or a champion that moved meanwhile. A registry that
+        cannot be reached is retried.
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from retune.errors import ChampionChangedError, ConfigError, NothingToRollBackError
         from retune.registry import rollback_model as roll_back
 
         ctx = get_current_context()
@@ -69,7 +77,10 @@ def rollback_model() -> None:
         run = f"{ctx['dag'].dag_id}/{ctx['run_id']}"
         user = getattr(ctx["dag_run"], "triggering_user_name", None)
         who = f"airflow:{run}" + (f" ({user})" if user else "")
-        result = roll_back(params["config"], who=who, why=params["reason"] or "rollback from Airflow", key=run)
+        try:
+            result = roll_back(params["config"], who=who, why=params["reason"] or "rollback from Airflow", key=run)
+        except (ConfigError, NothingToRollBackError, ChampionChangedError) as exc:
+            raise AirflowFailException(str(exc)) from exc
         print(
             f"{result['model_name']}: champion {result['champion_before']} -> {result['champion_after']}"
             + (" (already done by an earlier try)" if result["repeated"] else "")

@@ -29,6 +29,11 @@ class RegistryUnavailableError(RegistryError):
     retry later. Never read as "no champion" or "the champion is broken"."""
 
 
+class NothingToRollBackError(RegistryError):
+    """The registered model has no version to roll back to (no champion, no
+    ``previous_champion``, or both the same version): retrying cannot change that."""
+
+
 class ChampionChangedError(RegistryError):
     """The champion moved (a rollback, a promotion by hand) after a challenger was validated
     against it: the challenger's gates no longer say it beats the model in production."""

@@ -31,7 +31,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retune.errors import ChampionChangedError, RegistryError, RegistryUnavailableError
+from retune.errors import ChampionChangedError, NothingToRollBackError, RegistryError, RegistryUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -509,8 +509,8 @@ def rollback(
         "who", "why", "when", "repeated"}``.
 
     Raises:
-        RegistryError: No champion or no previous champion, or the target does not load and
-            predict (the champion is then unchanged).
+        NothingToRollBackError: No champion, no previous champion, or both the same version.
+        RegistryError: The target does not load and predict (the champion is then unchanged).
         ChampionChangedError: A retried rollback whose first attempt never moved the
             champion finds another champion than the one it was asked to roll back, or
             ``champion`` or ``previous_champion`` moved while the target was checked
@@ -550,11 +550,11 @@ def rollback(
             "champion_now": str(champion.version),
         }
     if champion is None:
-        raise RegistryError(f"{name} has no champion: nothing to roll back")
+        raise NothingToRollBackError(f"{name} has no champion: nothing to roll back")
     if previous is None:
-        raise RegistryError(f"{name} has no previous_champion to roll back to (champion is version {champion.version})")
+        raise NothingToRollBackError(f"{name} has no previous_champion to roll back to (champion is version {champion.version})")
     if str(previous.version) == str(champion.version):
-        raise RegistryError(f"{name}: previous_champion and champion are both version {champion.version}")
+        raise NothingToRollBackError(f"{name}: previous_champion and champion are both version {champion.version}")
     target, current = str(previous.version), str(champion.version)
     check_loads(cl, name, target, sample=sample)
     # loading takes seconds: a retune may have promoted meanwhile, and moving now would drop its version

@@ -66,3 +66,45 @@ def test_rollback_dag_restores_the_previous_champion(airflow_db: None, retune_en
     ]
     assert on_v1 == [(None, "1", "promote"), ("1", "2", "promote"), ("2", "1", "rollback")], "version tags too"
     assert registry.get_alias(cl, "demo-demand", "champion").version == 1
+
+
+def _rollback_tries(dag: Any, conf: dict[str, str]) -> tuple[str, int]:
+    """Run rollback_model (retries 1 s apart) and return the run's state and the task's tries."""
+    from datetime import timedelta
+
+    from airflow import settings
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    for t in dag.tasks:
+        t.retry_delay = timedelta(seconds=1)
+    dr = dag.test(run_conf=conf)
+    with settings.Session() as session:
+        ti = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == "rollback_model", TaskInstance.run_id == dr.run_id)
+        ).one()
+        return dr.state, ti.try_number
+
+
+@pytest.mark.parametrize("config", ["nosuch", "demo"])
+def test_rollback_dag_fails_at_once_when_retrying_cannot_help(airflow_db: None, retune_env: dict[str, Path], config: str) -> None:
+    """An unknown config (ConfigError) or a model with no champion (nothing to roll back) was
+    retried twice, 30 s apart, before the run failed with the same error."""
+    write_config(retune_env["configs"], "demo", SMALL)  # no model registered: no champion
+    state, tries = _rollback_tries(fresh_dags()["rollback_model"], {"config": config, "reason": "e2e"})
+    assert (state, tries) == ("failed", 1)
+
+
+def test_rollback_dag_retries_when_the_registry_is_down(
+    airflow_db: None, retune_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retune import registry
+    from retune.errors import RegistryUnavailableError
+
+    def down(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RegistryUnavailableError("demo-demand version 1 could not be fetched from the registry: 503")
+
+    monkeypatch.setattr(registry, "rollback_model", down)
+    write_config(retune_env["configs"], "demo", SMALL)
+    state, tries = _rollback_tries(fresh_dags()["rollback_model"], {"config": "demo", "reason": "e2e"})
+    assert (state, tries) == ("failed", 3)  # retries: 2

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from retune import registry
-from retune.errors import RegistryError
+from retune.errors import NothingToRollBackError, RegistryError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,13 +152,13 @@ def test_rollback_is_refused_when_the_target_does_not_load(cl, store: Store) -> 
 
 def test_rollback_needs_a_champion_and_a_previous_one(cl, store: Store) -> None:
     name = "rb-single"
-    with pytest.raises(RegistryError, match="no champion"):
+    with pytest.raises(NothingToRollBackError, match="no champion"):
         registry.rollback(cl, name, who="t", why="w")
     v1, _ = registry.register(cl, name, store.log_model(), key="single-1", tags={})
-    with pytest.raises(RegistryError, match="no champion"):
+    with pytest.raises(NothingToRollBackError, match="no champion"):
         registry.rollback(cl, name, who="t", why="w")
     registry.promote(cl, name, str(v1.version))
-    with pytest.raises(RegistryError, match="no previous_champion"):
+    with pytest.raises(NothingToRollBackError, match="no previous_champion"):
         registry.rollback(cl, name, who="t", why="w")
     assert aliases(cl, name)["champion"] == str(v1.version)
 
