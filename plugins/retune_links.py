@@ -16,8 +16,9 @@ MLflow retune run      every ``retune_model`` task; ``retune.load_data``'s
 MLflow model version   every ``retune_model`` task; ``retune.register``'s ``model_name``
                        and ``version``
 Evidently drift        ``monitor_drift.check_drift`` (each mapped index: its own model);
-report                 its ``monitor_run_id`` and ``report_uri``. On ``retune_model``, the
-                       drift check that triggered the retune (``drift`` in the run conf)
+report                 its ``monitor_run_id``, ``experiment_id`` and ``report_uri``. On
+                       ``retune_model``, the drift check that triggered the retune (the
+                       same keys in the run conf's ``drift``)
 =====================  =================================================================
 
 The MLflow UI is ``RETUNE_MLFLOW_UI_URL``, or ``MLFLOW_TRACKING_URI`` when that is an

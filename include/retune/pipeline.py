@@ -149,7 +149,7 @@ def check_drift(
 
     Returns:
         ``{"config", "model_name", "drift_detected", "summary", "window", "reference",
-        "monitor_run_id", "report_uri"}``.
+        "monitor_run_id", "experiment_id", "report_uri"}``.
     """
     from retune import tracking
 
@@ -333,7 +333,13 @@ def _plan_one(r: dict[str, Any], source: str, settings: Settings | None) -> dict
         "window_end": r["window"]["end"],
         "force": False,
         "trigger": "drift",
-        "drift": {"summary": r["summary"], "monitor_run_id": r["monitor_run_id"], "report_uri": r["report_uri"]},
+        "drift": {
+            "summary": r["summary"],
+            "monitor_run_id": r["monitor_run_id"],
+            # the report's link needs the experiment: a local store's artifact URIs do not name it
+            "experiment_id": r.get("experiment_id"),
+            "report_uri": r["report_uri"],
+        },
         "policy_token": token,
         "idempotency_key": key,
     }

@@ -3,6 +3,7 @@ tasks are in ``test_plugin_metadata_db.py``."""
 
 from __future__ import annotations
 
+import json
 from types import ModuleType
 
 import pytest
@@ -126,3 +127,37 @@ def test_stored_values_are_read_as_plain_json(links: ModuleType) -> None:
     assert links._as_dict("not json") == {}
     assert links._as_dict(["a"]) == {}
     assert links._as_dict(None) == {}
+
+
+def test_a_drift_retune_links_the_report_of_the_check_that_triggered_it(
+    links: ModuleType, retune_state: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor's run conf for the retune carried the report's run and URI but not its
+    experiment: with a local store (artifact URIs without the experiment id) the retune's link
+    opened the bare run page instead of the report."""
+    from datetime import UTC, datetime
+
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    from retune import pipeline, policy
+
+    monkeypatch.setenv("RETUNE_MLFLOW_UI_URL", BASE)
+    policy.record_window("demo", datetime(2025, 6, 2, tzinfo=UTC), drift_detected=True, drift_share=0.5)
+    checked = {  # what check_drift returns, a local store's report URI
+        "config": "demo",
+        "drift_detected": True,
+        "window": {"end": "2025-06-02T00:00:00+00:00"},
+        "summary": {"drift_share": 0.5},
+        "monitor_run_id": "c75ef6",
+        "experiment_id": "2",
+        "report_uri": "file:///state/mlartifacts/retune_demo_monitoring/c75ef6/artifacts/drift/report.html",
+    }
+    [conf] = pipeline.plan_retunes([checked])
+    key = TaskInstanceKey("monitor_drift", "check_drift", "scheduled__2025-06-02", 1, 0)
+    monkeypatch.setattr(links, "return_value", lambda *_: checked)
+    on_monitor = links.EvidentlyReportLink().get_link(None, ti_key=key)
+
+    monkeypatch.setattr(links, "run_conf", lambda *_: json.loads(json.dumps(conf)))  # as stored
+    key = TaskInstanceKey("retune_model", "retune.register", "drift__demo__x", 1, -1)
+    on_retune = links.EvidentlyReportLink().get_link(None, ti_key=key)
+    assert on_retune == on_monitor == f"{BASE}/#/experiments/2/runs/c75ef6/artifacts/drift/report.html"
