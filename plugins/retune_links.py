@@ -22,7 +22,8 @@ report                 its ``monitor_run_id``, ``experiment_id`` and ``report_ur
 =====================  =================================================================
 
 The MLflow UI is ``RETUNE_MLFLOW_UI_URL``, or ``MLFLOW_TRACKING_URI`` when that is an
-``http(s)`` server; with neither there are no links (a SQLite tracking store has no UI URL).
+``http(s)`` server, without any ``user:password@`` in it; with neither there are no links (a
+SQLite tracking store has no UI URL).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
@@ -55,10 +56,17 @@ REPORT_PATH = "drift/report.html"
 
 
 def mlflow_ui_base() -> str:
-    """The MLflow UI's base URL without a trailing slash, or ``""`` when there is none."""
+    """The MLflow UI's base URL without a trailing slash, or ``""`` when there is none.
+
+    A ``user:password@`` in the URL (basic auth in ``MLFLOW_TRACKING_URI``) is dropped: the
+    links are shown to everyone who can see the task in the Airflow UI.
+    """
     base = os.environ.get("RETUNE_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI") or ""
     base = base.strip()
-    return base.rstrip("/") if base.startswith(("http://", "https://")) else ""
+    if not base.startswith(("http://", "https://")):
+        return ""
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
 
 
 def _part(value: Any) -> str:

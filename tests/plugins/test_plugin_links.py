@@ -48,6 +48,29 @@ def test_mlflow_ui_base(
     assert links.mlflow_ui_base() == expected
 
 
+@pytest.mark.parametrize(
+    ("ui", "tracking", "expected"),
+    [
+        (None, "https://retune:s3cret@mlflow.internal:5000/", "https://mlflow.internal:5000"),
+        (None, "http://retune@mlflow.internal/ml/", "http://mlflow.internal/ml"),
+        (None, "http://u:p%40ss@[::1]:5000", "http://[::1]:5000"),
+        ("https://ops:pw@ui.example/mlflow", "https://retune:s3cret@mlflow.internal:5000", "https://ui.example/mlflow"),
+    ],
+)
+def test_mlflow_ui_base_leaves_credentials_out_of_the_links(
+    links: ModuleType, monkeypatch: pytest.MonkeyPatch, ui: str | None, tracking: str, expected: str
+) -> None:
+    """Basic auth in MLFLOW_TRACKING_URI was copied into every link the Airflow UI shows."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    if ui is None:
+        monkeypatch.delenv("RETUNE_MLFLOW_UI_URL", raising=False)
+    else:
+        monkeypatch.setenv("RETUNE_MLFLOW_UI_URL", ui)
+    base = links.mlflow_ui_base()
+    assert base == expected
+    assert links.run_url(base, "1", "abc") == f"{expected}/#/experiments/1/runs/abc"
+
+
 def test_run_url(links: ModuleType) -> None:
     assert links.run_url(BASE, "4", "9f1c") == f"{BASE}/#/experiments/4/runs/9f1c"
     assert links.run_url(BASE, None, "9f1c") == f"{BASE}/#/runs/9f1c"  # MLflow resolves the experiment
