@@ -137,12 +137,39 @@ def temp_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="retune-")
 
 
+def end_trial_run(cl: MlflowClient, run_id: str, *, state: str, status: str, reason: str | None = None) -> list[Exception]:
+    """Tag a trial's MLflow child run with its Optuna state and terminate it.
+
+    Every step is tried even when an earlier one fails (an MLflow outage that fails the tag
+    must not leave the run RUNNING when the server answers again for ``set_terminated``).
+
+    Args:
+        cl: MLflow client.
+        run_id: The child run.
+        state: The trial's Optuna state (tag ``optuna.trial_state``).
+        status: The run's end status (``FINISHED``, ``KILLED``, ``FAILED``).
+        reason: Why it failed (tag ``retune.failure``), if it did.
+
+    Returns:
+        The MLflow errors, each already logged (empty: the run was closed).
+    """
+    errors: list[Exception] = []
+    tags = {"optuna.trial_state": state, **({"retune.failure": reason} if reason else {})}
+    for key, value in tags.items():
+        try:
+            cl.set_tag(run_id, key, value)
+        except Exception as exc:  # noqa: BLE001 - still terminate the run
+            errors.append(exc)
+            log.warning("could not tag MLflow run %s %s=%s: %s", run_id, key, value, exc)
+    try:
+        cl.set_terminated(run_id, status=status)
+    except Exception as exc:  # noqa: BLE001 - returned to the caller
+        errors.append(exc)
+        log.warning("could not end MLflow run %s as %s: %s", run_id, status, exc)
+    return errors
+
+
 def fail_trial_run(cl: MlflowClient, run_id: str, reason: str) -> None:
     """Mark a trial's MLflow child run FAILED (tags ``optuna.trial_state=FAIL`` and
     ``retune.failure``); an MLflow error is logged, never raised: the study matters more."""
-    try:
-        cl.set_tag(run_id, "optuna.trial_state", "FAIL")
-        cl.set_tag(run_id, "retune.failure", reason)
-        cl.set_terminated(run_id, status="FAILED")
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not mark MLflow run %s failed: %s", run_id, exc)
+    end_trial_run(cl, run_id, state="FAIL", status="FAILED", reason=reason)

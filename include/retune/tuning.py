@@ -25,9 +25,10 @@ from retune.config import CategoricalParam, FloatParam, IntParam, ParamSpec, Pru
 from retune.data import FeatureSet, RetuneSplit
 from retune.metrics import get_metric
 from retune.models import get_family
+from retune.tracking import end_trial_run
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     import optuna
     from mlflow import MlflowClient
@@ -351,10 +352,12 @@ class Objective:
         trial.set_user_attr("worker", self.worker)
         from mlflow.entities import Param
 
-        self.cl.log_batch(run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()])
         status, state = "FAILED", "FAIL"
         multi = self.cfg.tuning.multi_objective
         try:
+            self.cl.log_batch(
+                run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()]
+            )
             pipe = self.family.build(
                 self.cfg.task,
                 {**self.cfg.model.fixed_params, **params},
@@ -379,16 +382,21 @@ class Objective:
             if not math.isfinite(value):
                 raise ValueError(f"trial {trial.number} produced a non-finite {self.metric.name}: {value}")
             self.cl.log_metric(run_id, self.metric.name, value)
-            status, state = "FINISHED", "COMPLETE"
+            result: float | tuple[float, ...] = value
             if multi:
                 values = objective_values(self.cfg.tuning.objectives, value, pipe, self.X_valid)
                 for name, v in zip(self.cfg.tuning.objectives[1:], values[1:], strict=True):
                     self.cl.log_metric(run_id, OBJECTIVE_METRICS[name], v)
-                return values
-            return value
-        finally:
-            self.cl.set_tag(run_id, "optuna.trial_state", state)
-            self.cl.set_terminated(run_id, status=status)
+                result = values
+            status, state = "FINISHED", "COMPLETE"
+        except BaseException:
+            # close the child run whatever failed (MLflow too); the trial's own error is raised
+            end_trial_run(self.cl, run_id, state=state, status=status)
+            raise
+        # an MLflow error now is logged only: the trial is complete, and the study summary
+        # closes a finished trial's child run still RUNNING (fail_abandoned)
+        end_trial_run(self.cl, run_id, state=state, status=status)
+        return result
 
 
 def run_study(
@@ -512,13 +520,19 @@ def fail_stale(study: optuna.Study) -> None:
         fail_stale_trials(study)
 
 
+RUN_END = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}  # a trial's state -> its child run's
+
+
 def fail_abandoned(study: optuna.Study, cl: Any = None) -> list[int]:
-    """Mark FAIL every trial still RUNNING, and its MLflow child run FAILED.
+    """Mark FAIL every trial still RUNNING, and its MLflow child run FAILED; close the child
+    run of every finished trial that is still RUNNING.
 
     Call it only once every worker of the study has ended: a trial still RUNNING then lost
     its worker. Optuna fails a stale trial only when a worker starts another trial after the
     grace period, so one whose worker died near the end of the study (or on a storage without
-    heartbeats: SQLite, journal) stayed RUNNING for ever, its child run too.
+    heartbeats: SQLite, journal) stayed RUNNING for ever, its child run too. A trial that
+    ended while MLflow was unreachable could not close its child run either; it is ended
+    here with the trial's state (``FAILED``, ``KILLED`` or ``FINISHED``).
 
     Args:
         study: The study, its workers ended.
@@ -539,7 +553,46 @@ def fail_abandoned(study: optuna.Study, cl: Any = None) -> list[int]:
         run_id = t.user_attrs.get("mlflow_run_id")
         if run_id and cl is not None:
             fail_trial_run(cl, run_id, "worker died (trial still running when the workers ended)")
+    if cl is not None:
+        close_open_trial_runs(study, cl, skip=set(numbers))
     return numbers
+
+
+def close_open_trial_runs(study: optuna.Study, cl: Any, *, skip: Collection[int] = ()) -> list[int]:
+    """End the MLflow child run of every finished trial whose run is still RUNNING (the
+    trial could not close it: MLflow was unreachable then). MLflow errors are logged.
+
+    Args:
+        study: The study.
+        cl: MLflow client of the child runs.
+        skip: Trial numbers already dealt with.
+
+    Returns:
+        The numbers of the trials whose child run was ended.
+    """
+    closed = []
+    for t in study.get_trials(deepcopy=False):
+        run_id = t.user_attrs.get("mlflow_run_id")
+        status = RUN_END.get(t.state.name)
+        if not run_id or status is None or t.number in skip:
+            continue
+        try:
+            if cl.get_run(run_id).info.status != "RUNNING":
+                continue
+        except Exception as exc:  # noqa: BLE001 - cleanup: the summary matters more
+            log.warning("could not read MLflow run %s of trial %d: %s", run_id, t.number, exc)
+            continue
+        reason = "MLflow unreachable when the trial ended (run closed by the study summary)" if t.state.name == "FAIL" else None
+        if not end_trial_run(cl, run_id, state=t.state.name, status=status, reason=reason):
+            closed.append(t.number)
+            log.warning(
+                "trial %d of %s had ended %s with its child run still RUNNING: run ended %s",
+                t.number,
+                study.study_name,
+                t.state.name,
+                status,
+            )
+    return closed
 
 
 def is_warm_started(study: optuna.Study) -> bool:

@@ -439,3 +439,88 @@ def test_the_timeout_is_the_studys_not_each_workers(linear_cfg, split) -> None:
     assert len(study.trials) == 2, "no trial after the study's deadline"
     assert outcome.stop_reason == "timeout reached"
     assert seconds_left(optuna.create_study(), None) is None
+
+
+# --------------------------------------------------------------------------- MLflow outages
+
+
+class FlakyMlflow:
+    """A real MLflow client (SQLite store) whose listed calls fail, as during an outage."""
+
+    def __init__(self, tmp_path: Any) -> None:
+        from mlflow import MlflowClient
+
+        self.cl = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        self.experiment = self.cl.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+        self.down: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.cl, name)
+
+        def flaky(*args: Any, **kwargs: Any) -> Any:
+            from mlflow.exceptions import MlflowException
+
+            if name in self.down:
+                raise MlflowException(f"API request to {name} failed: Connection refused")
+            return call(*args, **kwargs)
+
+        return flaky
+
+
+def _flaky_objective(cfg, split, mlflow: FlakyMlflow) -> Objective:
+    return Objective(cfg, split, FeatureSet(["x"], ["g"]), cl=mlflow, experiment_id=mlflow.experiment, parent_run_id="p")  # type: ignore[arg-type]
+
+
+def test_a_trial_whose_tag_fails_still_ends_its_child_run(linear_cfg, split, tmp_path, restore_mlflow_uris) -> None:
+    """set_tag raising in the objective's cleanup skipped set_terminated: the child run of a
+    trial that met an MLflow blip stayed RUNNING for ever (and a finished trial failed)."""
+    mlflow = FlakyMlflow(tmp_path)
+    mlflow.down = {"set_tag"}
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.optimize(_flaky_objective(linear_cfg, split, mlflow), n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE  # the blip costs no trial
+    assert mlflow.cl.get_run(study.trials[0].user_attrs["mlflow_run_id"]).info.status == "FINISHED"
+
+    mlflow.down = {"log_metric", "set_tag"}  # a trial failing in the blip: its run still ends FAILED
+    with pytest.raises(Exception, match="log_metric failed"):
+        study.optimize(_flaky_objective(linear_cfg, split, mlflow), n_trials=1)
+    assert study.trials[1].state == optuna.trial.TrialState.FAIL
+    assert mlflow.cl.get_run(study.trials[1].user_attrs["mlflow_run_id"]).info.status == "FAILED"
+
+
+def test_an_mlflow_outage_mid_trial_raises_its_error_and_the_summary_closes_the_run(
+    linear_cfg, split, tmp_path, restore_mlflow_uris
+) -> None:
+    """MLflow down during a trial, and still down in its cleanup: the trial fails with the
+    outage's first error (not the cleanup's), and once MLflow is back the study summary's
+    cleanup (fail_abandoned) ends the FAIL trial's child run, which it used to skip."""
+    from retune.tuning import fail_abandoned
+
+    mlflow = FlakyMlflow(tmp_path)
+    mlflow.down = {"log_metric", "set_tag", "set_terminated"}
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    with pytest.raises(Exception, match="log_metric failed"):
+        study.optimize(_flaky_objective(linear_cfg, split, mlflow), n_trials=1)
+    run_id = study.trials[0].user_attrs["mlflow_run_id"]
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert mlflow.cl.get_run(run_id).info.status == "RUNNING"  # MLflow was down: nobody could close it
+
+    mlflow.down = set()  # MLflow is back: the retried worker tunes, the summary cleans up
+    run_study(study, _flaky_objective(linear_cfg, split, mlflow), n_trials=2, timeout=None)
+    assert fail_abandoned(study, mlflow) == []  # no trial was RUNNING
+    run = mlflow.cl.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["optuna.trial_state"] == "FAIL"
+    others = [mlflow.cl.get_run(t.user_attrs["mlflow_run_id"]) for t in study.trials[1:]]
+    assert [r.info.status for r in others] == ["FINISHED", "FINISHED"]  # closed by their trials, left alone
+
+
+def test_a_failed_log_batch_fails_the_trial_and_ends_its_child_run(linear_cfg, split, tmp_path, restore_mlflow_uris) -> None:
+    """log_batch ran between create_run and the try: its error left the child run RUNNING."""
+    mlflow = FlakyMlflow(tmp_path)
+    mlflow.down = {"log_batch"}
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    with pytest.raises(Exception, match="log_batch failed"):
+        study.optimize(_flaky_objective(linear_cfg, split, mlflow), n_trials=1)
+    run = mlflow.cl.get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert run.info.status == "FAILED" and run.data.tags["optuna.trial_state"] == "FAIL"
