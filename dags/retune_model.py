@@ -292,7 +292,13 @@ def retune_model() -> None:
             token = ctx["ti"].xcom_pull(task_ids="retune.drift_gate", key="policy_token")
             registered = ctx["ti"].xcom_pull(task_ids="retune.register")
             run = ctx["ti"].xcom_pull(task_ids="retune.load_data") or {}
-            outcome = finish(ctx["params"]["config"], token, registered=registered, parent_run_id=run.get("parent_run_id"))
+            outcome = finish(
+                ctx["params"]["config"],
+                token,
+                registered=registered,
+                parent_run_id=run.get("parent_run_id"),
+                study_name=run.get("study_name"),  # a failed retune's trials left RUNNING are failed
+            )
             print(outcome)
             return outcome
 

@@ -417,17 +417,24 @@ def finish(
     *,
     registered: dict[str, Any] | None,
     parent_run_id: str | None = None,
+    study_name: str | None = None,
     settings: Settings | None = None,
 ) -> str:
     """End a retune run, however it ended: give the model's policy lock back and, when the
-    retune failed after its MLflow parent run was opened, close that run as FAILED (a rerun
-    of the same retune reopens it).
+    retune failed after its MLflow parent run was opened, fail the study's trials its killed
+    workers left RUNNING (with their child runs) and close that run as FAILED (a rerun of
+    the same retune reopens it).
+
+    Call it only once every trial worker of the retune has ended (the DAG's ``release_lock``
+    waits for all of them): a failed retune never reaches the study summary, which otherwise
+    fails the trials a killed worker left RUNNING.
 
     Args:
         config_name: The model config.
         token: The policy lock token (``None``: the run never held the lock).
         registered: What :func:`register` returned (``None``: nothing was registered).
         parent_run_id: The retune's MLflow parent run (``None``: it was never opened).
+        study_name: The retune's Optuna study (default: the parent run's ``study_name`` param).
         settings: State locations.
 
     Returns:
@@ -442,8 +449,50 @@ def finish(
     if token:
         policy.release(config_name, token, outcome=outcome, settings=settings)
     if parent_run_id and not registered:
+        fail_abandoned_trials(config_name, study_name, parent_run_id=parent_run_id, settings=settings)
         close_failed_run(parent_run_id, settings=settings)
     return outcome
+
+
+def fail_abandoned_trials(
+    config_name: str, study_name: str | None, *, parent_run_id: str | None = None, settings: Settings | None = None
+) -> list[int]:
+    """Mark FAIL the trials of a failed retune's study still RUNNING, and their child runs
+    FAILED (:func:`retune.tuning.fail_abandoned`), once every worker has ended. Errors are
+    logged, never raised: the lock is already free and the run must still be closed.
+
+    Args:
+        config_name: The model config (where its studies are stored).
+        study_name: The study (``None``: the parent run's ``study_name`` param).
+        parent_run_id: The retune's MLflow parent run.
+        settings: State locations.
+
+    Returns:
+        The numbers of the trials marked FAIL.
+    """
+    import optuna
+
+    from retune import tracking
+    from retune.storage import lookup_storages
+    from retune.tuning import fail_abandoned
+
+    settings = settings or get_settings()
+    try:
+        cl = tracking.client(settings)
+        if study_name is None and parent_run_id:
+            study_name = cl.get_run(parent_run_id).data.params.get("study_name")
+        if not study_name:
+            return []
+        cfg = load_named_config(config_name, settings)
+        for storage in lookup_storages(settings, cfg.tuning):  # one worker: SQLite; more: its journal
+            try:
+                study = optuna.load_study(study_name=study_name, storage=storage)
+            except KeyError:  # not in this storage (or never created: the retune failed before tuning)
+                continue
+            return fail_abandoned(study, cl)
+    except Exception as exc:  # noqa: BLE001 - cleanup after a failure must not fail the lock release
+        log.warning("could not fail the abandoned trials of study %s: %s", study_name, exc)
+    return []
 
 
 def close_failed_run(run_id: str, *, settings: Settings | None = None) -> None:
