@@ -67,8 +67,16 @@ class ModelFamily(abc.ABC):
             ``(step, pipe)`` after each stage; ``step`` grows with the budget spent.
         """
 
-    def preprocessor(self, numerical: list[str], categorical: list[str]) -> Any:
-        """The column transformer in front of the estimator (trees: ordinal categories)."""
+    MAX_CATEGORIES = 250  # a categorical feature's most frequent categories kept; the rest are one
+
+    def max_categories(self, params: dict[str, Any]) -> int:
+        """How many categories of a categorical feature the encoder keeps (the rest become
+        one infrequent category) for the estimator with ``params``."""
+        return self.MAX_CATEGORIES
+
+    def preprocessor(self, numerical: list[str], categorical: list[str], *, max_categories: int = MAX_CATEGORIES) -> Any:
+        """The column transformer in front of the estimator (trees: ordinal categories, at most
+        ``max_categories`` per feature)."""
         import numpy as np
         from sklearn.compose import ColumnTransformer
         from sklearn.preprocessing import OrdinalEncoder
@@ -82,7 +90,7 @@ class ModelFamily(abc.ABC):
                         handle_unknown="use_encoded_value",
                         unknown_value=np.nan,
                         encoded_missing_value=np.nan,
-                        max_categories=250,
+                        max_categories=max_categories,
                     ),
                     categorical,
                 ),
@@ -169,7 +177,8 @@ class ModelFamily(abc.ABC):
         from sklearn.pipeline import Pipeline
 
         kwargs = self.estimator_params(task, params, n_cat=len(categorical), n_num=len(numerical), seed=seed)
-        return Pipeline([("prep", self.preprocessor(numerical, categorical)), ("model", self.estimator(task)(**kwargs))])
+        prep = self.preprocessor(numerical, categorical, max_categories=self.max_categories(params))
+        return Pipeline([("prep", prep), ("model", self.estimator(task)(**kwargs))])
 
 
 def _schedule(total: int, n_steps: int) -> list[int]:
@@ -187,6 +196,11 @@ class HistGradientBoosting(ModelFamily):
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
         return HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
+
+    def max_categories(self, params: dict[str, Any]) -> int:
+        """At most ``max_bins`` (default 255): the estimator refuses a categorical feature with
+        more categories than bins, which failed every trial with a smaller ``max_bins``."""
+        return min(self.MAX_CATEGORIES, int(params.get("max_bins", 255)))
 
     def estimator_params(self, task: str, params: dict[str, Any], *, n_cat: int, n_num: int, seed: int) -> dict[str, Any]:
         out = super().estimator_params(task, params, n_cat=n_cat, n_num=n_num, seed=seed)
@@ -239,7 +253,9 @@ class Linear(ModelFamily):
 
         return LogisticRegression if task == "classification" else Ridge
 
-    def preprocessor(self, numerical: list[str], categorical: list[str]) -> Any:
+    MAX_CATEGORIES = 50  # one-hot columns per categorical feature
+
+    def preprocessor(self, numerical: list[str], categorical: list[str], *, max_categories: int = MAX_CATEGORIES) -> Any:
         from sklearn.compose import ColumnTransformer
         from sklearn.impute import SimpleImputer
         from sklearn.pipeline import make_pipeline
@@ -252,7 +268,7 @@ class Linear(ModelFamily):
                     "cat",
                     make_pipeline(
                         SimpleImputer(strategy="most_frequent"),
-                        OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=50),
+                        OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=max_categories),
                     ),
                     categorical,
                 ),

@@ -191,3 +191,21 @@ def test_linear_classifier_stages_survive_a_newest_slice_with_one_class(frame) -
     fam = get_family("linear")
     pipe = fam.build("classification", {}, numerical=NUM, categorical=CAT, seed=0)
     assert [b for b, _ in fam.staged_fit(pipe, X, y, n_steps=4)][-1] == N
+
+
+@pytest.mark.parametrize("max_bins", [255, 16])
+def test_hist_gradient_boosting_fits_more_categories_than_max_bins(max_bins: int) -> None:
+    """The encoder kept up to 250 categories and the estimator refuses more categories than
+    max_bins: every trial sampling (or a config fixing) max_bins below a feature's category
+    count failed. The rarest categories now share one, so there are at most max_bins."""
+    rng = np.random.default_rng(0)
+    n = 600
+    X = pd.DataFrame({"x": rng.normal(size=n), "store": (rng.integers(0, 40, size=n)).astype(str)})
+    y = pd.Series(2.0 * X["x"] + rng.normal(0, 0.1, n))
+    fam = get_family("hist_gradient_boosting")
+    pipe = fam.build("regression", {"max_iter": 5, "max_bins": max_bins}, numerical=["x"], categorical=["store"], seed=0)
+    list(fam.staged_fit(pipe, X, y, n_steps=1))
+    seen = len(pipe.named_steps["prep"].named_transformers_["cat"].categories_[0])
+    assert np.isfinite(pipe.predict(X)).all()
+    codes = pipe.named_steps["prep"].transform(X)[:, 1]
+    assert seen == 40 and len(np.unique(codes)) == min(max_bins, 40)  # every category seen; the rarest share a code
