@@ -379,12 +379,13 @@ class Objective:
                     if trial.should_prune():
                         status, state = "KILLED", "PRUNED"
                         raise optuna.TrialPruned(f"pruned at step {i} (budget {budget}) with {value:.6g}")
-            if not math.isfinite(value):
-                raise ValueError(f"trial {trial.number} produced a non-finite {self.metric.name}: {value}")
+                if not math.isfinite(value):
+                    raise ValueError(f"trial {trial.number} produced a non-finite {self.metric.name}: {value}")
+                # latency under the trial's thread cap, as validate's latency gate measures it
+                values = objective_values(self.cfg.tuning.objectives, value, pipe, self.X_valid) if multi else (value,)
             self.cl.log_metric(run_id, self.metric.name, value)
             result: float | tuple[float, ...] = value
             if multi:
-                values = objective_values(self.cfg.tuning.objectives, value, pipe, self.X_valid)
                 for name, v in zip(self.cfg.tuning.objectives[1:], values[1:], strict=True):
                     self.cl.log_metric(run_id, OBJECTIVE_METRICS[name], v)
                 result = values

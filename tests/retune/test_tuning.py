@@ -524,3 +524,35 @@ def test_a_failed_log_batch_fails_the_trial_and_ends_its_child_run(linear_cfg, s
     run = mlflow.cl.get_run(study.trials[0].user_attrs["mlflow_run_id"])
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     assert run.info.status == "FAILED" and run.data.tags["optuna.trial_state"] == "FAIL"
+
+
+def test_the_latency_objective_is_measured_under_the_trials_thread_cap(make_cfg, split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A multi-objective trial measured its latency after leaving threadpool_limits, with every
+    thread, while validate's latency gate measures capped to threads_per_trial: the study
+    traded the metric against a latency the gate never sees."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from retune import validation
+
+    cfg = make_cfg(
+        {
+            "target": "y",
+            "features!": {"numerical": ["x"], "categorical": ["g"]},
+            "model!": {"family": "linear", "search_space": {"alpha": {"type": "log_float", "low": 0.001, "high": 10.0}}},
+            "tuning": {"n_steps": 2, "seed": 1, "threads_per_trial": 1, "objectives": ["metric", "latency"]},
+        }
+    )
+    threads: list[int] = []
+    measure = validation.latency_ms_per_1k
+
+    def timed(model: Any, X: Any, **kwargs: Any) -> float:  # the real measurement; notes the threads it ran with
+        threads.append(max(pool["num_threads"] for pool in threadpool_info()))
+        return measure(model, X, **kwargs)
+
+    monkeypatch.setattr(validation, "latency_ms_per_1k", timed)
+    assert threadpool_info(), "no BLAS/OpenMP pool loaded: nothing to cap"
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    with threadpool_limits(limits=4):  # the worker's threads (the tests otherwise run on one)
+        run_study(study, objective(cfg, split, FakeClient()), n_trials=2, timeout=None)
+    assert threads == [1, 1]
+    assert all(len(t.values) == 2 and t.values[1] > 0 for t in study.trials)
