@@ -585,6 +585,8 @@ def prepare(
             make_pruner(PrunerConfig(type=pruner), n_steps=cfg.tuning.n_steps)  # type: ignore[arg-type]
         except ValidationError:
             raise ConfigError(f"pruner: unknown pruner {pruner!r}") from None
+        except ValueError as exc:  # it cannot prune this config's trials (wilcoxon, too few tuning.n_steps)
+            raise ConfigError(f"pruner: {pruner!r} does not fit config {cfg.name!r}: {exc}") from None
     if window_kind not in ("latest", "reference"):
         raise RetuneError(f"window: must be 'latest' or 'reference', got {window_kind!r}")
     window = retune_window(cfg, window_end=window_end, kind=window_kind)

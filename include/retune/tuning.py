@@ -130,7 +130,9 @@ def make_pruner(cfg: PrunerConfig, *, n_steps: int) -> optuna.pruners.BasePruner
         An Optuna pruner.
 
     Raises:
-        ValueError: If the arguments do not fit the pruner, naming ``tuning.pruner.args``.
+        ValueError: If the arguments do not fit the pruner, naming ``tuning.pruner.args``, or
+            the pruner cannot prune before a trial's last step with ``n_steps`` (``wilcoxon``:
+            see :func:`wilcoxon_min_steps`), naming ``tuning.pruner`` and ``tuning.n_steps``.
     """
     import optuna
 
@@ -143,9 +145,49 @@ def make_pruner(cfg: PrunerConfig, *, n_steps: int) -> optuna.pruners.BasePruner
         "none": lambda **kw: optuna.pruners.NopPruner(**kw),
     }
     try:
-        return factories[cfg.type](**cfg.args)
+        pruner = factories[cfg.type](**cfg.args)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"tuning.pruner.args for {cfg.type!r}: {exc}") from None
+    if cfg.type == "wilcoxon":
+        p_threshold = float(cfg.args.get("p_threshold", 0.1))
+        need = wilcoxon_min_steps(p_threshold, int(cfg.args.get("n_startup_steps", 2)))
+        if need is None:
+            raise ValueError(f"tuning.pruner.args for 'wilcoxon': p_threshold {p_threshold:g} never prunes; use pruner 'none'")
+        if n_steps < need:
+            raise ValueError(
+                f"tuning.pruner 'wilcoxon' needs tuning.n_steps >= {need} (got {n_steps}): with p_threshold "
+                f"{p_threshold:g} its test can prune only after {need - 1} steps, so with fewer it prunes at the "
+                "last step at best, when the trial is already fully trained; raise tuning.n_steps or use another pruner"
+            )
+    return pruner
+
+
+def wilcoxon_min_steps(p_threshold: float, n_startup_steps: int = 2) -> int | None:
+    """The fewest ``tuning.n_steps`` with which the Wilcoxon pruner can prune a trial before
+    its last step (the full fit, when pruning saves nothing).
+
+    Optuna's :class:`~optuna.pruners.WilcoxonPruner` compares a trial's steps with the best
+    trial's in a one-sided Wilcoxon signed-rank test; with ``n`` paired steps its p-value is at
+    least ``0.5 ** n`` (every step worse), so it prunes only once ``0.5 ** n < p_threshold``,
+    and never before ``max(2, n_startup_steps)`` pairs.
+
+    Example:
+        >>> wilcoxon_min_steps(0.1), wilcoxon_min_steps(0.2), wilcoxon_min_steps(0.1, 6)
+        (5, 4, 7)
+
+    Args:
+        p_threshold: The pruner's ``p_threshold``.
+        n_startup_steps: The pruner's ``n_startup_steps``.
+
+    Returns:
+        The fewest steps, or ``None`` if the pruner can never prune (``p_threshold <= 0``).
+    """
+    if p_threshold <= 0:
+        return None
+    pairs = 1
+    while 0.5**pairs >= p_threshold:
+        pairs += 1
+    return max(2, n_startup_steps, pairs) + 1
 
 
 @dataclass

@@ -459,6 +459,17 @@ def test_bad_pruner_args_are_refused_on_load(demo_dict, write_yaml) -> None:
     assert "tuning.pruner.args" in load_error(write_yaml(demo_dict))
 
 
+def test_wilcoxon_with_too_few_steps_is_refused_on_load(demo_dict, write_yaml) -> None:
+    """With n_steps 4 (the default) the Wilcoxon pruner can prune only at the last step, the
+    full fit: the config loaded and the pruner saved nothing."""
+    demo_dict["tuning"]["pruner"] = {"type": "wilcoxon"}
+    demo_dict["tuning"]["n_steps"] = 4
+    message = load_error(write_yaml(demo_dict))
+    assert "tuning.pruner 'wilcoxon'" in message and "tuning.n_steps >= 5 (got 4)" in message
+    demo_dict["tuning"]["n_steps"] = 5
+    assert load_config(write_yaml(demo_dict)).tuning.pruner.type == "wilcoxon"
+
+
 @pytest.mark.parametrize("value", [0, -3, "sometimes", 2.5])
 def test_bad_early_stop_patience_is_refused(demo_dict, write_yaml, value: object) -> None:
     demo_dict["tuning"]["early_stop_patience"] = value

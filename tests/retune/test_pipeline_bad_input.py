@@ -276,6 +276,23 @@ def test_bad_pruner_and_window_arguments_are_refused(boot: Boot) -> None:
         pipeline.prepare("demo", window_end=WINDOW_END, window_kind="yesterday")
 
 
+def test_a_pruner_override_that_cannot_prune_the_configs_trials_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any]
+) -> None:
+    """The run's pruner override (the DAG form's ``pruner``) 'wilcoxon' on a config with
+    n_steps 4 prunes at the last step at best: refused before any data is read or run opened."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    cfg = copy.deepcopy(demo_raw)
+    cfg["tuning"]["n_steps"] = 4
+    (configs / "demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"pruner: 'wilcoxon' does not fit config 'demo'.*tuning\.n_steps >= 5 \(got 4\)"):
+        pipeline.prepare("demo", pruner="wilcoxon")
+    assert not (tmp_path / "state" / "mlflow.db").exists()
+
+
 # --------------------------------------------------------------------------- known gaps (see the report)
 
 

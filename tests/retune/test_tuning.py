@@ -55,7 +55,7 @@ SPACE = {
 def test_make_pruner_type(kind: str, cls: type) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for Wilcoxon
-        pruner = make_pruner(PrunerConfig(type=kind), n_steps=4)
+        pruner = make_pruner(PrunerConfig(type=kind), n_steps=5)  # wilcoxon needs 5 (see below)
     assert type(pruner) is cls
 
 
@@ -81,6 +81,40 @@ def test_make_pruner_bad_args_name_the_field(kind: str, args: dict, detail: str)
         make_pruner(PrunerConfig(type=kind, args=args), n_steps=4)
     assert repr(kind) in str(info.value)
     assert detail in str(info.value)
+
+
+def _worse_trial_pruned_at(pruner: optuna.pruners.BasePruner, n_steps: int) -> int | None:
+    """The step at which a trial worse than the best at every step is pruned (``None``: never)."""
+    study = optuna.create_study(pruner=pruner)
+    best = study.ask()
+    for step in range(n_steps):
+        best.report(1.0 + 0.01 * step, step)
+    study.tell(best, 1.0)
+    worse = study.ask()
+    for step in range(n_steps):
+        worse.report(2.0 + 0.01 * step, step)
+        if worse.should_prune():
+            return step
+    return None
+
+
+@pytest.mark.parametrize(("args", "need"), [({}, 5), ({"p_threshold": 0.2}, 4), ({"n_startup_steps": 6}, 7)])
+def test_wilcoxon_is_refused_when_it_could_prune_only_at_the_last_step(args: dict, need: int) -> None:
+    """With the default n_steps 4 the Wilcoxon test (p >= 0.5 ** pairs) reaches p_threshold 0.1
+    only at the 4th step, the full fit: the pruner saved nothing and the config passed."""
+    from retune.tuning import wilcoxon_min_steps
+
+    assert wilcoxon_min_steps(float(args.get("p_threshold", 0.1)), int(args.get("n_startup_steps", 2))) == need
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for Wilcoxon
+        with pytest.raises(ValueError, match=rf"tuning\.pruner 'wilcoxon' needs tuning\.n_steps >= {need} \(got {need - 1}\)"):
+            make_pruner(PrunerConfig(type="wilcoxon", args=args), n_steps=need - 1)
+        # the real pruner: with `need` steps it prunes one step before the last; with one fewer,
+        # at the same step, which is then the last one (the trial is already fully trained)
+        assert _worse_trial_pruned_at(make_pruner(PrunerConfig(type="wilcoxon", args=args), n_steps=need), need) == need - 2
+        assert _worse_trial_pruned_at(optuna.pruners.WilcoxonPruner(**args), need - 1) == need - 2
+    with pytest.raises(ValueError, match="never prunes"):
+        make_pruner(PrunerConfig(type="wilcoxon", args={"p_threshold": 0.0}), n_steps=50)
 
 
 # --------------------------------------------------------------------------- search space
