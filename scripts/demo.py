@@ -74,6 +74,18 @@ def _triggered_runs(after: float) -> list[Any]:
         return [r for r in runs if r.queued_at is None or r.queued_at.timestamp() >= after - 1]
 
 
+def _unpause(dag_id: str) -> None:
+    """Unpause a DAG, as a person does in the UI: DAGs are paused at creation, and
+    monitor_drift triggers no retune of a paused retune_model."""
+    from airflow import settings
+    from airflow.models.dag import DagModel
+    from sqlalchemy import update
+
+    with settings.Session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=False))
+        session.commit()
+
+
 def _short_stop(reason: str | None) -> str | None:
     """``converged`` (early stopping), ``budget`` or ``timeout`` from a study's stop reason."""
     if not reason:
@@ -139,6 +151,7 @@ def main() -> int:
             if dr.state != "success":
                 print(f"bootstrap retune failed: {dr.state}", file=sys.stderr)
                 return 1
+            _unpause("retune_model")  # dag.test wrote every DAG to the metadata DB, paused
             row.update({"drift_share": None, "action": "first model (cold start)", **_retune_row(cl, dr.run_id)})
         else:
             t0 = time.time()

@@ -21,6 +21,10 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+# dag.test() runs stand for DAGs a person has unpaused: monitor_drift triggers no retune of a
+# paused retune_model. The real servers (tests/airflow_server.py, scripts/stack.py) create
+# DAGs paused, as production does, and unpause what a test needs.
+os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 os.environ.setdefault("RETUNE_STATE_DIR", str(_HOME / "state"))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("RETUNE_OPTUNA_STORAGE", None)
