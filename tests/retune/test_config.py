@@ -627,6 +627,17 @@ def _classification(demo_dict: dict, metric: str) -> None:
     }
 
 
+def _with_threshold(demo_dict: dict, task: str, metric: str, value: float) -> dict:
+    """The demo config on ``metric`` (a classification config for a classification metric)
+    with ``validation.metric_threshold: value``."""
+    if task == "classification":
+        _classification(demo_dict, metric)
+    else:
+        demo_dict["metric"] = {"name": metric}
+    demo_dict["validation"]["metric_threshold"] = value
+    return demo_dict
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -660,12 +671,7 @@ def test_a_non_finite_validation_bound_is_refused(demo_dict, write_yaml, field: 
 def test_a_metric_threshold_the_metric_cannot_take_is_refused(
     demo_dict, write_yaml, task: str, metric: str, value: float
 ) -> None:
-    if task == "classification":
-        _classification(demo_dict, metric)
-    else:
-        demo_dict["metric"] = {"name": metric}
-    demo_dict["validation"]["metric_threshold"] = value
-    message = load_error(write_yaml(demo_dict))
+    message = load_error(write_yaml(_with_threshold(demo_dict, task, metric, value)))
     assert f"validation.metric_threshold: {metric} lies in " in message and f"{value:g} is outside it" in message
 
 
@@ -684,9 +690,4 @@ def test_a_metric_threshold_the_metric_cannot_take_is_refused(
 def test_a_metric_threshold_within_the_metrics_range_is_accepted(
     demo_dict, write_yaml, task: str, metric: str, value: float
 ) -> None:
-    if task == "classification":
-        _classification(demo_dict, metric)
-    else:
-        demo_dict["metric"] = {"name": metric}
-    demo_dict["validation"]["metric_threshold"] = value
-    assert load_config(write_yaml(demo_dict)).validation.metric_threshold == value
+    assert load_config(write_yaml(_with_threshold(demo_dict, task, metric, value))).validation.metric_threshold == value

@@ -346,6 +346,26 @@ def cfg_metric(boot: Boot) -> str:
 # --------------------------------------------------------------------------- a retune of an older window
 
 
+def own_model(name: str) -> Callable[[dict[str, Any]], None]:
+    """A config change giving config ``name`` its own registered model, ``<name>-demand``."""
+
+    def mutate(cfg: dict[str, Any]) -> None:
+        cfg["registry"] = {"model_name": f"{name}-demand"}
+
+    return mutate
+
+
+def first_champion(boot: Boot, name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Config ``name`` with its own model, retuned on the window ending WINDOW_END and promoted:
+    ``(context, study outcome, register result)``."""
+    write_config(boot, name, own_model(name))
+    ctx = pipeline.prepare(name, window_end=WINDOW_END, key=f"{name}-1", n_trials=2)
+    outcome = pipeline.tune(ctx)
+    registered = pipeline.register(ctx, pipeline.validate(ctx, outcome), outcome)
+    assert registered["promoted"] is True
+    return ctx, outcome, registered
+
+
 def test_a_retune_of_an_older_window_is_registered_but_never_promoted(boot: Boot) -> None:
     """A backfill, a monitor run for a past window or a manual run with a past window_end or
     window=reference is validated on that window's newest rows, where a champion trained on
@@ -353,15 +373,7 @@ def test_a_retune_of_an_older_window_is_registered_but_never_promoted(boot: Boot
     version is registered, with the reason on its tags and in `retune status`."""
     from retune.status import model_status, render
 
-    def own_model(cfg: dict[str, Any]) -> None:
-        cfg["registry"] = {"model_name": "stale-demand"}
-
-    write_config(boot, "stale", own_model)
-    newer = pipeline.prepare("stale", window_end=WINDOW_END, key="stale-newer", n_trials=2)
-    outcome = pipeline.tune(newer)
-    first = pipeline.register(newer, pipeline.validate(newer, outcome), outcome)
-    assert first["promoted"] is True
-
+    _, _, first = first_champion(boot, "stale")
     older = pipeline.prepare("stale", window_kind="reference", key="stale-older", n_trials=2)
     outcome = pipeline.tune(older)
     validation = pipeline.validate(older, outcome)
@@ -381,18 +393,10 @@ def test_a_feature_dropped_from_the_config_still_lets_the_champion_be_compared(b
     """The champion was scored on the challenger's columns: with a feature taken out of the
     config (the data still has it), it "could not score the holdout", counted as no champion,
     and a challenger far worse than it was promoted without any comparison."""
-
-    def own_model(cfg: dict[str, Any]) -> None:
-        cfg["registry"] = {"model_name": "dropped-demand"}
-
-    write_config(boot, "dropped", own_model)
-    first = pipeline.prepare("dropped", window_end=WINDOW_END, key="dropped-1", n_trials=2)
-    outcome = pipeline.tune(first)
-    champion = pipeline.register(first, pipeline.validate(first, outcome), outcome)
-    assert champion["promoted"] is True
+    _, _, champion = first_champion(boot, "dropped")
 
     def without_footfall(cfg: dict[str, Any]) -> None:
-        own_model(cfg)
+        own_model("dropped")(cfg)
         cfg["features"]["numerical"] = [c for c in cfg["features"]["numerical"] if c != "footfall"]
 
     write_config(boot, "dropped", without_footfall)
@@ -413,16 +417,7 @@ def test_a_cleared_rerun_of_a_retune_that_promoted_still_reports_the_promotion(b
     """Cleared and run again, validate compares the version with itself (it is the champion
     now) and the significance gate fails on identical scores: register reported "not
     promoted", logged the champion as staying challenger and set retune.promoted=false."""
-
-    def own_model(cfg: dict[str, Any]) -> None:
-        cfg["registry"] = {"model_name": "rerun-demand"}
-
-    write_config(boot, "rerun", own_model)
-    ctx = pipeline.prepare("rerun", window_end=WINDOW_END, key="rerun-1", n_trials=2)
-    outcome = pipeline.tune(ctx)
-    first = pipeline.register(ctx, pipeline.validate(ctx, outcome), outcome)
-    assert first["promoted"] is True
-
+    ctx, outcome, first = first_champion(boot, "rerun")
     again = pipeline.validate(ctx, outcome)  # the cleared validate and register tasks
     assert again["passed"] is False and str(again["champion_version"]) == str(first["version"])
     rerun = pipeline.register(ctx, again, outcome)
