@@ -313,20 +313,13 @@ def _plan_one(r: dict[str, Any], source: str, settings: Settings | None) -> dict
 
     key = f"drift:{r['config']}:{r['window']['end']}"
     end = parse_timestamp(r["window"]["end"])
-    decision = policy.decide(r["config"], source=source, key=key, window_end=end, settings=settings)
+    # retry: this task retried after its first attempt decided (and died before any run was
+    # triggered), or another monitor run of the same window, gets the open decision's token
+    # again; trigger_retune names the run after the token, so it is never started twice
+    decision = policy.decide(r["config"], source=source, key=key, window_end=end, retry=True, settings=settings)
     print(f"{r['config']}: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")
-    token = decision.token
     if not decision.triggered:
-        # This window was decided before and its retune has not ended: a retry of this task
-        # whose first attempt died after deciding (no run was ever triggered: the lock would
-        # otherwise be held until lock_ttl and the window never retuned), or another monitor
-        # run of the same window. Its conf again; trigger_retune names the run after the
-        # token, so a run that exists already is not started twice.
-        held = policy.open_decision(r["config"], key, settings=settings)
-        if held is None or not policy.holds(r["config"], held["token"], settings=settings):
-            return None
-        token = held["token"]
-        print(f"{r['config']}: TRIGGER decision {held['id']} again (its retune has not ended; not started twice)")
+        return None
     return {
         "config": r["config"],
         "window": "latest",
@@ -340,7 +333,7 @@ def _plan_one(r: dict[str, Any], source: str, settings: Settings | None) -> dict
             "experiment_id": r.get("experiment_id"),
             "report_uri": r["report_uri"],
         },
-        "policy_token": token,
+        "policy_token": decision.token,
         "idempotency_key": key,
     }
 
@@ -777,30 +770,27 @@ def _cmaes_transfer_sampler(cfg: RetuneConfig, ctx: dict[str, Any], settings: Se
     from optuna.trial import TrialState
 
     from retune.config import CategoricalParam, parse_space
-    from retune.storage import lookup_storages
+    from retune.storage import find_study
 
     space = parse_space(ctx["space"]) if "space" in ctx else cfg.model.search_space
     if any(isinstance(s, CategoricalParam) for s in space.values()):
         log.info("transfer: CMA-ES needs a numeric space; enqueueing only")
         return None
-    for storage in lookup_storages(settings, cfg.tuning):
-        try:
-            previous = optuna.load_study(study_name=ctx["transfer_from"], storage=storage)
-        except KeyError:
-            continue
-        if [d.name.lower() for d in previous.directions] != [cfg.direction]:
-            log.info("transfer: %s had other objectives or directions; enqueueing only", ctx["transfer_from"])
-            return None
-        wanted = tuning_distributions(space)
-        source = [t for t in previous.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.distributions == wanted]
-        if len(source) < 10:  # CMA-ES keeps the best 10% of the source trials: it needs at least 10
-            log.info(
-                "transfer: %d usable trials in %s (space changed or too few); enqueueing only", len(source), ctx["transfer_from"]
-            )
-            return None
-        log.info("transfer: CMA-ES from %d trials of %s", len(source), ctx["transfer_from"])
-        return optuna.samplers.CmaEsSampler(source_trials=source, seed=seed, warn_independent_sampling=False)
-    return None
+    previous = find_study(settings, cfg.tuning, ctx["transfer_from"])
+    if previous is None:
+        return None
+    if [d.name.lower() for d in previous.directions] != [cfg.direction]:
+        log.info("transfer: %s had other objectives or directions; enqueueing only", ctx["transfer_from"])
+        return None
+    wanted = tuning_distributions(space)
+    source = [t for t in previous.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.distributions == wanted]
+    if len(source) < 10:  # CMA-ES keeps the best 10% of the source trials: it needs at least 10
+        log.info(
+            "transfer: %d usable trials in %s (space changed or too few); enqueueing only", len(source), ctx["transfer_from"]
+        )
+        return None
+    log.info("transfer: CMA-ES from %d trials of %s", len(source), ctx["transfer_from"])
+    return optuna.samplers.CmaEsSampler(source_trials=source, seed=seed, warn_independent_sampling=False)
 
 
 def tuning_distributions(space: dict[str, Any]) -> dict[str, Any]:

@@ -199,6 +199,7 @@ def decide(
     key: str,
     force: bool = False,
     rerun: bool = False,
+    retry: bool = False,
     window_end: datetime | None = None,
     settings: Settings | None = None,
     now: datetime | None = None,
@@ -215,6 +216,10 @@ def decide(
             and hysteresis and cooldown do not apply. Without an earlier triggered decision
             for the key it is a first request, decided as any other. Registration stays
             idempotent per run.
+        retry: The request may be a retry of one its key already triggered (a task retried
+            after deciding): while that retune has not ended and holds the lock, it is
+            triggered again with the same token; once it ended, the request is a duplicate
+            (``rerun`` implies this, and then decides an ended one afresh).
         window_end: End of the drifted window being decided: hysteresis counts the windows
             up to it (a check of an older window is not judged by newer ones).
         settings: State locations (``policy_db``).
@@ -241,7 +246,7 @@ def decide(
         # its key being the run) is a new request like any other
         again = rerun and dup is not None
         if not force:
-            if dup is not None and rerun and dup.outcome is None and dup.token:
+            if dup is not None and (rerun or retry) and dup.outcome is None and dup.token:
                 held = conn.execute(
                     sa.select(locks.c.token).where(
                         locks.c.config == config_name, locks.c.token == dup.token, locks.c.expires_at >= now

@@ -165,3 +165,15 @@ def lookup_storages(settings: Settings, tuning: TuningConfig) -> list[Any]:
     if settings.optuna_storage.startswith("sqlite") and journal_path(settings).exists():
         out.append(open_storage(settings, tuning, n_workers=2))
     return out
+
+
+def find_study(settings: Settings, tuning: TuningConfig, study_name: str) -> optuna.Study | None:
+    """The study ``study_name`` from whichever of :func:`lookup_storages` holds it, or ``None``."""
+    import optuna
+
+    for storage in lookup_storages(settings, tuning):
+        try:
+            return optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:  # not in this storage
+            continue
+    return None
