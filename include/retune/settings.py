@@ -10,11 +10,18 @@ variable                   meaning                                     default
 ``RETUNE_STATE_DIR``       folder for embedded state                   ``./.retune``
 ``RETUNE_CONFIG_DIR``      folder of model configs                     ``<repo>/include/configs``
 ``MLFLOW_TRACKING_URI``    MLflow tracking server or database          ``sqlite:///<state>/mlflow.db``
-``RETUNE_ARTIFACT_ROOT``   artifact root for new experiments           ``<state>/mlartifacts``
+``RETUNE_ARTIFACT_ROOT``   artifact root for new experiments           ``<state>/mlartifacts``, unless
+                                                                       the tracking URI is a server
 ``RETUNE_OPTUNA_STORAGE``  Optuna storage URL                          ``sqlite:///<state>/optuna.db``
 ``RETUNE_POLICY_DB``       trigger decisions and locks (SQLAlchemy)    the Optuna DB if PostgreSQL,
                                                                        else ``sqlite:///<state>/policy.db``
 =========================  ==========================================  ==========================
+
+The artifact root defaults to ``<state>/mlartifacts`` for every tracking URI that MLflow opens
+itself (SQLite, PostgreSQL, MySQL, MS SQL, a ``file:`` or plain path): without one, MLflow
+puts a new experiment's artifacts in ``./mlruns`` under the working directory of whichever
+process created it. A tracking server (``http``, ``https``, ``databricks``) decides its own
+artifact location (``--artifacts-destination``), so there it stays unset.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG_DIR = PACKAGE_DIR.parent / "configs"
+# Tracking URI schemes of an MLflow server, which chooses the artifact location itself.
+SERVER_SCHEMES = frozenset({"http", "https", "databricks", "databricks-uc", "uc"})
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ def get_settings() -> Settings:
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state / 'mlflow.db'}"
     optuna_url = os.environ.get("RETUNE_OPTUNA_STORAGE") or f"sqlite:///{state / 'optuna.db'}"
     artifact_root = os.environ.get("RETUNE_ARTIFACT_ROOT")
-    if artifact_root is None and tracking.startswith(("sqlite:", "file:", "/")):
+    if artifact_root is None and not is_tracking_server(tracking):
         artifact_root = (state / "mlartifacts").as_uri()
     policy_db = os.environ.get("RETUNE_POLICY_DB") or (
         optuna_url if optuna_url.startswith("postgresql") else f"sqlite:///{state / 'policy.db'}"
@@ -82,3 +91,15 @@ def get_settings() -> Settings:
         optuna_storage=optuna_url,
         policy_db=policy_db,
     )
+
+
+def is_tracking_server(tracking_uri: str) -> bool:
+    """Whether a tracking URI names an MLflow server, which decides where artifacts go.
+
+    Example:
+        >>> is_tracking_server("http://mlflow:5000"), is_tracking_server("databricks")
+        (True, True)
+        >>> is_tracking_server("postgresql+psycopg2://u@db/mlflow"), is_tracking_server("/srv/mlruns")
+        (False, False)
+    """
+    return tracking_uri.partition(":")[0].strip().lower() in SERVER_SCHEMES
