@@ -23,3 +23,11 @@ COPY --chown=airflow:0 pyproject.toml README.md /opt/retune/
 COPY --chown=airflow:0 include /opt/retune/include
 RUN pip install --no-cache-dir --no-deps /opt/retune \
  && pip check
+
+# The commit the image is built from, for the models' lineage tag retune.git_commit: .git is
+# not in the build context (.dockerignore) and the library is installed as a package, so
+# retune.tracking.git_commit cannot ask git. Build with
+#   RETUNE_GIT_COMMIT=$(git rev-parse HEAD) docker compose build
+# Last, so that a new commit rebuilds no layer above.
+ARG RETUNE_GIT_COMMIT=unknown
+ENV RETUNE_GIT_COMMIT=${RETUNE_GIT_COMMIT}

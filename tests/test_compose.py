@@ -427,6 +427,28 @@ def test_dockerfile_installs_the_pins_and_the_project() -> None:
         assert needed in copied, f"the Dockerfile does not copy {needed}"
 
 
+def test_the_image_records_the_commit_it_was_built_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """.git is not in the build context and the library is installed as a package, so models
+    trained in the image were tagged retune.git_commit "unknown". The commit comes in as a
+    build arg and stays in the image's environment, which retune.tracking.git_commit reads first."""
+    text = DOCKERFILE.read_text()
+    assert ".git" in (ROOT / ".dockerignore").read_text().split(), "the premise: no .git in the image"
+    arg = re.search(r"^ARG RETUNE_GIT_COMMIT(=\S*)?$", text, re.MULTILINE)
+    env = re.search(r"^ENV RETUNE_GIT_COMMIT=\$\{RETUNE_GIT_COMMIT\}$", text, re.MULTILINE)
+    assert arg and env and arg.start() < env.start()
+    install = text.index("--no-deps /opt/retune")
+    assert arg.start() > install, "after the installs: a new commit must not rebuild their layers"
+    args = compose()["x-retune-build"]["args"]
+    assert re.fullmatch(r"\$\{RETUNE_GIT_COMMIT(:-[^}]*)?\}", args["RETUNE_GIT_COMMIT"])
+    assert env_example()["RETUNE_GIT_COMMIT"] == "", "empty in .env: the shell's value is passed at build time"
+    assert "RETUNE_GIT_COMMIT=$(git rev-parse HEAD) docker compose" in (ROOT / "README.md").read_text()
+
+    from retune.tracking import git_commit
+
+    monkeypatch.setenv("RETUNE_GIT_COMMIT", "0123abc")
+    assert git_commit() == "0123abc"
+
+
 # --- Compose itself, where it is installed ----------------------------------------------------
 
 
