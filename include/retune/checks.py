@@ -133,6 +133,8 @@ def check_configs(
     for name in names:
         try:
             path = config_path(name, settings.config_dir)
+            if not path.exists():
+                settings.require_config_dir()
         except RetuneError as exc:
             checks.append(ConfigCheck(name, Path(name), error=str(exc)))
             continue

@@ -80,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         for c in checks:
             print(json.dumps(c.to_json()) if args.json else c.line())
         if not checks:
-            print(f"retune check: no config files in {get_settings().config_dir}", file=sys.stderr)
+            from retune.errors import ConfigError
+
+            try:
+                folder = get_settings().require_config_dir()
+            except ConfigError as exc:
+                print(f"retune check: {exc}", file=sys.stderr)
+                return 1
+            print(f"retune check: no config files in {folder}", file=sys.stderr)
             return 1
         failed = sum(not c.ok for c in checks)
         if not args.json:

@@ -41,11 +41,15 @@ def load_named_config(name: str, settings: Settings | None = None) -> RetuneConf
     """Load ``<config_dir>/<name>.yaml``.
 
     Raises:
-        ConfigError: If the name is unsafe, the file missing or the config invalid, or its
-            ``name`` is not ``name`` (:func:`retune.config.load_named_file`).
+        ConfigError: If the name is unsafe, the file missing (the config folder missing:
+            naming ``RETUNE_CONFIG_DIR``) or the config invalid, or its ``name`` is not
+            ``name`` (:func:`retune.config.load_named_file`).
     """
     settings = settings or get_settings()
-    return load_named_file(config_path(name, settings.config_dir))
+    path = config_path(name, settings.config_dir)
+    if not path.exists():
+        settings.require_config_dir()
+    return load_named_file(path)
 
 
 def _now() -> datetime:

@@ -12,10 +12,18 @@ log = logging.getLogger(__name__)
 
 
 def list_configs(config_dir: str | None = None) -> list[str]:
-    """Names of the model configs in the config folder, sorted."""
+    """Names of the model configs in the config folder, sorted.
+
+    Args:
+        config_dir: Config folder (default: from settings).
+
+    Raises:
+        ConfigError: The settings' config folder does not exist (naming ``RETUNE_CONFIG_DIR``):
+            a monitor run would otherwise check no model, and say nothing.
+    """
     from pathlib import Path
 
-    folder = Path(config_dir) if config_dir else get_settings().config_dir
+    folder = Path(config_dir) if config_dir else get_settings().require_config_dir()
     return sorted(p.stem for p in folder.glob("*.yaml") if NAME_PATTERN.match(p.stem))
 
 

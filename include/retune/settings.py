@@ -52,6 +52,33 @@ class Settings:
         """Variables that config paths may use, such as ``${RETUNE_STATE_DIR}``."""
         return {"RETUNE_STATE_DIR": str(self.state_dir)}
 
+    def require_config_dir(self) -> Path:
+        """The config folder, checked to exist.
+
+        Returns:
+            ``config_dir``.
+
+        Raises:
+            ConfigError: The folder does not exist. The message names ``RETUNE_CONFIG_DIR``:
+                unset, it defaults to ``configs`` beside the package, which only a source
+                checkout has (an installed package resolves it inside site-packages).
+        """
+        if self.config_dir.is_dir():
+            return self.config_dir
+        from retune.errors import ConfigError
+
+        given = os.environ.get("RETUNE_CONFIG_DIR")
+        why = (
+            f"RETUNE_CONFIG_DIR is {given!r}"
+            if given
+            else "RETUNE_CONFIG_DIR is unset, and its default (include/configs beside the retune package) "
+            "exists only in a source checkout, not where the package is installed"
+        )
+        raise ConfigError(
+            f"config folder {self.config_dir} does not exist ({why}): "
+            "set RETUNE_CONFIG_DIR to the folder holding the model configs (<name>.yaml)"
+        )
+
 
 def get_settings() -> Settings:
     """Read the settings from the environment, creating the state folder when it is used.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,58 @@ def test_an_experiment_tracked_in_postgresql_keeps_its_artifacts_in_the_state_fo
     assert experiment.artifact_location == (tmp_path / "state" / "mlartifacts" / "retune_demo").as_uri()
     assert list((tmp_path / "state" / "mlartifacts").rglob("note.txt")), "the artifact is in the state folder"
     assert not list(elsewhere.iterdir()), "nothing written under the working directory"
+
+
+def _installed_copy(tmp_path: Path) -> Path:
+    """The library laid out as a non-editable install has it: site-packages/retune, with no
+    include/configs beside it."""
+    import shutil
+
+    import retune
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(retune.__file__).parent, site / "retune", ignore=shutil.ignore_patterns("__pycache__"))
+    return site
+
+
+def _run_cli(site: Path, tmp_path: Path, *args: str, config_dir: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETUNE_", "MLFLOW_"))}
+    env.update(PYTHONPATH=str(site), RETUNE_STATE_DIR=str(tmp_path / "state"))
+    if config_dir is not None:
+        env["RETUNE_CONFIG_DIR"] = config_dir
+    return subprocess.run(
+        [sys.executable, "-m", "retune", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_an_installed_package_without_retune_config_dir_says_to_set_it(tmp_path: Path) -> None:
+    """Installed (not editable), the default config folder resolves to site-packages/configs,
+    which does not exist: the error said only '<site-packages>/configs/demo.yaml: config file
+    does not exist', and a monitor run listed no configs and checked nothing."""
+    site = _installed_copy(tmp_path)
+    status = _run_cli(site, tmp_path, "status", "--config", "demo")
+    assert status.returncode == 1
+    assert f"config folder {site / 'configs'} does not exist" in status.stderr
+    assert "RETUNE_CONFIG_DIR is unset" in status.stderr and "set RETUNE_CONFIG_DIR" in status.stderr
+    check = _run_cli(site, tmp_path, "check")
+    assert check.returncode == 1 and "RETUNE_CONFIG_DIR is unset" in check.stderr, check.stderr
+    named = _run_cli(site, tmp_path, "check", "--config", "demo")
+    assert named.returncode == 1 and "RETUNE_CONFIG_DIR is unset" in named.stdout, named.stdout
+
+
+def test_a_missing_config_folder_is_named_with_the_variable(embedded: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from retune.pipeline import load_named_config
+    from retune.schedule import list_configs
+
+    embedded.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    embedded.setenv("RETUNE_CONFIG_DIR", str(tmp_path / "typo"))
+    message = f"config folder {tmp_path / 'typo'} does not exist (RETUNE_CONFIG_DIR is '{tmp_path / 'typo'}')"
+    with pytest.raises(ConfigError) as loading:
+        load_named_config("demo")
+    assert str(loading.value).startswith(message)
+    with pytest.raises(ConfigError, match="RETUNE_CONFIG_DIR"):
+        list_configs()  # the monitor's list: it returned [] and the run checked no model
+    (tmp_path / "typo").mkdir()
+    assert list_configs() == []
+    with pytest.raises(ConfigError, match=r"demo\.yaml: config file does not exist"):
+        load_named_config("demo")  # the folder is there: the file is what is missing
