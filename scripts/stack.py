@@ -52,9 +52,48 @@ def _cfg() -> dict[str, str]:
     }
 
 
-def _db_url(admin: str, name: str, driver: str = "postgresql") -> str:
-    base = admin.rsplit("/", 1)[0]
-    return f"{base.replace('postgresql://', driver + '://', 1)}/{name}"
+def _db_url(admin: str, name: str, driver: str = "postgresql+psycopg2") -> str:
+    """The SQLAlchemy URL of database ``name`` on the admin DSN's server, with its login and options.
+
+    Args:
+        admin: A libpq connection string: a URL (``postgresql://`` or ``postgres://``, with
+            query options such as ``?sslmode=require``) or keywords
+            (``host=/var/run/postgresql user=postgres dbname=postgres``).
+        name: The database.
+        driver: The SQLAlchemy drivername.
+
+    Returns:
+        The URL, password included (it goes into the services' environment, as the DSN did).
+    """
+    from psycopg2.extensions import parse_dsn
+    from sqlalchemy.engine import URL
+
+    params = parse_dsn(admin)
+    params.pop("dbname", None)
+    user, password, host, port = (params.pop(key, None) for key in ("user", "password", "host", "port"))
+    if host and host.startswith("/"):  # a socket folder is no URL host: libpq takes it as an option
+        params["host"] = host
+        host = None
+        if port:
+            params["port"], port = port, None
+    url = URL.create(
+        driver,
+        username=user,
+        password=password,
+        host=host,
+        port=int(port) if port else None,
+        database=name,
+        query=dict(sorted(params.items())),
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def _server(admin: str) -> str:
+    """Where the admin DSN's server is (``host:port`` or the socket folder), without its login."""
+    from psycopg2.extensions import parse_dsn
+
+    dsn = parse_dsn(admin)
+    return f"{dsn.get('host') or '/var/run/postgresql'}:{dsn.get('port') or 5432}"
 
 
 def _server_listens(admin: str) -> bool:
@@ -263,7 +302,7 @@ def up(timeout: float = 240) -> int:
         f"  MLflow         : http://127.0.0.1:{cfg['mlflow_port']}\n"
         f"  Alert webhook  : http://127.0.0.1:{cfg['airflow_port']}/retune/alerts/alertmanager (and /grafana); "
         f"Bearer token: $RETUNE_ALERT_TOKEN in env.sh\n"
-        f"  PostgreSQL     : {', '.join(_databases(cfg).values())} on {cfg['pg'].rsplit('/', 1)[0]}\n"
+        f"  PostgreSQL     : {', '.join(_databases(cfg).values())} on {_server(cfg['pg'])}\n"
         f"  environment    : source {env_file}\n"
     )
     return 0

@@ -1,0 +1,122 @@
+"""scripts/stack.py: the per-service database URLs built from the admin DSN (RETUNE_STACK_PG).
+
+They were built by cutting the DSN at its last '/', which lost the query (``?sslmode=require``),
+kept a ``postgres://`` scheme SQLAlchemy does not know, and made garbage of a keyword DSN.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+from stack import _db_url, _server  # type: ignore[import-not-found]
+
+PG_ADMIN_DSN = os.environ.get("RETUNE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+SOCKET = Path("/var/run/postgresql/.s.PGSQL.5432")
+
+
+@pytest.mark.parametrize(
+    ("admin", "expected"),
+    [
+        (
+            "postgresql://postgres:s3cret@db.example.com:5433/postgres?sslmode=require&connect_timeout=10",
+            "postgresql+psycopg2://postgres:s3cret@db.example.com:5433/retune_optuna?connect_timeout=10&sslmode=require",
+        ),
+        ("postgres://postgres@127.0.0.1/postgres", "postgresql+psycopg2://postgres@127.0.0.1/retune_optuna"),
+        (
+            "host=/var/run/postgresql user=postgres dbname=postgres",
+            "postgresql+psycopg2://postgres@/retune_optuna?host=%2Fvar%2Frun%2Fpostgresql",
+        ),
+        (
+            "host=/var/run/postgresql port=5433 user=postgres",
+            "postgresql+psycopg2://postgres@/retune_optuna?host=%2Fvar%2Frun%2Fpostgresql&port=5433",
+        ),
+    ],
+)
+def test_db_url_keeps_the_server_login_and_options_of_any_admin_dsn(admin: str, expected: str) -> None:
+    url = _db_url(admin, "retune_optuna")
+    assert url == expected
+    parsed = make_url(url)
+    assert parsed.drivername == "postgresql+psycopg2"
+    assert parsed.database == "retune_optuna"
+
+
+def test_the_server_is_printed_without_the_login() -> None:
+    assert _server("postgresql://postgres:s3cret@db.example.com:5433/postgres") == "db.example.com:5433"
+    assert _server("host=/var/run/postgresql user=postgres") == "/var/run/postgresql:5432"
+
+
+def _connect_and_show(url: str) -> dict[str, str]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(
+                    "select current_database(), current_setting('application_name'), coalesce(host(inet_server_addr()), 'socket')"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    return {"database": row[0], "application_name": row[1], "via": row[2]}
+
+
+def _server_up() -> None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(PG_ADMIN_DSN, connect_timeout=5).close()
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+
+
+@pytest.mark.postgres
+def test_the_built_urls_connect_with_the_admin_dsns_options() -> None:
+    """On the real server: the options reach the connection, whatever form the DSN has."""
+    _server_up()
+    base = make_url(PG_ADMIN_DSN)
+    url_form = base.set(query={"application_name": "retune-stack-test"}).render_as_string(hide_password=False)
+    seen = _connect_and_show(_db_url(url_form, "postgres"))
+    assert seen == {"database": "postgres", "application_name": "retune-stack-test", "via": base.host}
+
+    postgres_scheme = url_form.replace("postgresql://", "postgres://", 1)
+    assert _connect_and_show(_db_url(postgres_scheme, "postgres"))["application_name"] == "retune-stack-test"
+
+    if SOCKET.exists():
+        keywords = f"host={SOCKET.parent} user={base.username or 'postgres'} dbname=postgres application_name=sock"
+        assert _connect_and_show(_db_url(keywords, "postgres")) == {
+            "database": "postgres",
+            "application_name": "sock",
+            "via": "socket",
+        }
+
+
+@pytest.mark.postgres
+def test_sslmode_require_reaches_the_connection() -> None:
+    """The old URL dropped ?sslmode=require: the services connected without TLS, silently."""
+    import psycopg2
+    import sqlalchemy
+    from sqlalchemy.exc import OperationalError
+
+    _server_up()
+    with psycopg2.connect(PG_ADMIN_DSN, connect_timeout=5) as admin, admin.cursor() as cur:
+        cur.execute("show ssl")
+        server_tls = cur.fetchone()[0] == "on"
+    admin.close()
+    url = _db_url(make_url(PG_ADMIN_DSN).set(query={"sslmode": "require"}).render_as_string(hide_password=False), "postgres")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        if not server_tls:
+            with pytest.raises(OperationalError, match="SSL"), engine.connect():
+                pass
+            return
+        with engine.connect() as conn:
+            ssl_in_use = conn.execute(sqlalchemy.text("select ssl from pg_stat_ssl where pid = pg_backend_pid()")).scalar()
+        assert ssl_in_use is True
+    finally:
+        engine.dispose()
