@@ -162,6 +162,16 @@ def _drop_databases(cfg: dict[str, str]) -> None:
     conn.close()
 
 
+def new_jwt_secret() -> str:
+    """A new Airflow JWT secret: 64 random bytes (86 characters).
+
+    Airflow signs with HS512 when the secret is a string, and PyJWT warns
+    (``InsecureKeyLengthWarning``) for an HMAC key shorter than the hash, 64 bytes:
+    ``token_urlsafe(32)`` gave 43.
+    """
+    return secrets.token_urlsafe(64)
+
+
 def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> dict[str, str]:
     """The environment every stack process (and a user's shell) uses."""
     stack = Path(cfg["dir"])
@@ -257,7 +267,7 @@ def up(timeout: float = 240) -> int:
     (stack / "logs").mkdir(parents=True, exist_ok=True)
     (stack / "pids").mkdir(exist_ok=True)
     env_file = stack / "env.sh"
-    jwt, alert = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    jwt, alert = new_jwt_secret(), secrets.token_urlsafe(24)
     if env_file.exists():  # keep the secrets of an earlier stack-up
         for line in env_file.read_text().splitlines():
             if line.startswith("export AIRFLOW__API_AUTH__JWT_SECRET="):

@@ -405,6 +405,30 @@ def test_header_names_the_variables_and_warns() -> None:
         assert name in header, f"the header does not name {name}"
 
 
+def test_jwt_secrets_are_long_enough_for_hs512() -> None:
+    """Airflow signs its JWTs with HS512 for a string secret; PyJWT warns for a key under 64
+    bytes. The advice (token_urlsafe(32): 43 characters), the local default and the stack's
+    generated secret were all shorter."""
+    import warnings
+
+    import jwt
+
+    stack = _stack_module()
+    local_default = compose_vars()["AIRFLOW_JWT_SECRET"]
+    assert len(local_default) == 1
+    [default] = local_default
+    assert "local-only" in default
+    secrets = {"compose default": default, ".env.example": env_example()["AIRFLOW_JWT_SECRET"], "stack": stack.new_jwt_secret()}
+    advice = re.search(r"Make each with: .*token_urlsafe\((\d+)\)", ENV_EXAMPLE.read_text())
+    assert advice and int(advice[1]) >= 64, "the advice in .env.example"
+    for where, secret in secrets.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", jwt.warnings.InsecureKeyLengthWarning)
+            token = jwt.encode({"sub": "retune"}, secret, algorithm="HS512")
+        assert jwt.decode(token, secret, algorithms=["HS512"]) == {"sub": "retune"}, where
+    assert stack.new_jwt_secret() != stack.new_jwt_secret()
+
+
 # --- the image --------------------------------------------------------------------------------
 
 
