@@ -10,6 +10,10 @@ Commands:
     tune-worker   run one trial worker of a prepared retune (``--ctx`` is the JSON from prepare)
     rollback      move a model's ``champion`` back to ``previous_champion`` in one step
                   (``--config NAME [--why TEXT]``); a second rollback undoes the first
+    demo-data     write the demo's synthetic data (``retune.demo_data``) where
+                  ``include/configs/demo.yaml`` reads it, ``$RETUNE_STATE_DIR/data/demo``
+                  (``[--folder PATH] [--days N] [--rows-per-day N] [--seed N]``): seeds a fresh
+                  stack or compose volume
 
 Exit codes: 0 done, 1 refused (e.g. a config that does not validate, no previous champion, or
 it does not load), 2 bad usage.
@@ -70,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     rollback.add_argument("--config", required=True, help="the model config: <name>.yaml in RETUNE_CONFIG_DIR")
     rollback.add_argument("--why", default="manual rollback", help="the reason, recorded in the alias history")
+    demo = sub.add_parser(
+        "demo-data",
+        help="write the demo's synthetic store-demand data to $RETUNE_STATE_DIR/data/demo",
+        description=(
+            "Write the demo's synthetic data (retune.demo_data: regime changes on day 120 and 180) as one "
+            "CSV file per 30 days, to the folder include/configs/demo.yaml reads. Existing files of the "
+            "same names are overwritten with the same data (same seed): running it twice is harmless."
+        ),
+    )
+    demo.add_argument("--folder", help="target folder (default: $RETUNE_STATE_DIR/data/demo)")
+    demo.add_argument("--days", type=int, default=240, help="days from 2025-01-01 (default 240)")
+    demo.add_argument("--rows-per-day", type=int, default=120, help="rows per day (default 120)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "check":
@@ -103,6 +120,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"retune status: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(found, default=str) if args.json else render(found))
+        return 0
+    if args.command == "demo-data":
+        from datetime import timedelta
+        from pathlib import Path
+
+        from retune import demo_data
+        from retune.settings import get_settings
+
+        if args.days < 1 or args.rows_per_day < 1:
+            parser.error("--days and --rows-per-day must be at least 1")
+        folder = Path(args.folder) if args.folder else get_settings().state_dir / "data" / "demo"
+        files = demo_data.write(folder, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed)
+        last = (demo_data.START + timedelta(days=args.days - 1)).date()
+        print(
+            f"wrote {len(files)} file(s), {args.days * args.rows_per_day:,} rows "
+            f"({demo_data.START.date()} .. {last}) to {folder.resolve()}"
+        )
         return 0
     if args.command == "tune-worker":
         from retune.pipeline import tune_worker
