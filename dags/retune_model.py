@@ -298,6 +298,9 @@ def retune_model() -> None:
                 registered=registered,
                 parent_run_id=run.get("parent_run_id"),
                 study_name=run.get("study_name"),  # a failed retune's trials left RUNNING are failed
+                # a gate that failed pushed nothing: the conf's decision admitted no retune
+                conf_token=(ctx["dag_run"].conf or {}).get("policy_token"),
+                gate_ran=ctx["ti"].xcom_pull(task_ids="retune.drift_gate", key="policy_config") is not None,
             )
             print(outcome)
             return outcome

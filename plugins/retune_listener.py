@@ -11,10 +11,12 @@ marks it failed, in the scheduler when its tasks failed or it timed out; and
 :func:`on_dag_run_success` when a run succeeds or is marked success. For a
 ``retune_model`` run whose ``release_lock`` did not succeed, the listener reads the lock's
 token and config from the run's XCom (``retune.drift_gate``, keys ``policy_token`` and
-``policy_config``; before that task ran, from the run conf of a run the monitor or an alert
-started), releases the lock (``retune.policy.release``, outcome ``failed: ...``) and closes the
-retune's MLflow parent run as FAILED in a background thread, so an unreachable MLflow server
-never holds up the api-server or the scheduler. Errors are logged, never raised: the lock
+``policy_config``; before that task finished, from the run conf of a run the monitor or an
+alert started), releases the lock (``retune.policy.release``, outcome ``failed: ...``) and
+closes the retune's MLflow parent run as FAILED in a background thread, so an unreachable
+MLflow server never holds up the api-server or the scheduler. A run whose drift gate never
+finished admitted no retune: the decision in its conf is cancelled instead
+(``retune.policy.cancel``), so the same request again (an alert's resend) triggers. Errors are logged, never raised: the lock
 then still expires after ``policy.lock_ttl``.
 
 A ``monitor_drift`` run takes the locks in ``retunes_to_trigger`` and starts the retunes in
@@ -59,25 +61,29 @@ def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
     return None if state is None else str(state)
 
 
-def abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None) -> tuple[str, str, str | None] | None:
-    """The lock a failed ``retune_model`` run still holds: ``(config, token, parent_run_id)``,
-    or ``None`` when it holds none or its ``release_lock`` task released it."""
+def abandoned_lock(dag_id: str, run_id: str, conf: dict[str, Any] | None) -> tuple[str, str, str | None, bool] | None:
+    """The lock a failed ``retune_model`` run still holds: ``(config, token, parent_run_id,
+    gated)``, or ``None`` when it holds none or its ``release_lock`` task released it.
+    ``gated`` is False when the drift gate never finished (the token is the run conf's)."""
     if dag_id != RETUNE_DAG or _task_state(dag_id, run_id, RELEASE_TASK) == "success":
         return None
     conf = conf or {}
+    gate_config = decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_config"))
     token = decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_token")) or conf.get("policy_token")
-    config = decoded(xcom_value(dag_id, run_id, GATE_TASK, key="policy_config")) or conf.get("config")
+    config = gate_config or conf.get("config")
     if not (isinstance(token, str) and token and isinstance(config, str) and config):
         return None
     parent = return_value(dag_id, run_id, LOAD_DATA_TASK).get("parent_run_id")
-    return config, token, parent if isinstance(parent, str) and parent else None
+    return config, token, parent if isinstance(parent, str) and parent else None, gate_config is not None
 
 
 def release_abandoned_lock(
     dag_id: str, run_id: str, conf: dict[str, Any] | None, msg: str, *, state: str = "failed"
 ) -> str | None:
     """Release the lock of a run that ended (``state``: ``failed`` or ``success``) without
-    releasing it; close its MLflow parent run in a background thread.
+    releasing it; close its MLflow parent run in a background thread. A run whose drift gate
+    never finished admitted no retune: the decision in its conf is cancelled instead, as
+    ``release_lock`` does (``retune.pipeline.finish``), so the same request again triggers.
 
     Returns:
         The config whose lock was released, or ``None``.
@@ -85,11 +91,14 @@ def release_abandoned_lock(
     found = abandoned_lock(dag_id, run_id, conf)
     if found is None:
         return None
-    config, token, parent = found
+    config, token, parent, gated = found
     from retune.pipeline import close_failed_run
-    from retune.policy import release
+    from retune.policy import cancel, release
 
-    held = release(config, token, outcome=f"{state}: run {run_id} ended without release_lock ({msg})"[:256])
+    if gated:
+        held = release(config, token, outcome=f"{state}: run {run_id} ended without release_lock ({msg})"[:256])
+    else:
+        held = cancel(config, token, reason=f"run {run_id} ended {state} before its drift gate admitted the retune ({msg})"[:200])
     log.warning(
         "retune_model run %s ended %s without release_lock (%s): lock of %s %s",
         run_id,

@@ -415,6 +415,8 @@ def finish(
     registered: dict[str, Any] | None,
     parent_run_id: str | None = None,
     study_name: str | None = None,
+    conf_token: str | None = None,
+    gate_ran: bool = True,
     settings: Settings | None = None,
 ) -> str:
     """End a retune run, however it ended: give the model's policy lock back and, when the
@@ -422,16 +424,28 @@ def finish(
     workers left RUNNING (with their child runs) and close that run as FAILED (a rerun of
     the same retune reopens it).
 
+    A run started by the monitor or an alert carries its decision's token in its conf; when
+    its drift gate failed (an empty window, MLflow down) the gate never handed the token on,
+    and that decision admitted no retune: it is cancelled (:func:`retune.policy.cancel`: the
+    lock goes back and the decision no longer counts), so the same request again (the
+    alert's resend, the monitor's next check of the window) is decided afresh instead of
+    being a duplicate of a retune that never started, and the model is not locked for
+    ``policy.lock_ttl``.
+
     Call it only once every trial worker of the retune has ended (the DAG's ``release_lock``
     waits for all of them): a failed retune never reaches the study summary, which otherwise
     fails the trials a killed worker left RUNNING.
 
     Args:
         config_name: The model config.
-        token: The policy lock token (``None``: the run never held the lock).
+        token: The policy lock token the drift gate handed on (``None``: it held none, or the
+            gate did not finish).
         registered: What :func:`register` returned (``None``: nothing was registered).
         parent_run_id: The retune's MLflow parent run (``None``: it was never opened).
         study_name: The retune's Optuna study (default: the parent run's ``study_name`` param).
+        conf_token: The run conf's ``policy_token`` (``None``: a run started by a person).
+        gate_ran: Whether the drift gate finished (whatever it decided); ``False`` with a
+            ``conf_token`` cancels that token's decision.
         settings: State locations.
 
     Returns:
@@ -445,6 +459,10 @@ def finish(
         outcome = "ended without registering (failed or skipped)"
     if token:
         policy.release(config_name, token, outcome=outcome, settings=settings)
+    elif conf_token and not gate_ran:
+        outcome = "cancelled: the drift gate failed before it admitted the retune"
+        # only a decision still open: one a person's cleared run already ended keeps its outcome
+        policy.cancel(config_name, conf_token, reason=outcome.removeprefix("cancelled: "), settings=settings)
     if parent_run_id and not registered:
         fail_abandoned_trials(config_name, study_name, parent_run_id=parent_run_id, settings=settings)
         close_failed_run(parent_run_id, settings=settings)

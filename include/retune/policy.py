@@ -419,8 +419,10 @@ def skip(config_name: str, token: str, *, reason: str, settings: Settings | None
 
 def cancel(config_name: str, token: str, *, reason: str, settings: Settings | None = None) -> bool:
     """Undo a triggered decision whose retune never started (its run could not be created,
-    or planning failed after the decision): give the lock back and mark the decision not
-    triggered, so a retry with the same key is not a duplicate and no cooldown starts.
+    planning failed after the decision, or the run's drift gate failed): give the lock back
+    and mark the decision not triggered, so a retry with the same key is not a duplicate and
+    no cooldown starts. A decision that has already ended (released, skipped, cancelled)
+    keeps its outcome.
 
     Args:
         config_name: The model config.
@@ -431,7 +433,7 @@ def cancel(config_name: str, token: str, *, reason: str, settings: Settings | No
     Returns:
         Whether the lock was still held by ``token``.
     """
-    deleted = _give_back(config_name, token, settings=settings, outcome=f"cancelled: {reason}", triggered=False)
+    deleted = _give_back(config_name, token, settings=settings, outcome=f"cancelled: {reason}", open_only=True, triggered=False)
     log.info("policy %s: cancelled (%s)", config_name, reason)
     return deleted
 

@@ -222,3 +222,35 @@ def test_a_failed_retune_run_ends_failed_and_gives_the_lock_back(airflow_db: Non
     last = policy.history("demo")[0]  # newest first
     assert last["triggered"] and last["outcome"] is not None, "the lock was given back"
     assert policy.decide("demo", source="manual", key="after-the-failed-run").triggered
+
+
+def test_an_alert_run_whose_drift_gate_fails_gives_its_decision_back(airflow_db: None, retune_env: dict[str, Path]) -> None:
+    """An alert's run whose drift gate fails (no data file): the gate renewed the conf's
+    token and pushed none, so release_lock released nothing and, having succeeded, kept the
+    retune_listener away too; the model stayed locked for lock_ttl and the alert's resend was
+    a duplicate. release_lock now cancels the conf's decision: lock free, the resend triggers."""
+    import retune_listener  # type: ignore[import-not-found]
+
+    from retune import policy
+
+    write_config(retune_env["configs"], "demo", SMALL)  # no data written: the drift check fails
+    key = "alert:demo:c6d3c1a4d0b5f3e2:2025-06-01T10:00:00Z"
+    decided = policy.decide("demo", source="alert", key=key)
+    conf = {
+        "config": "demo",
+        "trigger": "alert",
+        "force": False,
+        "window": "latest",
+        "policy_token": decided.token,
+        "idempotency_key": key,
+    }
+    run = fresh_dags()["retune_model"].test(run_conf=conf)
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["retune.drift_gate"] == "failed", states
+    assert states["retune.release_lock"] == "success", states
+    assert run.state == "failed"
+    assert policy.current_lock("demo") is None, "the lock was given back"
+    row = next(r for r in policy.history("demo") if r["token"] == decided.token)
+    assert row["triggered"] is False and row["outcome"].startswith("cancelled: the drift gate failed"), row
+    assert retune_listener.abandoned_lock("retune_model", run.run_id, conf) is None, "release_lock did it"
+    assert policy.decide("demo", source="alert", key=key).triggered, "the alert's resend triggers"

@@ -288,3 +288,39 @@ def test_a_failed_monitor_run_cancels_the_decisions_whose_retune_never_started(
     assert again.triggered, again.reason
     assert listener.cancel_untriggered_retunes(monitor_run, "again") == ["demo"]  # harmless twice: the old token holds nothing
     assert policy.holds("demo", again.token)
+
+
+def test_a_retune_run_failed_before_its_drift_gate_finished_cancels_its_decision(
+    retune_state: dict, policy: ModuleType, run_ids: list[str], metadata_db: None
+) -> None:
+    """A person marks an alert's run failed while its drift gate fails and retries: no
+    release_lock, no token in XCom. The listener cancels the conf's decision (the alert's
+    resend triggers) rather than releasing it (a duplicate from then on); a run whose gate
+    finished is released as before."""
+    import importlib
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    listener = importlib.import_module("retune_listener")
+    confs = {}
+    for name in ("demo", "shop"):
+        decided = policy.decide(name, source="alert", key=f"alert:{name}:abc")
+        confs[name] = {"config": name, "trigger": "alert", "policy_token": decided.token, "idempotency_key": f"alert:{name}:abc"}
+        _trigger("retune_model", f"listener__{name}_alert", confs[name])
+        run_ids.append(f"listener__{name}_alert")
+    with create_session() as session:  # shop's gate finished and handed the token on
+        for key, value in (("policy_token", confs["shop"]["policy_token"]), ("policy_config", "shop")):
+            XComModel.set(
+                key, value, dag_id="retune_model", task_id=listener.GATE_TASK, run_id="listener__shop_alert", session=session
+            )
+
+    for name in ("demo", "shop"):
+        assert listener.release_abandoned_lock("retune_model", f"listener__{name}_alert", confs[name], "marked failed") == name
+        assert policy.current_lock(name) is None
+    [demo] = [h for h in policy.history("demo") if h["token"] == confs["demo"]["policy_token"]]
+    assert demo["triggered"] is False and "before its drift gate admitted the retune" in demo["outcome"], demo
+    assert policy.decide("demo", source="alert", key="alert:demo:abc").triggered, "the resend triggers"
+    [shop] = [h for h in policy.history("shop") if h["token"] == confs["shop"]["policy_token"]]
+    assert shop["triggered"] is True and shop["outcome"].startswith("failed: run listener__shop_alert"), shop
+    assert "duplicate" in policy.decide("shop", source="alert", key="alert:shop:abc").reason

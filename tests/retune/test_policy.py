@@ -381,3 +381,37 @@ def test_a_working_retune_keeps_its_lock_past_lock_ttl(env, caplog: pytest.LogCa
         keeper(None, None)
     assert not keeper.held and "expired and was taken over or given back" in caplog.text
     assert not policy.renew("demo", queued.token), "a lock given back is not taken again"
+
+
+def test_a_run_whose_drift_gate_failed_cancels_the_decision_in_its_conf(env) -> None:  # noqa: ANN001
+    """An alert's run: its drift gate fails (here: no data file) after renewing the conf's
+    token, and pushes no token, so release_lock had none and the model stayed locked for
+    lock_ttl while the alert's resend was a duplicate. finish() with the conf's token of a
+    gate that did not finish cancels that decision: lock back, the resend triggers. A
+    decision that already ended (a cleared run's) keeps its outcome."""
+    from retune import pipeline
+    from retune.errors import DataError
+
+    key = "alert:demo:c6d3c1a4:2025-06-01T10:00:00Z"
+    decided = policy.decide("demo", source="alert", key=key)
+    conf = {"config": "demo", "trigger": "alert", "policy_token": decided.token, "idempotency_key": key}
+    kwargs = {"window_kind": "latest", "window_end": None, "force": False, "trigger": "alert", "drift": None}
+    with pytest.raises(DataError, match="no data file"):
+        pipeline.admit("demo", conf=conf, run_key="retune_model/a1", **kwargs)  # type: ignore[arg-type]
+    assert policy.holds("demo", str(decided.token)), "kept for the gate's retry"
+
+    gated = pipeline.finish("demo", None, registered=None, conf_token=decided.token)  # the gate finished: not ours
+    assert gated.startswith("ended without registering") and policy.holds("demo", str(decided.token))
+    outcome = pipeline.finish("demo", None, registered=None, conf_token=decided.token, gate_ran=False)
+    assert outcome == "cancelled: the drift gate failed before it admitted the retune"
+    assert policy.current_lock("demo") is None
+    row = next(r for r in policy.history("demo") if r["token"] == decided.token)
+    assert row["triggered"] is False and row["outcome"] == outcome
+    resend = policy.decide("demo", source="alert", key=key)
+    assert resend.triggered, resend.reason
+
+    assert resend.token is not None
+    policy.release("demo", resend.token, outcome="registered v2, promoted")
+    pipeline.finish("demo", None, registered=None, conf_token=resend.token, gate_ran=False)
+    row = next(r for r in policy.history("demo") if r["token"] == resend.token)
+    assert (row["triggered"], row["outcome"]) == (True, "registered v2, promoted"), "an ended decision is not cancelled"
