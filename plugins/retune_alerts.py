@@ -16,6 +16,13 @@ config's ``registry.model_name``). A firing alert goes to the trigger policy
 does, a ``retune_model`` run is created in the metadata database with ``trigger=alert``, the
 alert and the policy's token in its conf. Resolved alerts are acknowledged and do nothing.
 
+Answers: 202 when every alert was handled (triggered, or skipped with the policy's reason: a
+resend of an alert whose retune exists is a duplicate); 500 when the policy or creating a run
+failed; 503 with ``Retry-After`` when a resend's retune has no run yet (being created by a
+concurrent delivery, or the receiver stopped before creating it: such a decision is cancelled
+and decided again ``ORPHAN_AFTER_S`` after it was taken), since Alertmanager and Grafana stop
+retrying on a 2xx.
+
 Only the standard library, FastAPI and pydantic are imported here; Retune and the Airflow
 models are imported when a request needs them, so the api-server starts fast.
 """
@@ -26,6 +33,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -268,26 +276,32 @@ def _cancel(config: str, token: str | None, reason: str) -> None:
 ORPHAN_AFTER_S = 120.0  # a decision this old whose run does not exist lost it: creating one takes seconds
 
 
-def _orphaned(config: str, key: str) -> bool:
-    """Whether ``key``'s triggered decision lost its run: the receiver stopped (api-server
-    killed, a database failure while cancelling) between deciding and creating the run, so no
-    ``retune_model`` run carries its token. Such a decision is cancelled (lock given back) and
-    True returned, so the sender's resend is decided afresh instead of skipped as a duplicate
-    while the lock stays held until ``policy.lock_ttl``."""
+def _runless(config: str, key: str) -> dict[str, Any] | None:
+    """``key``'s open triggered decision (``retune.policy.open_decision``, with its ``age`` in
+    seconds) when no ``retune_model`` run carries its token (yet), else ``None`` (no open
+    decision, or its run exists).
+
+    A young one's run is being created (a concurrent delivery of the same alert), or the
+    receiver stopped between deciding and creating it; one ``ORPHAN_AFTER_S`` old lost its run
+    (api-server killed, a database failure while cancelling)."""
     from retune_links import retune_run_carries
 
     from retune.policy import open_decision
 
     found = open_decision(config, key)
-    if found is None or (datetime.now(UTC) - found["created_at"]).total_seconds() < ORPHAN_AFTER_S:
-        return False
-    if retune_run_carries(found["token"]):
-        return False
+    if found is None or retune_run_carries(found["token"]):
+        return None
+    return {**found, "age": (datetime.now(UTC) - found["created_at"]).total_seconds()}
+
+
+def _orphaned(config: str, key: str, found: dict[str, Any]) -> None:
+    """Cancel a decision that lost its run (:func:`_runless`, ``ORPHAN_AFTER_S`` or older), so
+    the sender's resend is decided afresh instead of skipped as a duplicate while the lock
+    stays held until ``policy.lock_ttl``."""
     log.warning(
         "decision %s for %s (%s) has no %s run: cancelling it and deciding again", found["id"], config, key, RETUNE_DAG_ID
     )
     _cancel(config, found["token"], f"alert receiver: no {RETUNE_DAG_ID} run was created for it (the receiver stopped before)")
-    return True
 
 
 def _cover(entry: dict[str, Any], config: str, key: str, decision: Any, run_id: str | None) -> bool:
@@ -349,6 +363,7 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
             return _problem(status.HTTP_503_SERVICE_UNAVAILABLE, problem)
 
     failed = False
+    retry_after: int | None = None  # seconds: a duplicate whose run does not exist yet
     # one retune per model per payload: further alert series about a model whose retune this
     # payload started are covered by it (their resends are duplicates, not one retune each)
     started: dict[str, tuple[Any, str | None]] = {}  # config -> (decision, run id or None: failed)
@@ -373,14 +388,26 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
                 continue
             try:
                 decision = decide(name, source="alert", key=key, force=False)
-                if not decision.triggered and _orphaned(name, key):  # decided, but its run never created
-                    decision = decide(name, source="alert", key=key, force=False)
+                runless = None if decision.triggered else _runless(name, key)
+                if runless is not None and runless["age"] >= ORPHAN_AFTER_S:  # decided, but its run never created
+                    _orphaned(name, key, runless)
+                    decision, runless = decide(name, source="alert", key=key, force=False), None
             except Exception as exc:  # noqa: BLE001 (reported to the sender, who retries)
                 failed = True
                 entry["reason"] = f"the trigger policy failed: {exc}"
                 log.exception("trigger policy failed for %s (%s)", name, key)
                 continue
             entry["reason"] = decision.reason
+            if runless is not None and not decision.triggered:
+                # a 2xx ends the sender's retries: while this decision's run may still never
+                # come, ask for a retry (decided again once ORPHAN_AFTER_S old)
+                wait = max(1, math.ceil(ORPHAN_AFTER_S - runless["age"]))
+                retry_after = max(retry_after or 0, wait)
+                entry["reason"] = (
+                    f"{decision.reason}, whose {RETUNE_DAG_ID} run does not exist yet (being created, or the receiver "
+                    f"stopped first; it is decided again {ORPHAN_AFTER_S:.0f} s after the decision): retry in {wait} s"
+                )
+                continue
             if not decision.triggered:
                 log.info("%s alert for %s not triggered (%s): %s", source, name, key, decision.reason)
                 continue
@@ -415,8 +442,13 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
             started[name] = (decision, entry["dag_run_id"])
             entry["triggered"] = True
             log.info("%s alert %r for %s: %s run %s (%s)", source, alertname, name, RETUNE_DAG_ID, entry["dag_run_id"], key)
-    body = {"source": source, "receiver": receiver, "results": results}
-    return JSONResponse(body, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_202_ACCEPTED)
+    body: dict[str, Any] = {"source": source, "receiver": receiver, "results": results}
+    if failed:
+        return JSONResponse(body, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    if retry_after is not None:
+        body["detail"] = f"an alert's retune has no {RETUNE_DAG_ID} run yet: retry (Retry-After)"
+        return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(retry_after)})
+    return JSONResponse(body, status_code=status.HTTP_202_ACCEPTED)
 
 
 async def _read_capped(request: Request) -> bytes | None:

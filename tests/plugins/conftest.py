@@ -63,8 +63,9 @@ def client(alerts: ModuleType) -> Any:
 
 
 @pytest.fixture
-def created_runs(alerts: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Records the runs the receiver creates instead of writing them to a metadata DB
+def created_runs(alerts: ModuleType, links: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Records the runs the receiver creates instead of writing them to a metadata DB, and
+    answers which run carries a policy token from that record
     (``tests/plugins/test_plugin_metadata_db.py`` runs the real one)."""
     created: list[dict[str, Any]] = []
 
@@ -74,6 +75,7 @@ def created_runs(alerts: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[di
 
     monkeypatch.setattr(alerts, "create_retune_run", create)
     monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
+    monkeypatch.setattr(links, "retune_run_carries", lambda token: any(r["conf"]["policy_token"] == token for r in created))
     return created
 
 

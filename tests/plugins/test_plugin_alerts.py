@@ -383,17 +383,23 @@ def _grouped_payload() -> dict[str, Any]:
 
 
 def _stub_run_creation(alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, *, fail: bool) -> list[str]:
-    """Stand in for the metadata DB's run creation: it fails (``fail``) or records the run ids it creates."""
+    """Stand in for the metadata DB's run creation: it fails (``fail``) or records the run ids
+    it creates, and which run carries a policy token."""
+    import retune_links
+
     created: list[str] = []
+    tokens: set[str] = set()
 
     def create(*, run_id: str, conf: dict[str, Any], note: str) -> str:
         if fail:
             raise RuntimeError("database is locked")
         created.append(run_id)
+        tokens.add(conf["policy_token"])
         return run_id
 
     monkeypatch.setattr(alerts, "retune_dag_problem", lambda: None)
     monkeypatch.setattr(alerts, "create_retune_run", create)
+    monkeypatch.setattr(retune_links, "retune_run_carries", lambda token: token in tokens)
     return created
 
 
@@ -440,7 +446,8 @@ def test_a_decision_whose_run_was_never_created_is_decided_again(
     """The api-server died between the policy's decision and creating the run: the resend
     found a duplicate, and the lock stayed held for lock_ttl with no retune. A decision older
     than ORPHAN_AFTER_S that no retune_model run carries is cancelled and decided again; a
-    younger one (its run being created) or one whose run exists stays a duplicate."""
+    younger one (its run being created, or lost) is answered 503 with Retry-After, so the
+    sender retries; one whose run exists stays a duplicate (202)."""
     from datetime import UTC, datetime, timedelta
 
     import retune_links
@@ -449,13 +456,21 @@ def test_a_decision_whose_run_was_never_created_is_decided_again(
     runs_with_token: set[str] = set()
     monkeypatch.setattr(retune_links, "retune_run_carries", lambda token: token in runs_with_token)
     young = policy.decide("demo", source="alert", key=key)
-    assert "duplicate" in _post(client, AM, alertmanager_payload(), auth).json()["results"][0]["reason"]
+    resp = _post(client, AM, alertmanager_payload(), auth)
+    assert resp.status_code == 503, resp.text
+    assert 100 <= int(resp.headers["retry-after"]) <= 120
+    assert "duplicate" in resp.json()["results"][0]["reason"] and "does not exist yet" in resp.json()["results"][0]["reason"]
     assert policy.holds("demo", young.token) and not created_runs
+    runs_with_token.add(young.token)  # its run was being created: now a duplicate, 202
+    resp = _post(client, AM, alertmanager_payload(), auth)
+    assert resp.status_code == 202 and "retry-after" not in resp.headers, resp.text
+    assert "duplicate" in resp.json()["results"][0]["reason"]
     policy.cancel("demo", young.token, reason="test")
 
     lost = policy.decide("demo", source="alert", key=key, now=datetime.now(UTC) - timedelta(minutes=5))
     runs_with_token.add(lost.token)  # its run exists: still a duplicate
-    assert "duplicate" in _post(client, AM, alertmanager_payload(), auth).json()["results"][0]["reason"]
+    resp = _post(client, AM, alertmanager_payload(), auth)
+    assert resp.status_code == 202 and "duplicate" in resp.json()["results"][0]["reason"]
     runs_with_token.clear()  # no run carries it: lost
     result = _post(client, AM, alertmanager_payload(), auth).json()["results"][0]
     assert result["triggered"] is True, result
@@ -463,6 +478,38 @@ def test_a_decision_whose_run_was_never_created_is_decided_again(
     assert run["conf"]["policy_token"] != lost.token and policy.holds("demo", run["conf"]["policy_token"])
     old = next(r for r in policy.history("demo") if r["token"] == lost.token)
     assert old["triggered"] is False and "no retune_model run was created" in old["outcome"]
+
+
+def test_a_retry_after_run_creation_and_cancelling_failed_is_503_not_a_duplicate(
+    client: Any, auth: dict, retune_state: dict, alerts: ModuleType, monkeypatch: pytest.MonkeyPatch, policy: ModuleType
+) -> None:
+    """The database blipped while the run was created and again while the decision was
+    cancelled: the decision stayed open with no run. The sender's retry seconds later was
+    answered 202 "duplicate", and Alertmanager and Grafana stop retrying on a 2xx, while the
+    lock stayed held. It is a 503 with Retry-After instead, until the decision is
+    ORPHAN_AFTER_S old and decided again."""
+
+    def down(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("could not connect to server: Connection refused")
+
+    _stub_run_creation(alerts, monkeypatch, fail=True)
+    with monkeypatch.context() as m:
+        m.setattr(policy, "cancel", down)
+        assert _post(client, AM, alertmanager_payload(), auth).status_code == 500
+    created = _stub_run_creation(alerts, monkeypatch, fail=False)  # the database is back
+    retry = _post(client, AM, alertmanager_payload(), auth)
+    assert retry.status_code == 503, retry.text
+    assert 1 <= int(retry.headers["retry-after"]) <= alerts.ORPHAN_AFTER_S
+    [result, _resolved] = retry.json()["results"]
+    assert not result["triggered"] and "run does not exist yet" in result["reason"] and "retry in" in result["reason"]
+    assert "retry" in retry.json()["detail"] and created == []
+
+    assert policy.current_lock("demo") is not None, "held by the decision without a run"
+
+    monkeypatch.setattr(alerts, "ORPHAN_AFTER_S", 0.0)  # the decision is now that old: lost, decided again
+    later = _post(client, AM, alertmanager_payload(), auth)
+    assert later.status_code == 202, later.text
+    assert later.json()["results"][0]["triggered"] is True and len(created) == 1
 
 
 def test_failed_run_creation_is_500_and_the_retry_triggers(
