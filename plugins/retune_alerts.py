@@ -16,6 +16,14 @@ config's ``registry.model_name``). A firing alert goes to the trigger policy
 does, a ``retune_model`` run is created in the metadata database with ``trigger=alert``, the
 alert and the policy's token in its conf. Resolved alerts are acknowledged and do nothing.
 
+``triggered`` means a run was started, not that the model will be retuned: like a manual
+run, the run checks drift first (the model's features against its reference data, not the
+alert's condition) and, finding none, skips and tunes nothing; a resend of the same alert
+(same fingerprint and ``startsAt``) is a duplicate from then on, until it fires anew. The
+label ``retune_force="true"`` makes the run retune without that check (conf ``force``; the
+policy's duplicate, cooldown and one-at-a-time rules still apply); another value than
+``true`` or ``false`` is refused (422).
+
 Answers: 202 when every alert was handled (triggered, or skipped with the policy's reason: a
 resend of an alert whose retune exists is a duplicate); 500 when the policy or creating a run
 failed; 503 with ``Retry-After`` when a resend's retune has no run yet (being created by a
@@ -42,7 +50,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,7 @@ TOKEN_ENV = "RETUNE_ALERT_TOKEN"
 RETUNE_DAG_ID = "retune_model"
 CONFIG_LABEL = "retune_config"
 MODEL_LABEL = "model"
+FORCE_LABEL = "retune_force"  # "true": the run retunes without asking its drift gate
 MAX_BODY_BYTES = 1 << 20
 """Alertmanager caps a group at its ``max_alerts``; a MiB is far beyond a sane group."""
 
@@ -72,6 +81,19 @@ class Alert(_Lenient):
     endsAt: AwareDatetime | None = None
     generatorURL: str = ""
     fingerprint: str = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9_.:-]*$")
+
+    @field_validator("labels")
+    @classmethod
+    def _force_label(cls, labels: dict[str, str]) -> dict[str, str]:
+        value = labels.get(FORCE_LABEL)
+        if value is not None and value.strip().lower() not in ("true", "false"):
+            raise ValueError(f"label {FORCE_LABEL}={value!r} must be 'true' or 'false'")
+        return labels
+
+    @property
+    def force(self) -> bool:
+        """Whether the alert asks to retune even without drift (label ``retune_force="true"``)."""
+        return self.labels.get(FORCE_LABEL, "").strip().lower() == "true"
 
 
 class AlertmanagerPayload(_Lenient):
@@ -367,6 +389,8 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
     # one retune per model per payload: further alert series about a model whose retune this
     # payload started are covered by it (their resends are duplicates, not one retune each)
     started: dict[str, tuple[Any, str | None]] = {}  # config -> (decision, run id or None: failed)
+    # that retune is forced when any firing series about the model asks for it
+    forced = {name for alert, names in mapped if alert.status == "firing" and alert.force for name in names}
     for alert, names in mapped:
         targets: list[str | None] = list(names) or [None]  # a resolved alert may map to nothing
         for name in targets:
@@ -383,6 +407,7 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
                 continue
             key = idempotency_key(name, alert)
             entry["idempotency_key"] = key
+            entry["force"] = name in forced
             if name in started:
                 failed |= not _cover(entry, name, key, *started[name])
                 continue
@@ -414,7 +439,8 @@ def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
             conf = {
                 "config": name,
                 "trigger": "alert",
-                "force": False,
+                # the run's drift gate: not the policy's force (a resend must stay a duplicate)
+                "force": name in forced,
                 "window": "latest",
                 "alert": {
                     "labels": alert.labels,

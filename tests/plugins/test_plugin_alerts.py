@@ -359,6 +359,59 @@ def test_grafana_firing_alert_triggers_by_config_label(
     assert run["run_id"].startswith("alert__shop__")
 
 
+def test_an_alert_forces_its_retune_only_with_the_retune_force_label(
+    client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
+) -> None:
+    """Every alert's run had force False, so a firing alert whose run found no drift tuned
+    nothing, and its resends were duplicates. retune_force="true" sets the run's force (its
+    drift gate); the policy still treats a resend as a duplicate, and in a grouped payload one
+    forcing series forces the model's one retune."""
+    from retune import pipeline
+
+    plain = _post(client, AM, alertmanager_payload(), auth).json()["results"][0]
+    assert plain["triggered"] and plain["force"] is False and created_runs[0]["conf"]["force"] is False
+    policy.release("demo", created_runs[0]["conf"]["policy_token"], outcome="skipped: no drift")
+
+    labels = {**alertmanager_payload()["alerts"][0]["labels"], "retune_force": "True"}
+    forced = alertmanager_payload(labels=labels, startsAt="2025-06-02T08:00:00Z", fingerprint="aaaa000011112222")
+    result = _post(client, AM, forced, auth).json()["results"][0]
+    assert result["triggered"] and result["force"] is True, result
+    conf = created_runs[1]["conf"]
+    assert conf["force"] is True
+    gate = pipeline.admit(  # the run's drift gate with its conf: no drift check (none could be read here)
+        "demo",
+        conf=conf,
+        run_key="retune_model/x",
+        window_kind="latest",
+        window_end=None,
+        force=conf["force"],
+        trigger="alert",
+        drift=None,
+    )
+    assert gate["retune"] and "forced" in gate["reason"], gate
+    policy.release("demo", conf["policy_token"], outcome="registered v2, promoted")
+    again = _post(client, AM, forced, auth).json()["results"][0]
+    assert not again["triggered"] and "duplicate" in again["reason"], "forcing the run is not forcing the policy"
+
+    grouped = _grouped_payload()
+    for alert, fingerprint in zip(grouped["alerts"][:2], ("bbbb0001", "bbbb0002"), strict=True):
+        alert.update(startsAt="2025-06-03T08:00:00Z", fingerprint=fingerprint)
+    grouped["alerts"][1]["labels"]["retune_force"] = "true"  # the second series asks for it
+    first, other, _ = _post(client, AM, grouped, auth).json()["results"]
+    assert first["triggered"] and first["force"] is True and other["force"] is True
+    assert created_runs[2]["conf"]["force"] is True and len(created_runs) == 3
+
+
+@pytest.mark.parametrize("value", ["yes", "1", ""])
+def test_a_retune_force_label_other_than_true_or_false_is_422(client: Any, auth: dict, created_runs: list, value: str) -> None:
+    labels = {**alertmanager_payload()["alerts"][0]["labels"], "retune_force": value}
+    resp = _post(client, AM, alertmanager_payload(labels=labels), auth)
+    assert resp.status_code == 422, resp.text
+    [err] = resp.json()["detail"]
+    assert "labels" in err["loc"] and "retune_force" in err["msg"]
+    assert created_runs == []
+
+
 def test_second_alert_while_a_retune_runs_is_not_triggered(
     client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
 ) -> None:
