@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 SOURCES = ("drift", "schedule", "manual", "alert", "api", "bootstrap")
 MAX_KEY = 512  # the idempotency_key column's width
 SKIPPED = "skipped: "  # the outcome of a retune that its drift gate let go: no cooldown from it
+CANCELLED = "cancelled: "  # the outcome of a decision undone (:func:`cancel`): it no longer counts
+COVERED = "covered by decision "  # the reason of a request another decision's retune answers (:func:`cover`)
 
 
 def stored_key(key: str) -> str:
@@ -173,22 +175,37 @@ def _consecutive_drifted(conn: Any, windows: sa.Table, config_name: str, n: int,
 
 
 def _newest_triggered(conn: Any, decisions: sa.Table, config_name: str, key: str) -> Any:
-    """The newest decision that triggered with ``key`` (``id, token, outcome, created_at``), or ``None``."""
+    """The newest decision that answered ``key`` with a retune (``id, token, outcome,
+    created_at``): one that triggered, or one another decision's retune covers (:func:`cover`)
+    and that was not cancelled with it; or ``None``."""
     import sqlalchemy as sa
 
+    covered = sa.and_(
+        decisions.c.reason.startswith(COVERED, autoescape=True),
+        decisions.c.token.is_not(None),
+        sa.or_(decisions.c.outcome.is_(None), sa.not_(decisions.c.outcome.startswith(CANCELLED, autoescape=True))),
+    )
     return conn.execute(
         sa.select(decisions.c.id, decisions.c.token, decisions.c.outcome, decisions.c.created_at)
-        .where(decisions.c.config == config_name, decisions.c.idempotency_key == stored_key(key), decisions.c.triggered.is_(True))
+        .where(
+            decisions.c.config == config_name,
+            decisions.c.idempotency_key == stored_key(key),
+            sa.or_(decisions.c.triggered.is_(True), covered),
+        )
         .order_by(decisions.c.id.desc())
         .limit(1)
     ).first()
 
 
-def _record(conn: Any, decisions: sa.Table, row: dict[str, Any], *, reason: str, token: str | None) -> int | None:
-    """Insert one decision (triggered when it has a lock ``token``); its id."""
+def _record(
+    conn: Any, decisions: sa.Table, row: dict[str, Any], *, reason: str, token: str | None, covered: bool = False
+) -> int | None:
+    """Insert one decision (triggered when it has a lock ``token`` of its own, not ``covered``
+    by another's); its id."""
     import sqlalchemy as sa
 
-    inserted = conn.execute(sa.insert(decisions).values(**row, triggered=token is not None, reason=reason, token=token))
+    triggered = token is not None and not covered
+    inserted = conn.execute(sa.insert(decisions).values(**row, triggered=triggered, reason=reason, token=token))
     return int(inserted.inserted_primary_key[0]) if inserted.inserted_primary_key else None
 
 
@@ -303,9 +320,10 @@ def decide(
 
 def cover(config_name: str, key: str, by: Decision, *, settings: Settings | None = None) -> Decision:
     """Record a request that a triggered decision of the same moment answers (another alert
-    series about the same model in one alert payload): no retune of its own, but its key
-    counts as triggered, so its resends are duplicates, and it ends with ``by`` (release,
-    cancel). A key that already triggered is a duplicate, as :func:`decide` would say.
+    series about the same model in one alert payload): no retune of its own (the row is not
+    ``triggered``, its reason ``covered by decision N``), but its key counts as answered, so
+    its resends are duplicates, and it ends with ``by`` (release, cancel). A key that
+    already triggered is a duplicate, as :func:`decide` would say.
 
     Args:
         config_name: The model config.
@@ -322,16 +340,16 @@ def cover(config_name: str, key: str, by: Decision, *, settings: Settings | None
     now = _now()
     with engine.begin() as conn:
         dup = _newest_triggered(conn, decisions, config_name, key)
-        reason = f"duplicate of decision {dup.id} (same idempotency key)" if dup else f"covered by decision {by.decision_id}"
+        reason = f"duplicate of decision {dup.id} (same idempotency key)" if dup else f"{COVERED}{by.decision_id}"
         row = {"created_at": now, "config": config_name, "source": by.source, "idempotency_key": stored_key(key), "forced": False}
-        decision_id = _record(conn, decisions, row, reason=reason, token=None if dup else by.token)
+        decision_id = _record(conn, decisions, row, reason=reason, token=None if dup else by.token, covered=True)
     log.info("policy %s SKIP (source=%s key=%s): %s", config_name, by.source, key, reason)
     return Decision(False, reason, config_name, by.source, key, None if dup else by.token, decision_id)
 
 
 def open_decision(config_name: str, key: str, *, settings: Settings | None = None) -> dict[str, Any] | None:
-    """The newest triggered decision for ``key`` whose retune has not ended (no outcome):
-    ``{"id", "token", "created_at"}`` (aware UTC), or ``None``."""
+    """The newest triggered (or covered) decision for ``key`` whose retune has not ended (no
+    outcome): ``{"id", "token", "created_at"}`` (aware UTC), or ``None``."""
 
     settings = settings or get_settings()
     engine, decisions, _, _ = _tables(settings.policy_db)
@@ -433,7 +451,7 @@ def cancel(config_name: str, token: str, *, reason: str, settings: Settings | No
     Returns:
         Whether the lock was still held by ``token``.
     """
-    deleted = _give_back(config_name, token, settings=settings, outcome=f"cancelled: {reason}", open_only=True, triggered=False)
+    deleted = _give_back(config_name, token, settings=settings, outcome=f"{CANCELLED}{reason}", open_only=True, triggered=False)
     log.info("policy %s: cancelled (%s)", config_name, reason)
     return deleted
 
@@ -494,7 +512,9 @@ def current_lock(config_name: str, *, settings: Settings | None = None, now: dat
 
 def history(config_name: str | None = None, *, limit: int = 50, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The newest decisions, newest first; ``created_at`` and ``finished_at`` are aware UTC
-    datetimes on every backend (SQLite hands them back naive)."""
+    datetimes on every backend (SQLite hands them back naive). ``covered`` says a request was
+    answered by another decision's retune (:func:`cover`); such a row is not ``triggered``
+    (databases written before stored it as triggered: it reads as covered all the same)."""
     import sqlalchemy as sa
 
     settings = settings or get_settings()
@@ -508,4 +528,6 @@ def history(config_name: str | None = None, *, limit: int = 50, settings: Settin
         for key in ("created_at", "finished_at"):
             if row[key] is not None:
                 row[key] = _aware(row[key])
+        row["covered"] = row["token"] is not None and row["reason"].startswith(COVERED)
+        row["triggered"] = bool(row["triggered"]) and not row["covered"]
     return rows

@@ -104,6 +104,7 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
             "at": d["created_at"].isoformat(timespec="seconds"),
             "source": d["source"],
             "triggered": bool(d["triggered"]),
+            "covered": bool(d["covered"]),
             "reason": d["reason"],
             "outcome": d["outcome"],
         }
@@ -157,7 +158,7 @@ def render(status: dict[str, Any]) -> str:
         lines.append("  retune running: no (lock free)")
     lines.append(f"  newest decisions ({len(status['decisions'])}):")
     for d in status["decisions"]:
-        verdict = "TRIGGER" if d["triggered"] else "skip"
+        verdict = "TRIGGER" if d["triggered"] else "covered" if d.get("covered") else "skip"
         outcome = f" -> {d['outcome']}" if d["outcome"] else ""
         lines.append(f"    {d['at']}  {d['source']:<9} {verdict:<7} {d['reason']}{outcome}")
     return "\n".join(lines)

@@ -415,3 +415,48 @@ def test_a_run_whose_drift_gate_failed_cancels_the_decision_in_its_conf(env) -> 
     pipeline.finish("demo", None, registered=None, conf_token=resend.token, gate_ran=False)
     row = next(r for r in policy.history("demo") if r["token"] == resend.token)
     assert (row["triggered"], row["outcome"]) == (True, "registered v2, promoted"), "an ended decision is not cancelled"
+
+
+def test_a_covered_request_is_not_a_triggered_decision_but_its_resend_is_a_duplicate(env) -> None:  # noqa: ANN001
+    """Two alert series about one model in one payload: the second is covered by the first's
+    retune. It was stored triggered, so `retune status` showed two TRIGGER lines for one
+    retune. It is stored not triggered (covered) and still makes its resend a duplicate; a
+    cancelled retune takes its covered requests with it; and a database written before (a
+    covered row stored triggered) reads the same."""
+    import sqlalchemy as sa
+
+    by = policy.decide("demo", source="alert", key="alert:a", now=T0)
+    covered = policy.cover("demo", "alert:b", by)
+    assert not covered.triggered and covered.reason == f"covered by decision {by.decision_id}"
+    rows = {r["idempotency_key"]: r for r in policy.history("demo")}
+    assert (rows["alert:a"]["triggered"], rows["alert:a"]["covered"]) == (True, False)
+    assert (rows["alert:b"]["triggered"], rows["alert:b"]["covered"]) == (False, True)
+    engine, decisions, _, _ = policy._tables(env.policy_db)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(decisions.c.idempotency_key).where(decisions.c.triggered.is_(True))).scalars().all()
+    assert stored == ["alert:a"], "one retune, one triggered row"
+    assert policy.open_decision("demo", "alert:b") is not None
+    resend = policy.decide("demo", source="alert", key="alert:b", now=T0 + timedelta(minutes=1))
+    assert not resend.triggered and "duplicate" in resend.reason
+
+    assert by.token is not None
+    policy.cancel("demo", by.token, reason="creating the run failed")
+    assert policy.open_decision("demo", "alert:b") is None
+    assert policy.decide("demo", source="alert", key="alert:b", now=T0 + timedelta(minutes=2)).triggered, "decided afresh"
+
+    with engine.begin() as conn:  # what cover() wrote before
+        conn.execute(
+            sa.insert(decisions).values(
+                created_at=T0,
+                config="demo",
+                source="alert",
+                idempotency_key="alert:old",
+                forced=False,
+                triggered=True,
+                reason="covered by decision 1",
+                token="ab" * 16,
+            )
+        )
+    [old] = [r for r in policy.history("demo") if r["idempotency_key"] == "alert:old"]
+    assert (old["triggered"], old["covered"]) == (False, True)
+    assert "duplicate" in policy.decide("demo", source="alert", key="alert:old", now=T0 + timedelta(minutes=3)).reason

@@ -101,6 +101,22 @@ def test_status_shows_aliases_lock_and_decisions(model: dict[str, str], capsys: 
     assert "retune running: no (lock free)" in capsys.readouterr().out
 
 
+def test_status_shows_a_covered_alert_as_covered(model: dict[str, str]) -> None:
+    """Two alert series in one payload start one retune: status showed two TRIGGER lines."""
+    from retune import policy
+    from retune.status import model_status, render
+
+    by = policy.decide("st", source="alert", key="alert:st:host-1")
+    covered = policy.cover("st", "alert:st:host-2", by)
+    status = model_status("st")
+    assert [(d["id"], d["triggered"], d["covered"]) for d in status["decisions"]] == [
+        (covered.decision_id, False, True),
+        (by.decision_id, True, False),
+    ]
+    lines = [line for line in render(status).splitlines() if "alert " in line]
+    assert [line.split()[2] for line in lines] == ["covered", "TRIGGER"], lines
+
+
 def test_status_without_the_registry_still_shows_the_policy(
     model: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
