@@ -25,11 +25,13 @@ policy's duplicate, cooldown and one-at-a-time rules still apply); another value
 ``true`` or ``false`` is refused (422).
 
 Answers: 202 when every alert was handled (triggered, or skipped with the policy's reason: a
-resend of an alert whose retune exists is a duplicate); 500 when the policy or creating a run
-failed; 503 with ``Retry-After`` when a resend's retune has no run yet (being created by a
-concurrent delivery, or the receiver stopped before creating it: such a decision is cancelled
-and decided again ``ORPHAN_AFTER_S`` after it was taken), since Alertmanager and Grafana stop
-retrying on a 2xx.
+resend of an alert whose retune exists is a duplicate); 404 when a firing alert maps to no
+config (the reason names the label and the config folder, or the matching config that cannot
+be loaded); 500 when the policy or creating a run failed; 503 when the config folder
+(``RETUNE_CONFIG_DIR``) is missing or holds no config, and, with ``Retry-After``, when a
+resend's retune has no run yet (being created by a concurrent delivery, or the receiver
+stopped before creating it: such a decision is cancelled and decided again
+``ORPHAN_AFTER_S`` after it was taken), since Alertmanager and Grafana stop retrying on a 2xx.
 
 Only the standard library, FastAPI and pydantic are imported here; Retune and the Airflow
 models are imported when a request needs them, so the api-server starts fast.
@@ -196,9 +198,21 @@ class ConfigIndex:
 
     def __init__(self) -> None:
         from retune.schedule import list_configs
+        from retune.settings import get_settings
 
-        self.names = list_configs()
+        self.folder = get_settings().config_dir
+        self.names = list_configs(str(self.folder))
         self._by_model: dict[str, list[str]] | None = None
+        self._broken: dict[str, str] = {}  # config -> why it cannot be loaded
+
+    def problem(self) -> str | None:
+        """Why no alert can map to a config: the folder is missing or holds none (the server's
+        problem, not the alert's), or None."""
+        if not self.folder.is_dir():
+            return f"the config folder {self.folder} (RETUNE_CONFIG_DIR) does not exist: no alert can map to a model config"
+        if not self.names:
+            return f"the config folder {self.folder} (RETUNE_CONFIG_DIR) holds no model config (<name>.yaml)"
+        return None
 
     def _load(self, name: str) -> Any:
         from retune.pipeline import load_named_config
@@ -210,7 +224,7 @@ class ConfigIndex:
         if CONFIG_LABEL in labels:
             name = labels[CONFIG_LABEL]
             if name not in self.names:
-                return [], f"label {CONFIG_LABEL}={name!r} names no model config"
+                return [], f"label {CONFIG_LABEL}={name!r} names no model config in {self.folder}"
             try:
                 self._load(name)
             except Exception as exc:  # noqa: BLE001 (ConfigError, or a YAML/IO error: the alert cannot map)
@@ -219,7 +233,16 @@ class ConfigIndex:
         if MODEL_LABEL in labels:
             model = labels[MODEL_LABEL]
             names = self.by_model().get(model, [])
-            return names, "" if names else f"label {MODEL_LABEL}={model!r} is no config's registry.model_name"
+            if names:
+                return names, ""
+            broken = [n for n in self._broken if self._declared_model(n) == model]
+            if broken:
+                return [], "; ".join(
+                    f"config {n!r} matches {MODEL_LABEL}={model!r} but cannot be loaded: {self._broken[n]}" for n in broken
+                )
+            return [], f"label {MODEL_LABEL}={model!r} is no config's registry.model_name in {self.folder}" + (
+                f" (not checked, cannot be loaded: {', '.join(sorted(self._broken))})" if self._broken else ""
+            )
         return [], f"the alert has neither a {CONFIG_LABEL!r} nor a {MODEL_LABEL!r} label"
 
     def by_model(self) -> dict[str, list[str]]:
@@ -228,11 +251,21 @@ class ConfigIndex:
             for name in self.names:
                 try:
                     cfg = self._load(name)
-                except Exception:  # noqa: BLE001 (one broken config must not hide the others)
+                except Exception as exc:  # noqa: BLE001 (one broken config must not hide the others)
                     log.warning("model config %s cannot be loaded; alerts cannot map to it", name, exc_info=True)
+                    self._broken[name] = str(exc)
                     continue
                 self._by_model.setdefault(cfg.registry.model_name, []).append(name)
         return self._by_model
+
+    def _declared_model(self, name: str) -> Any:
+        """The ``registry.model_name`` a config that cannot be loaded declares, if its YAML says."""
+        import yaml
+
+        try:
+            return yaml.safe_load((self.folder / f"{name}.yaml").read_text())["registry"]["model_name"]
+        except Exception:  # noqa: BLE001 (not even that can be read)
+            return None
 
 
 # --------------------------------------------------------------------------- Airflow
@@ -360,6 +393,10 @@ def _policy() -> Any:
 def handle(source: str, receiver: str, alerts: list[Alert]) -> JSONResponse:
     """Map, decide and trigger for one payload (blocking: runs in a worker thread)."""
     index = ConfigIndex()
+    problem = index.problem() if any(alert.status == "firing" for alert in alerts) else None
+    if problem:  # a deployment's mistake: the sender retries until it is fixed
+        log.error("cannot map alerts: %s", problem)
+        return _problem(status.HTTP_503_SERVICE_UNAVAILABLE, problem)
     mapped: list[tuple[Alert, list[str]]] = []
     unknown = []
     for i, alert in enumerate(alerts):

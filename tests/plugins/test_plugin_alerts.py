@@ -202,6 +202,49 @@ def test_one_unknown_alert_fails_the_whole_payload(
     assert policy.history() == []  # nothing was put to the policy
 
 
+def test_a_model_label_whose_config_cannot_be_loaded_names_that_config(
+    client: Any, auth: dict, retune_state: dict, created_runs: list
+) -> None:
+    """The only config of model shop-sales has a typo: the 404 said the label was 'no
+    config's registry.model_name', blaming the alert, not the config."""
+    shop = retune_state["configs"] / "shop.yaml"
+    shop.write_text(shop.read_text().replace("task: regression", "task: regresion"))
+    (retune_state["configs"] / "junk.yaml").write_text("name: junk\ntask: [not, valid\n")  # not even YAML
+    resp = _post(client, AM, alertmanager_payload(labels={"alertname": "X", "model": "shop-sales"}), auth)
+    assert resp.status_code == 404, resp.text
+    reason = resp.json()["alerts"][0]["reason"]
+    assert reason.startswith("config 'shop' matches model='shop-sales' but cannot be loaded: ") and "task" in reason, reason
+    resp = _post(client, AM, alertmanager_payload(labels={"alertname": "X", "model": "nobody"}), auth)
+    reason = resp.json()["alerts"][0]["reason"]
+    assert f"no config's registry.model_name in {retune_state['configs']}" in reason, reason
+    assert "not checked, cannot be loaded: junk, shop" in reason
+    assert created_runs == []
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_a_config_folder_that_is_missing_or_empty_is_503_naming_it(
+    client: Any,
+    auth: dict,
+    retune_state: dict,
+    created_runs: list,
+    policy: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    folder: str,
+) -> None:
+    """A wrong RETUNE_CONFIG_DIR was a 404 blaming the alert's label, and the sender gave up:
+    the server's mistake is a 503 naming the folder; resolved alerts need no config."""
+    configs = retune_state["state"].parent / folder
+    if folder == "empty":
+        configs.mkdir()
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(configs))
+    resp = _post(client, AM, alertmanager_payload(labels={"alertname": "X", "retune_config": "demo"}), auth)
+    assert resp.status_code == 503, resp.text
+    assert str(configs) in resp.json()["detail"] and "RETUNE_CONFIG_DIR" in resp.json()["detail"]
+    assert created_runs == [] and policy.history() == []
+    resolved = alertmanager_payload(status="resolved")
+    assert _post(client, AM, resolved, auth).status_code == 202
+
+
 def test_broken_config_is_skipped_for_model_labels(
     client: Any, auth: dict, retune_state: dict, created_runs: list, policy: ModuleType
 ) -> None:
