@@ -84,6 +84,15 @@ class Alert(_Lenient):
     generatorURL: str = ""
     fingerprint: str = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9_.:-]*$")
 
+    @field_validator("startsAt")
+    @classmethod
+    def _in_utc_range(cls, moment: datetime) -> datetime:
+        try:  # "0001-01-01T00:00:00+02:00" is before the first UTC datetime: the key needs it in UTC
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{moment.isoformat()} is out of range in UTC") from None
+        return moment
+
     @field_validator("labels")
     @classmethod
     def _force_label(cls, labels: dict[str, str]) -> dict[str, str]:
@@ -153,9 +162,10 @@ def _problem(code: int, detail: Any, **extra: Any) -> JSONResponse:
 def check_token(authorization: str | None) -> str | None:
     """Why a request is refused, or None when its bearer token is the configured one.
 
-    The configured token is read on every request and never logged or echoed.
+    The configured token is read on every request and never logged or echoed; surrounding
+    whitespace (a secret file's final newline) is not part of it.
     """
-    expected = os.environ.get(TOKEN_ENV, "")
+    expected = os.environ.get(TOKEN_ENV, "").strip()
     if not expected:
         return f"{TOKEN_ENV} is not set on the api-server: the alert receiver refuses every request"
     if not authorization:
@@ -562,7 +572,7 @@ def health() -> dict[str, Any]:
         policy = importlib.util.find_spec("retune.policy") is not None
     except ImportError:
         policy = False
-    return {"status": "ok", "token_configured": bool(os.environ.get(TOKEN_ENV)), "policy_available": policy}
+    return {"status": "ok", "token_configured": bool(os.environ.get(TOKEN_ENV, "").strip()), "policy_available": policy}
 
 
 @app.post("/alerts/alertmanager", status_code=status.HTTP_202_ACCEPTED)

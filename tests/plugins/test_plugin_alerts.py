@@ -103,6 +103,20 @@ def test_auth_comes_before_parsing(client: Any, token: str) -> None:
     assert resp.status_code == 401
 
 
+@pytest.mark.parametrize("configured", [f"{TOKEN}\n", f"  {TOKEN}\r\n"])
+def test_a_configured_token_with_a_trailing_newline_still_matches(
+    client: Any, retune_state: dict, created_runs: list, monkeypatch: pytest.MonkeyPatch, configured: str
+) -> None:
+    """RETUNE_ALERT_TOKEN read from a secret file ends with a newline: no request ever matched."""
+    monkeypatch.setenv("RETUNE_ALERT_TOKEN", configured)
+    payload = alertmanager_payload(status="resolved")
+    assert _post(client, AM, payload, {"Authorization": f"Bearer {TOKEN}"}).status_code == 202
+    assert _post(client, AM, payload, {"Authorization": "Bearer wrong"}).status_code == 401
+    monkeypatch.setenv("RETUNE_ALERT_TOKEN", " \n")  # only whitespace: not configured
+    assert "is not set" in _post(client, AM, payload, {"Authorization": "Bearer x"}).json()["detail"]
+    assert client.get("/health").json()["token_configured"] is False
+
+
 def test_bearer_scheme_is_case_insensitive(client: Any, token: str, retune_state: dict, created_runs: list) -> None:
     payload = alertmanager_payload(status="resolved")
     assert _post(client, AM, payload, {"Authorization": f"bearer {token}"}).status_code == 202
@@ -125,6 +139,7 @@ def test_bearer_scheme_is_case_insensitive(client: Any, token: str, retune_state
         (json.dumps(alertmanager_payload(labels=["model=demo-demand"])), "labels"),
         (json.dumps(alertmanager_payload(startsAt="yesterday")), "startsAt"),
         (json.dumps(alertmanager_payload(startsAt="2025-06-01T10:15:30")), "startsAt"),  # no zone
+        (json.dumps(alertmanager_payload(startsAt="0001-01-01T00:00:00+02:00")), "startsAt"),  # before UTC's year 1
         (json.dumps(alertmanager_payload(fingerprint="../../etc")), "fingerprint"),
     ],
 )
