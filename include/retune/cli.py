@@ -7,7 +7,8 @@ Commands:
     status        where a model stands (``--config NAME [--json]``): champion, challenger and
                   why it was not promoted, the last alias move, a running retune, the newest
                   trigger decisions and their reasons
-    tune-worker   run one trial worker of a prepared retune (``--ctx`` is the JSON from prepare)
+    tune-worker   run one trial worker of a prepared retune (``--ctx`` is the JSON object from
+                  prepare)
     rollback      move a model's ``champion`` back to ``previous_champion`` in one step
                   (``--config NAME [--why TEXT]``); a second rollback undoes the first
     demo-data     write the demo's synthetic data (``retune.demo_data``) where
@@ -16,7 +17,7 @@ Commands:
                   stack or compose volume
 
 Exit codes: 0 done, 1 refused (e.g. a config that does not validate, no previous champion, or
-it does not load), 2 bad usage.
+it does not load), 2 bad usage (e.g. ``--ctx`` not a prepared retune's JSON).
 """
 
 from __future__ import annotations
@@ -141,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tune-worker":
         from retune.pipeline import tune_worker
 
-        print(json.dumps(tune_worker(json.loads(args.ctx), args.worker)))
+        ctx, problem = _worker_ctx(args.ctx)
+        if problem:
+            print(f"retune tune-worker: --ctx: {problem}", file=sys.stderr)
+            return 2
+        print(json.dumps(tune_worker(ctx, args.worker)))
     elif args.command == "rollback":
         from retune.errors import RetuneError
         from retune.registry import default_who, rollback_model
@@ -153,6 +158,32 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(json.dumps(result))
     return 0
+
+
+def _worker_ctx(text: str) -> tuple[dict, str | None]:
+    """``--ctx`` as a prepared retune's context, or what is wrong with it.
+
+    Args:
+        text: The argument.
+
+    Returns:
+        ``(ctx, None)``, or ``({}, problem)``.
+    """
+    from retune.pipeline import WORKER_CTX_KEYS
+
+    try:
+        ctx = json.loads(text)
+    except ValueError as exc:
+        return {}, f"not JSON ({exc}); pass the JSON object that retune.pipeline.prepare returned"
+    if not isinstance(ctx, dict):
+        kind = {"list": "array", "str": "string", "int": "number", "float": "number", "bool": "boolean"}.get(
+            type(ctx).__name__, "null"
+        )
+        return {}, f"a JSON {kind}, not the object that retune.pipeline.prepare returned"
+    missing = [k for k in WORKER_CTX_KEYS if k not in ctx]
+    if missing:
+        return {}, f"missing key(s) {', '.join(missing)}: not a context from retune.pipeline.prepare"
+    return ctx, None
 
 
 if __name__ == "__main__":

@@ -939,6 +939,21 @@ class LockKeeper:
         self.held = held
 
 
+WORKER_CTX_KEYS = (
+    "config",
+    "window",
+    "features",
+    "data_digest",
+    "experiment_id",
+    "parent_run_id",
+    "study_name",
+    "pruner",
+    "n_trials",
+    "timeout",
+)
+"""The keys of :func:`prepare`'s context that :func:`tune_worker` needs."""
+
+
 def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None = None) -> dict[str, Any]:
     """One trial worker on the retune's shared study; run several at once to spread trials.
 
