@@ -17,7 +17,8 @@ Commands:
                   stack or compose volume
 
 Exit codes: 0 done, 1 refused (e.g. a config that does not validate, no previous champion, or
-it does not load), 2 bad usage (e.g. ``--ctx`` not a prepared retune's JSON).
+it does not load, no Retune state in RETUNE_STATE_DIR), 2 bad usage (e.g. ``--ctx`` not a
+prepared retune's JSON).
 """
 
 from __future__ import annotations
@@ -140,13 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "tune-worker":
+        from retune.errors import RetuneError
         from retune.pipeline import tune_worker
 
         ctx, problem = _worker_ctx(args.ctx)
         if problem:
             print(f"retune tune-worker: --ctx: {problem}", file=sys.stderr)
             return 2
-        print(json.dumps(tune_worker(ctx, args.worker)))
+        try:
+            result = tune_worker(ctx, args.worker)
+        except RetuneError as exc:
+            print(f"retune tune-worker: refused: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(result))
     elif args.command == "rollback":
         from retune.errors import RetuneError
         from retune.registry import default_who, rollback_model

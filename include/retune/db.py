@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,3 +39,18 @@ def make_engine(url: str) -> sa.Engine:
             cur.close()
 
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (SQLAlchemy's spelling, also MLflow's), else ``None``.
+
+    Example:
+        >>> sqlite_file("sqlite:////srv/state/mlflow.db"), sqlite_file("sqlite://"), sqlite_file("http://h:5000")
+        (PosixPath('/srv/state/mlflow.db'), None, None)
+    """
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None

@@ -967,12 +967,17 @@ def tune_worker(ctx: dict[str, Any], worker: int, *, settings: Settings | None =
 
     Returns:
         ``{"worker", "trials", "seconds"}``: what this worker ran.
+
+    Raises:
+        RetuneError: The embedded default's MLflow database does not exist (a wrong
+            ``RETUNE_STATE_DIR``), or the data changed since :func:`prepare`.
     """
     from retune import tracking
     from retune.tuning import Objective, run_study
 
     settings = settings or get_settings()
     cfg = load_named_config(ctx["config"], settings)
+    tracking.require_store(settings)  # prepare wrote the parent run there: a missing file is the wrong state
     cl = tracking.client(settings)
     df, features = _load_checked(cfg, ctx, settings)
     split = split_for_retune(df, cfg, features)

@@ -647,13 +647,16 @@ def rollback_model(
 
     Raises:
         ConfigError: Unknown or invalid config.
+        RetuneError: The embedded default's MLflow database does not exist (a wrong
+            ``RETUNE_STATE_DIR``): nothing is created.
         RegistryError: As :func:`rollback`.
     """
     from retune import tracking
     from retune.pipeline import load_named_config
     from retune.settings import get_settings
 
-    settings = settings or get_settings()
+    settings = settings or get_settings(create=False)
     cfg = load_named_config(config_name, settings)
+    tracking.require_store(settings)  # opening a missing SQLite file would create it: "no champion"
     cl = tracking.client(settings)
     return rollback(cl, cfg.registry.model_name, who=who, why=why, key=key)

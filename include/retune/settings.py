@@ -80,8 +80,12 @@ class Settings:
         )
 
 
-def get_settings() -> Settings:
+def get_settings(*, create: bool = True) -> Settings:
     """Read the settings from the environment, creating the state folder when it is used.
+
+    Args:
+        create: Create the state folder of the embedded default (``False``: only read, for
+            commands that write nothing, such as ``retune status``).
 
     Returns:
         The settings.
@@ -109,7 +113,8 @@ def get_settings() -> Settings:
                 f"RETUNE_STATE_DIR: {str(state)!r} holds {' '.join(unsafe)}, which a SQLite URL cannot carry "
                 "(SQLAlchemy reads %20 as a space and cuts the path at ?): choose a folder without them"
             )
-        state.mkdir(parents=True, exist_ok=True)
+        if create:
+            state.mkdir(parents=True, exist_ok=True)
     return Settings(
         state_dir=state,
         config_dir=Path(os.environ.get("RETUNE_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))).resolve(),

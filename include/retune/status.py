@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retune.settings import Settings, get_settings
@@ -74,26 +73,22 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
         "decisions"}``.
 
     Raises:
-        ConfigError: Unknown or invalid config.
+        RetuneError: Unknown or invalid config (``ConfigError``), or the embedded default's
+            MLflow database does not exist (a wrong ``RETUNE_STATE_DIR``).
     """
     from retune import policy, tracking
-    from retune.errors import RetuneError
+    from retune.db import sqlite_file
     from retune.pipeline import load_named_config
 
-    settings = settings or get_settings()
+    settings = settings or get_settings(create=False)
     cfg = load_named_config(config_name, settings)
-    tracking_file = _sqlite_file(settings.tracking_uri)
-    if tracking_file is not None and not tracking_file.exists():  # opening it would create it
-        raise RetuneError(
-            f"no Retune state here: {tracking_file} does not exist (nothing was created). Is RETUNE_STATE_DIR "
-            f"({settings.state_dir}) right? `make demo` keeps its state in .demo"
-        )
+    tracking.require_store(settings)  # opening a missing SQLite file would create it
     out: dict[str, Any] = {"config": config_name, "model_name": cfg.registry.model_name, "metric": cfg.metric.name}
     try:
         out["registry"] = registry_status(tracking.client(settings), cfg.registry.model_name, cfg.metric.name)
     except Exception as exc:  # noqa: BLE001 - an unreachable registry is reported, the rest still shown
         out["registry_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-    policy_file = _sqlite_file(settings.policy_db)
+    policy_file = sqlite_file(settings.policy_db)
     if policy_file is not None and not policy_file.exists():  # no decision yet: nothing to read, nothing created
         out["lock"], out["decisions"] = None, []
         return out
@@ -111,16 +106,6 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
         for d in policy.history(config_name, limit=decisions, settings=settings)
     ]
     return out
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` URL (SQLAlchemy's spelling, also MLflow's), else ``None``."""
-    from sqlalchemy.engine import make_url
-
-    if not url.startswith("sqlite"):
-        return None
-    database = make_url(url).database
-    return Path(database) if database and database != ":memory:" else None
 
 
 def render(status: dict[str, Any]) -> str:

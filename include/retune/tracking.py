@@ -29,6 +29,29 @@ PARENT_TAG = "mlflow.parentRunId"
 TRACKED_PACKAGES = ("scikit-learn", "optuna", "mlflow", "evidently", "pandas", "numpy", "apache-airflow")
 
 
+def require_store(settings: Settings) -> None:
+    """Refuse a tracking store that would be created by opening it: the embedded default's
+    SQLite file that does not exist means a wrong or fresh ``RETUNE_STATE_DIR``, where a
+    command that reads the registry (status, rollback, a trial worker) would create an empty
+    ``mlflow.db`` and report "no champion". A server URL is not checked.
+
+    Args:
+        settings: State locations (``tracking_uri``).
+
+    Raises:
+        RetuneError: The SQLite file does not exist (nothing was created).
+    """
+    from retune.db import sqlite_file
+    from retune.errors import RetuneError
+
+    tracking_file = sqlite_file(settings.tracking_uri)
+    if tracking_file is not None and not tracking_file.exists():
+        raise RetuneError(
+            f"no Retune state here: {tracking_file} does not exist (nothing was created). Is RETUNE_STATE_DIR "
+            f"({settings.state_dir}) right? `make demo` keeps its state in .demo"
+        )
+
+
 def client(settings: Settings) -> MlflowClient:
     """An MLflow client on the configured tracking and registry URI."""
     import mlflow

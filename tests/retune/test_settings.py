@@ -162,3 +162,13 @@ def test_a_missing_config_folder_is_named_with_the_variable(embedded: pytest.Mon
     assert list_configs() == []
     with pytest.raises(ConfigError, match=r"demo\.yaml: config file does not exist"):
         load_named_config("demo")  # the folder is there: the file is what is missing
+
+
+def test_a_read_only_caller_gets_the_settings_without_the_state_folder(embedded: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`retune status` said "(nothing was created)" after get_settings had made the folder."""
+    embedded.setenv("RETUNE_STATE_DIR", str(tmp_path / "state"))
+    s = get_settings(create=False)
+    assert s.tracking_uri == f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+    assert not (tmp_path / "state").exists()
+    get_settings()
+    assert (tmp_path / "state").is_dir()
