@@ -4,7 +4,9 @@ a running retune and the newest trigger decisions, on the embedded default (real
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,24 +119,43 @@ def test_status_shows_a_covered_alert_as_covered(model: dict[str, str]) -> None:
     assert [line.split()[2] for line in lines] == ["covered", "TRIGGER"], lines
 
 
-def test_status_without_the_registry_still_shows_the_policy(
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens here once the socket is closed
+
+
+def test_status_without_the_registry_still_shows_the_policy_quickly_and_exits_3(
     model: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """MLflow down: status waited ~4 minutes (MLflow's 7 HTTP retries with backoff) and then
+    exited 0, as if all was read. It gives up after one retry (the user's
+    MLFLOW_HTTP_REQUEST_* unset) and exits 3, partial; the variables are left as they were."""
     from retune import policy
     from retune.status import model_status
 
     decision = policy.decide("st", source="manual", key="manual:st:x")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once the socket is closed
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    started = time.monotonic()
     status = model_status("st")
     assert "registry" not in status and "Connection" in status["registry_error"]
     assert status["lock"] is not None and status["lock"]["decision_id"] == decision.decision_id
-    assert main(["status", "--config", "st"]) == 0
+    assert main(["status", "--config", "st"]) == 3
+    assert time.monotonic() - started < 30, "MLflow's default retries were used"
     assert "registry: unreachable" in capsys.readouterr().out
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ and "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+
+
+def test_quick_http_keeps_the_users_mlflow_http_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retune.status import quick_http
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    with quick_http():
+        assert (os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"], os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) == ("4", "10")
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "4" and "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
 
 
 def test_status_of_an_unknown_config_is_refused(
