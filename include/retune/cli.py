@@ -18,8 +18,8 @@ Commands:
 
 Exit codes: 0 done, 1 refused (e.g. a config that does not validate, no previous champion, or
 it does not load, no Retune state in RETUNE_STATE_DIR), 2 bad usage (e.g. ``--ctx`` not a
-prepared retune's JSON), 3 partial: a part could not be read (``status`` with MLflow
-unreachable: the rest is printed, the part replaced by its error).
+prepared retune's JSON), 3 partial: a part could not be read (``status`` with MLflow or the
+policy database unreachable: the rest is printed, the part replaced by its error).
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         "status",
         help="champion, challenger, last alias move, running retune and newest trigger decisions of a model",
         description=(
-            "Read-only. If MLflow is unreachable, the registry part is replaced by its error and the exit "
-            "code is 3. An MLflow server that does not answer is given up after one retry of 10 s at most, "
-            "unless MLFLOW_HTTP_REQUEST_MAX_RETRIES / MLFLOW_HTTP_REQUEST_TIMEOUT are set."
+            "Read-only. If MLflow or the policy database is unreachable, that part is replaced by its error "
+            "and the exit code is 3. An MLflow server that does not answer is given up after one retry of "
+            "10 s at most, unless MLFLOW_HTTP_REQUEST_MAX_RETRIES / MLFLOW_HTTP_REQUEST_TIMEOUT are set."
         ),
     )
     status.add_argument("--config", required=True, help="the model config: <name>.yaml in RETUNE_CONFIG_DIR")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"retune status: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(found, default=str) if args.json else render(found))
-        return 3 if "registry_error" in found else 0
+        return 3 if "registry_error" in found or "policy_error" in found else 0
     if args.command == "demo-data":
         from datetime import timedelta
         from pathlib import Path

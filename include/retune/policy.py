@@ -86,8 +86,19 @@ def _tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
         return _make_tables(url)
 
 
+def _existing_tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table] | None:
+    """The tables for a read, not created: ``None`` while the database has none (nothing was
+    decided there yet), so a read-only look (``retune status``) leaves the database as it was."""
+    import sqlalchemy as sa
+
+    with _TABLES_LOCK:
+        found = _make_tables(url, create=False)
+    inspector = sa.inspect(found[0])
+    return found if all(inspector.has_table(t.name) for t in (found[1], found[3])) else None
+
+
 @cache
-def _make_tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
+def _make_tables(url: str, create: bool = True) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
     import sqlalchemy as sa
 
     from retune.db import make_engine
@@ -127,6 +138,8 @@ def _make_tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
         sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
+    if not create:
+        return engine, decisions, windows, locks
     try:
         meta.create_all(engine, checkfirst=True)
     except sa.exc.SQLAlchemyError:  # created concurrently by another process
@@ -487,11 +500,15 @@ def _give_back(
 
 def current_lock(config_name: str, *, settings: Settings | None = None, now: datetime | None = None) -> dict[str, Any] | None:
     """The model's lock if a retune holds it: ``{"acquired_at", "expires_at", "decision_id",
-    "source", "key"}`` (the decision that took it); ``None`` when free or expired."""
+    "source", "key"}`` (the decision that took it); ``None`` when free or expired (or no
+    table exists yet: a read creates none)."""
     import sqlalchemy as sa
 
     settings = settings or get_settings()
-    engine, decisions, _, locks = _tables(settings.policy_db)
+    tables = _existing_tables(settings.policy_db)
+    if tables is None:
+        return None
+    engine, decisions, _, locks = tables
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(locks.c.acquired_at, locks.c.expires_at, decisions.c.id, decisions.c.source, decisions.c.idempotency_key)
@@ -514,11 +531,15 @@ def history(config_name: str | None = None, *, limit: int = 50, settings: Settin
     """The newest decisions, newest first; ``created_at`` and ``finished_at`` are aware UTC
     datetimes on every backend (SQLite hands them back naive). ``covered`` says a request was
     answered by another decision's retune (:func:`cover`); such a row is not ``triggered``
-    (databases written before stored it as triggered: it reads as covered all the same)."""
+    (databases written before stored it as triggered: it reads as covered all the same). No
+    table yet: ``[]``, and none is created."""
     import sqlalchemy as sa
 
     settings = settings or get_settings()
-    engine, decisions, _, _ = _tables(settings.policy_db)
+    tables = _existing_tables(settings.policy_db)
+    if tables is None:
+        return []
+    engine, decisions, _, _ = tables
     query = sa.select(decisions).order_by(decisions.c.id.desc()).limit(limit)
     if config_name:
         query = query.where(decisions.c.config == config_name)

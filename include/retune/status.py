@@ -4,10 +4,10 @@ One view for the questions an on-call engineer asks first: which version serves 
 and what it was trained on, what the newest candidate is and why it was or was not promoted,
 the last alias move, whether a retune is running (the policy lock), and the newest trigger
 decisions with their reasons (why a retune did or did not start). The registry and the policy
-database are read independently: if MLflow is unreachable, the policy part still shows, with
-the registry's error. Read-only: it creates no state folder or database, and gives up on an
-unreachable MLflow server after one retry of 10 s at most (:data:`QUICK_HTTP`, unless
-``MLFLOW_HTTP_REQUEST_*`` are set), not MLflow's ~4 minutes.
+database are read independently: if either is unreachable, the other part still shows, with
+the unreachable one's error. Read-only: it creates no state folder, database or table, and
+gives up on an unreachable MLflow server after one retry of 10 s at most
+(:data:`QUICK_HTTP`, unless ``MLFLOW_HTTP_REQUEST_*`` are set), not MLflow's ~4 minutes.
 
 Example:
     >>> from retune.status import model_status  # doctest: +SKIP
@@ -91,8 +91,8 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
         settings: State locations.
 
     Returns:
-        ``{"config", "model_name", "metric", "registry" | "registry_error", "lock",
-        "decisions"}``.
+        ``{"config", "model_name", "metric", "registry" | "registry_error", "lock" and
+        "decisions" | "policy_error"}``: an ``*_error`` names a part that could not be read.
 
     Raises:
         RetuneError: Unknown or invalid config (``ConfigError``), or the embedded default's
@@ -110,12 +110,18 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
         with quick_http():
             out["registry"] = registry_status(tracking.client(settings), cfg.registry.model_name, cfg.metric.name)
     except Exception as exc:  # noqa: BLE001 - an unreachable registry is reported, the rest still shown
-        out["registry_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        out["registry_error"] = _error(exc)
     policy_file = sqlite_file(settings.policy_db)
     if policy_file is not None and not policy_file.exists():  # no decision yet: nothing to read, nothing created
         out["lock"], out["decisions"] = None, []
         return out
-    out["lock"] = policy.current_lock(config_name, settings=settings)
+    try:  # reads only: tables that do not exist yet are no lock and no decisions, not created
+        out["lock"] = policy.current_lock(config_name, settings=settings)
+        rows = policy.history(config_name, limit=decisions, settings=settings)
+    except Exception as exc:  # noqa: BLE001 - an unreachable policy database is reported, the registry still shown
+        out.pop("lock", None)
+        out["policy_error"] = _error(exc)
+        return out
     out["decisions"] = [
         {
             "id": d["id"],
@@ -126,9 +132,14 @@ def model_status(config_name: str, *, decisions: int = 5, settings: Settings | N
             "reason": d["reason"],
             "outcome": d["outcome"],
         }
-        for d in policy.history(config_name, limit=decisions, settings=settings)
+        for d in rows
     ]
     return out
+
+
+def _error(exc: Exception) -> str:
+    """An exception as one line of at most ~300 characters."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def render(status: dict[str, Any]) -> str:
@@ -156,6 +167,9 @@ def render(status: dict[str, Any]) -> str:
                 f"  last move: {move['when']} {move['action']} {move['alias']} {move['from']} -> {move['to']} "
                 f"by {move['who']}: {move['why']}"
             )
+    if "policy_error" in status:
+        lines.append(f"  policy: unreachable: {status['policy_error']}")
+        return "\n".join(lines)
     lock = status["lock"]
     if lock:
         lines.append(

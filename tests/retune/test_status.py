@@ -158,6 +158,48 @@ def test_quick_http_keeps_the_users_mlflow_http_settings(monkeypatch: pytest.Mon
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "4" and "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
 
 
+def test_status_without_the_policy_database_still_shows_the_registry_and_exits_3(
+    model: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The policy database unreachable: status died with a traceback and showed nothing. The
+    policy part is replaced by its error, the registry part is printed, exit code 3."""
+    monkeypatch.setenv("RETUNE_POLICY_DB", f"postgresql+psycopg2://postgres@127.0.0.1:{_closed_port()}/retune")
+    assert main(["status", "--config", "st"]) == 3
+    out = capsys.readouterr().out
+    assert f"champion           v{model['v2']}" in out
+    assert "policy: unreachable: OperationalError" in out and "retune running" not in out
+    assert main(["status", "--config", "st", "--json"]) == 3
+    found = json.loads(capsys.readouterr().out)
+    assert found["registry"]["champion"]["version"] == model["v2"]
+    assert "OperationalError" in found["policy_error"] and "lock" not in found and "decisions" not in found
+
+
+@pytest.mark.postgres
+def test_status_on_a_policy_database_without_tables_creates_none(
+    model: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Status is read-only, but reading the policy created its tables (CREATE TABLE on the
+    production database). A database without them is read as no lock and no decisions."""
+    import sqlalchemy as sa
+    from pg import temp_database  # type: ignore[import-not-found]
+
+    from retune import policy
+
+    with temp_database("retune_status") as url:
+        monkeypatch.setenv("RETUNE_POLICY_DB", url.replace("postgresql://", "postgresql+psycopg2://"))
+        assert main(["status", "--config", "st", "--json"]) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert (found["lock"], found["decisions"]) == (None, [])
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == [], "status created tables"
+        engine.dispose()
+        decision = policy.decide("st", source="manual", key="manual:st:pg")  # a writer creates them
+        assert main(["status", "--config", "st", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["decisions"][0]["id"] == decision.decision_id
+        policy._make_tables.cache_clear()  # no engine kept on the dropped database
+
+
 def test_status_of_an_unknown_config_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
