@@ -71,7 +71,9 @@ def _version(cl: MlflowClient, name: str, alias: str, metric: str) -> dict[str, 
 
 
 def registry_status(cl: MlflowClient, name: str, metric: str) -> dict[str, Any]:
-    """The aliases of a registered model and the last move of ``champion``."""
+    """The aliases of a registered model, the last move of ``champion`` and, for a challenger
+    that was champion and is no longer (promoted, then rolled back), the move that took
+    ``champion`` from it (``challenger_left_champion``, else ``None``)."""
     from retune import registry
 
     out: dict[str, Any] = {
@@ -79,6 +81,14 @@ def registry_status(cl: MlflowClient, name: str, metric: str) -> dict[str, Any]:
     }
     moves = [e for e in registry.alias_history(cl, name) if e.get("alias") == registry.CHAMPION]
     out["last_move"] = moves[-1] if moves else None
+    challenger, champion = out[registry.CHALLENGER], out[registry.CHAMPION]
+    out["challenger_left_champion"] = None
+    if challenger and (not champion or champion["version"] != challenger["version"]):
+        # the version's own history: the model's tag drops old entries after dozens of moves
+        mine = registry.alias_history(cl, name, challenger["version"])
+        out["challenger_left_champion"] = next(
+            (e for e in reversed(mine) if e.get("alias") == registry.CHAMPION and e.get("from") == challenger["version"]), None
+        )
     return out
 
 
@@ -158,8 +168,14 @@ def render(status: dict[str, Any]) -> str:
             if v.get("train_start"):
                 extra.append(f"trained on {v['train_start']} .. {v.get('train_end', '?')}")
             lines.append(f"  {alias:<18} v{v['version']}" + (f"  ({', '.join(extra)})" if extra else ""))
-        challenger, champion = reg.get("challenger"), reg.get("champion")
-        if challenger and challenger.get("gate_reason") and (not champion or challenger["version"] != champion["version"]):
+        challenger, champion, left = reg.get("challenger"), reg.get("champion"), reg.get("challenger_left_champion")
+        if left:  # it was promoted: its gate reason ("all gates passed") is not why it does not serve
+            how = "rolled back" if left.get("action") == "rollback" else "no longer champion"
+            lines.append(
+                f"  {how}: v{left['from']} was champion until {left['when']} ({left['action']} to v{left['to']} "
+                f"by {left['who']}: {left['why']})"
+            )
+        elif challenger and challenger.get("gate_reason") and (not champion or challenger["version"] != champion["version"]):
             lines.append(f"  not promoted: {challenger['gate_reason']}")
         move = reg.get("last_move")
         if move:

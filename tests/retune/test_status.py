@@ -241,3 +241,43 @@ def test_status_without_a_champion_says_why_the_challenger_was_not_promoted(
     assert status["registry"]["champion"] is None and (status["lock"], status["decisions"]) == (None, [])
     assert "not promoted: max_latency_ms_per_1k: 80 ms over 50" in render(status)
     assert not (tmp_path / "state" / "policy.db").exists()
+
+
+def test_a_challenger_promoted_then_rolled_back_is_shown_as_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any
+) -> None:
+    """After a rollback the challenger (the version promoted, then rolled back) was shown as
+    "not promoted: all gates passed". It is shown as rolled back, with the move; once a second
+    rollback makes it champion again, neither line is shown."""
+    import pandas as pd
+
+    from retune import registry
+    from retune.status import model_status, render
+
+    _embedded(tmp_path, monkeypatch)
+    write_yaml({**demo_raw, "name": "rb", "registry": {"model_name": "rb-model"}}, "rb", tmp_path / "configs")
+    cl, uri = _logged_model("status-rollback")
+    passed = {"retune.gates": "passed", "retune.gate_reason": "all gates passed"}
+    v1, _ = registry.register(cl, "rb-model", uri, key="k1", tags=passed)
+    registry.promote(cl, "rb-model", str(v1.version), who="airflow:retune_model/r1", why="first")
+    v2, _ = registry.register(cl, "rb-model", uri, key="k2", tags=passed)
+    registry.promote(cl, "rb-model", str(v2.version), who="airflow:retune_model/r2", why="mae 2.5 -> 2.1")
+    sample = pd.DataFrame({"x": [1.0, 2.0]})
+    registry.rollback(cl, "rb-model", who="cli:ana", why="bad forecasts", sample=sample)
+
+    status = model_status("rb")
+    reg = status["registry"]
+    assert (reg["champion"]["version"], reg["challenger"]["version"]) == (str(v1.version), str(v2.version))
+    left = reg["challenger_left_champion"]
+    assert (left["action"], left["from"], left["to"], left["who"]) == ("rollback", str(v2.version), str(v1.version), "cli:ana")
+    text = render(status)
+    assert "not promoted" not in text
+    assert (
+        f"rolled back: v{v2.version} was champion until {left['when']} (rollback to v{v1.version} by cli:ana: bad forecasts)"
+        in text
+    )
+
+    registry.rollback(cl, "rb-model", who="cli:ana", why="it was fine", sample=sample)
+    again = model_status("rb")
+    assert again["registry"]["champion"]["version"] == str(v2.version) and again["registry"]["challenger_left_champion"] is None
+    assert "rolled back:" not in render(again) and "not promoted" not in render(again)
