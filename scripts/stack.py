@@ -8,7 +8,14 @@ Starts, on loopback ports:
 - Airflow's api-server, scheduler, dag-processor and triggerer with the LocalExecutor on PostgreSQL.
 
 Waits until every health endpoint answers, then prints the URLs and the login, and writes
-``$RETUNE_STACK_DIR/env.sh`` (``source`` it to use the ``airflow`` CLI or Retune against the stack).
+``$RETUNE_STACK_DIR/env.sh`` (``source`` it to use the ``airflow`` CLI or Retune against the stack;
+it also holds the ``RETUNE_STACK_*`` settings, so ``down`` and ``status`` in that shell find the
+stack that was started).
+
+``down`` stops the services whose pid files are in ``$RETUNE_STACK_DIR/pids``. With none there
+(a stack started with another ``RETUNE_STACK_DIR``, or its pid files removed), it probes the
+health endpoints as ``status`` does, and exits 1 if anything still answers (``--drop`` drops
+nothing then).
 
 Settings (environment): ``RETUNE_STACK_DIR`` (``.stack``), ``RETUNE_STACK_PG``
 (``postgresql://postgres@127.0.0.1:5432/postgres``, an admin connection), ``RETUNE_STACK_DB_PREFIX``
@@ -202,6 +209,19 @@ def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> di
     }
 
 
+def env_sh(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> str:
+    """``env.sh``: :func:`stack_env` and the ``RETUNE_STACK_*`` settings the stack was started
+    with (a shell that sources it stops and probes that stack, not the defaults')."""
+    settings = {
+        "RETUNE_STACK_DIR": cfg["dir"],
+        "RETUNE_STACK_PG": cfg["pg"],
+        "RETUNE_STACK_DB_PREFIX": cfg["prefix"],
+        "RETUNE_STACK_AIRFLOW_PORT": cfg["airflow_port"],
+        "RETUNE_STACK_MLFLOW_PORT": cfg["mlflow_port"],
+    }
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in {**stack_env(cfg, jwt_secret, alert_token), **settings}.items())
+
+
 def _commands(cfg: dict[str, str]) -> dict[str, list[str]]:
     stack = Path(cfg["dir"])
     return {
@@ -278,7 +298,7 @@ def up(timeout: float = 240) -> int:
     _create_databases(cfg)
     env = {**os.environ, **stack_env(cfg, jwt, alert)}
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
-    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stack_env(cfg, jwt, alert).items()))
+    env_file.write_text(env_sh(cfg, jwt, alert))
     env_file.chmod(0o600)
     print("migrating the Airflow database ...")
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -319,9 +339,22 @@ def up(timeout: float = 240) -> int:
 
 
 def down(drop: bool = False) -> int:
-    """Stop every stack process (and drop the databases with ``--drop``)."""
+    """Stop every stack process (and drop the databases with ``--drop``); 1 when no pid file
+    was found and a service still answers on the stack's ports."""
     cfg = _cfg()
     stack = Path(cfg["dir"])
+    if not any((stack / "pids" / f"{name}.pid").exists() for name in SERVICES):
+        answering = [name for name, up in _healthy(cfg).items() if up and name != "metadatabase"]
+        ports = f"Airflow {cfg['airflow_port']}, MLflow {cfg['mlflow_port']}"
+        if answering:
+            print(
+                f"no pid files in {stack / 'pids'}, but {', '.join(answering)} still answer(s) on the stack's ports "
+                f"({ports}): started with another RETUNE_STACK_DIR? `source` that stack's env.sh and run this "
+                "again, or stop them by hand. Nothing was stopped" + (" or dropped" if drop else ""),
+                file=sys.stderr,
+            )
+            return 1
+        print(f"no pid files in {stack / 'pids'}, and nothing answers on the stack's ports ({ports})")
     for name in reversed(SERVICES):
         pid_file = stack / "pids" / f"{name}.pid"
         if not pid_file.exists():
