@@ -39,14 +39,15 @@ def require_store(settings: Settings) -> None:
         settings: State locations (``tracking_uri``).
 
     Raises:
-        RetuneError: The SQLite file does not exist (nothing was created).
+        ConfigError: The SQLite file does not exist (nothing was created): a setting to fix,
+            which no retry helps (the DAGs fail such a task at once).
     """
     from retune.db import sqlite_file
-    from retune.errors import RetuneError
+    from retune.errors import ConfigError
 
     tracking_file = sqlite_file(settings.tracking_uri)
     if tracking_file is not None and not tracking_file.exists():
-        raise RetuneError(
+        raise ConfigError(
             f"no Retune state here: {tracking_file} does not exist (nothing was created). Is RETUNE_STATE_DIR "
             f"({settings.state_dir}) right? `make demo` keeps its state in .demo"
         )

@@ -86,11 +86,19 @@ def _rollback_tries(dag: Any, conf: dict[str, str]) -> tuple[str, int]:
         return dr.state, ti.try_number
 
 
-@pytest.mark.parametrize("config", ["nosuch", "demo"])
-def test_rollback_dag_fails_at_once_when_retrying_cannot_help(airflow_db: None, retune_env: dict[str, Path], config: str) -> None:
-    """An unknown config (ConfigError) or a model with no champion (nothing to roll back) was
-    retried twice, 30 s apart, before the run failed with the same error."""
+@pytest.mark.parametrize(("config", "store"), [("nosuch", True), ("demo", True), ("demo", False)])
+def test_rollback_dag_fails_at_once_when_retrying_cannot_help(
+    airflow_db: None, retune_env: dict[str, Path], config: str, store: bool
+) -> None:
+    """An unknown config (ConfigError), a model with no champion (nothing to roll back) or a
+    state folder with no MLflow store (a wrong RETUNE_STATE_DIR) was retried twice, 30 s
+    apart, before the run failed with the same error."""
     write_config(retune_env["configs"], "demo", SMALL)  # no model registered: no champion
+    if store:  # an MLflow store with no model in it
+        from retune import tracking
+        from retune.settings import get_settings
+
+        tracking.client(get_settings()).search_registered_models()
     state, tries = _rollback_tries(fresh_dags()["rollback_model"], {"config": config, "reason": "e2e"})
     assert (state, tries) == ("failed", 1)
 
