@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 
+CONNECT_TIMEOUT_S = 10
+"""Seconds a PostgreSQL connection attempt may take (libpq ``connect_timeout``)."""
+
+
 def make_engine(url: str) -> sa.Engine:
     """A SQLAlchemy engine for ``url``; on SQLite in WAL mode with a 30 s busy timeout, so that
     concurrent writers (parallel tasks, a burst of alerts) wait instead of failing.
@@ -22,12 +26,20 @@ def make_engine(url: str) -> sa.Engine:
     Args:
         url: A SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg2://...``).
 
+    On PostgreSQL a connection attempt gives up after :data:`CONNECT_TIMEOUT_S` unless the URL
+    sets its own ``connect_timeout``: without it libpq waits for the OS's TCP timeout (minutes)
+    on a server that drops packets, and ``retune status`` or an alert hung with it.
+
     Returns:
         The engine (connections are checked before use).
     """
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+    connect_args: dict[str, Any] = {}
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    engine = sa.create_engine(url, pool_pre_ping=True, future=True, connect_args=connect_args)
     if url.startswith("sqlite"):
         from sqlalchemy import event
 
