@@ -38,9 +38,7 @@ def _connect_in_thread(url: str, wait_s: float) -> BaseException | None | str:
     return outcome[0] if outcome else "hung"
 
 
-def test_a_postgresql_server_that_never_answers_fails_the_connection(
-    silent_server: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_postgresql_server_that_never_answers_fails_the_connection(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a connect_timeout libpq waited on such a server until the OS gave up (minutes):
     `retune status` and the alert receiver hung with it."""
     import sqlalchemy as sa
