@@ -422,6 +422,14 @@ class DriftConfig(_Strict):
         "champion_training",
         description="Compare against the champion's training window (after a retune) or always the fixed reference.",
     )
+    detector: Literal["evidently", "profiled"] = Field(
+        "evidently",
+        description=(
+            "How the check runs: 'evidently' (Evidently's DataDriftPreset, with the HTML report) or 'profiled' "
+            "(the same default statistics and thresholds from a reference profile, same verdicts, no HTML report; "
+            "see retune.profile)."
+        ),
+    )
 
     _method = field_validator("method")(classmethod(lambda cls, v: _check_drift_method(v)))
 

@@ -244,6 +244,33 @@ class EvidentlyDriftDetector(DriftDetector):
         return DriftResult(summary=summary, html=html)
 
 
+def detector_for(policy: DriftConfig) -> DriftDetector:
+    """The detector a config's ``drift.detector`` names.
+
+    ``evidently`` (the default) is :class:`EvidentlyDriftDetector` with its HTML report;
+    ``profiled`` is :class:`retune.profile.ProfiledDriftDetector`: Evidently's default
+    statistics and thresholds from a reference profile, the same verdicts, no HTML report.
+    Each call returns a new detector (an Airflow task is a fresh process, so a profile is
+    built in the check that uses it).
+
+    Args:
+        policy: The config's drift section.
+
+    Returns:
+        The detector.
+
+    Raises:
+        ValueError: For a name no detector has (the config refuses one before this).
+    """
+    if policy.detector == "evidently":
+        return EvidentlyDriftDetector()
+    if policy.detector == "profiled":
+        from retune.profile import ProfiledDriftDetector
+
+        return ProfiledDriftDetector(cache_size=1)
+    raise ValueError(f"drift.detector: unknown detector {policy.detector!r}")
+
+
 def _inf_as_nan(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The feature columns with +-inf as NaN (missing), as every test here reads them.
 

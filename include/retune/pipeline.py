@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from retune.config import RetuneConfig, config_path, load_named_file, parse_timestamp
 from retune.data import FeatureSet, Window, frame_digest, load_window, split_for_retune
-from retune.drift import DriftDetector, EvidentlyDriftDetector
+from retune.drift import DriftDetector, detector_for
 from retune.errors import ChampionChangedError, ConfigError, DataError, ParamError, RegistryUnavailableError, RetuneError
 from retune.metrics import get_metric
 from retune.settings import Settings, get_settings
@@ -138,13 +138,15 @@ def check_drift(
 ) -> dict[str, Any]:
     """Compare the production window ending at ``window_end`` with the reference data.
 
-    Logs a monitoring run to MLflow (drift share and counts as metrics, the JSON summary and
-    Evidently's HTML report as artifacts).
+    Logs a monitoring run to MLflow: drift share and counts as metrics, the detector as the
+    ``detector`` param, the per-column JSON summary as an artifact and, with the ``evidently``
+    detector, Evidently's HTML report (the ``profiled`` one has none: ``report_uri`` is None).
 
     Args:
         config_name: The model config.
         window_end: End of the production window (default: now).
-        detector: The drift detector (default: Evidently).
+        detector: The drift detector (default: the one the config's ``drift.detector`` names,
+            :func:`retune.drift.detector_for`).
         settings: State locations (default: from the environment).
         run_tags: Extra MLflow tags (for example the Airflow dag and run id).
         record: Record the verdict for the policy's hysteresis (``retune_windows``): the
@@ -164,7 +166,7 @@ def check_drift(
     ref_window, prod_window = drift_windows(cfg, end, cl)
     reference, features = load_window(cfg, ref_window, variables=settings.variables, need_target=False)
     current, _ = load_window(cfg, prod_window, variables=settings.variables, features=features, need_target=False)
-    detector = detector or EvidentlyDriftDetector()
+    detector = detector or detector_for(cfg.drift)
     result = detector.detect(reference, current, numerical=features.numerical, categorical=features.categorical, policy=cfg.drift)
     summary = result.summary
     exp_id = tracking.ensure_experiment(cl, experiment_name(cfg, "monitoring"), settings)
