@@ -40,6 +40,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, A
         cfg = copy.deepcopy(demo_raw)
         cfg["name"] = name
         cfg["registry"] = {"model_name": f"demo-{name}"}
+        cfg["drift"].pop("detector", None)  # "default": the field left out
         if detector is not None:
             cfg["drift"]["detector"] = detector
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
