@@ -23,6 +23,10 @@ as Evidently does. Scores agree
 with Evidently's to floating-point rounding, so verdicts differ only for a score within
 about 1e-9 of its threshold. The result has no HTML report.
 
+A config selects it with ``drift.detector: profiled`` (:func:`retune.drift.detector_for`;
+the default is ``evidently``). In a monitor task, a fresh process, every check builds the
+profile it uses; the cache pays off in a long-lived process that checks the same reference again.
+
 Example:
     >>> import numpy as np, pandas as pd
     >>> from retune.config import DriftConfig
