@@ -22,7 +22,7 @@ Settings (environment): ``RETUNE_STACK_DIR`` (``.stack``), ``RETUNE_STACK_PG``
 (``retune``), ``RETUNE_STACK_AIRFLOW_PORT`` (8080), ``RETUNE_STACK_MLFLOW_PORT`` (5000),
 ``RETUNE_CONFIG_DIR`` (``include/configs``). The database passwords are whatever the admin DSN
 carries (the local server uses trust auth); the Airflow JWT secret is generated per stack and kept
-in ``env.sh`` (mode 600), never in code.
+in ``env.sh`` (created with mode 600), never in code; errors print the admin DSN without its password.
 
 Usage: ``python scripts/stack.py up|down [--drop]|status``
 """
@@ -57,6 +57,28 @@ def _cfg() -> dict[str, str]:
         "mlflow_port": os.environ.get("RETUNE_STACK_MLFLOW_PORT", "5000"),
         "config_dir": os.environ.get("RETUNE_CONFIG_DIR", str(ROOT / "include" / "configs")),
     }
+
+
+def _redact(dsn: str) -> str:
+    """A PostgreSQL DSN (URL or keywords) or a Redis URL with its password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password is None:
+            return dsn
+        netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    try:
+        params = parse_dsn(dsn)
+    except ProgrammingError:
+        return "(a DSN that does not parse)"
+    if "password" in params:
+        params["password"] = "***"
+    return str(make_dsn(**params))
 
 
 def _db_url(admin: str, name: str, driver: str = "postgresql+psycopg2") -> str:
@@ -129,10 +151,12 @@ def _ensure_postgres(admin: str) -> None:
         return
     except psycopg2.OperationalError as exc:
         if _server_listens(admin):  # up, but refused us (password, role, database): say so
-            raise SystemExit(f"PostgreSQL at {admin} is running but refused the connection: {str(exc).strip()}") from None
+            raise SystemExit(
+                f"PostgreSQL at {_redact(admin)} is running but refused the connection: {str(exc).strip()}"
+            ) from None
     versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").is_dir() else []
     if not versions or not shutil.which("pg_ctlcluster"):
-        raise SystemExit(f"PostgreSQL is not reachable at {admin} and no Debian cluster to start; install postgresql")
+        raise SystemExit(f"PostgreSQL is not reachable at {_redact(admin)} and no Debian cluster to start; install postgresql")
     print(f"starting PostgreSQL {versions[-1].name} (pg_ctlcluster)")
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", "start"], check=True)
     psycopg2.connect(admin, connect_timeout=10).close()
@@ -269,6 +293,23 @@ def _healthy(cfg: dict[str, str]) -> dict[str, bool]:
     return out
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, from the first byte on.
+
+    ``Path.write_text`` then ``chmod(0o600)`` left the secrets readable by anyone (mode 644 under
+    the usual umask) until the chmod; an existing file keeps its mode when opened, so it is
+    narrowed before anything is written.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
 def _alive(pid_file: Path) -> int | None:
     if not pid_file.exists():
         return None
@@ -298,8 +339,7 @@ def up(timeout: float = 240) -> int:
     _create_databases(cfg)
     env = {**os.environ, **stack_env(cfg, jwt, alert)}
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
-    env_file.write_text(env_sh(cfg, jwt, alert))
-    env_file.chmod(0o600)
+    write_private(env_file, env_sh(cfg, jwt, alert))
     print("migrating the Airflow database ...")
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     for name, cmd in _commands(cfg).items():

@@ -7,6 +7,7 @@ kept a ``postgres://`` scheme SQLAlchemy does not know, and made garbage of a ke
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,75 @@ def test_sslmode_require_reaches_the_connection() -> None:
         assert ssl_in_use is True
     finally:
         engine.dispose()
+
+
+def test_env_sh_is_never_readable_by_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """env.sh (the JWT secret, the alert token, the admin DSN) was written with the umask's mode
+    (644 as a rule) and only then chmod 600: readable by anyone in between. Each write now goes
+    to a file already 600, a new one or an existing one with a wider mode alike."""
+    from stack import write_private  # type: ignore[import-not-found]
+
+    modes: list[int] = []
+    real_write = os.write
+
+    def recording_write(fd: int, data: bytes) -> int:
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", recording_write)
+    old_umask = os.umask(0)  # the loosest umask: a plain create would give 666
+    try:
+        fresh = tmp_path / "env.sh"
+        write_private(fresh, "export AIRFLOW__API_AUTH__JWT_SECRET=s3cret\n")
+        widened = tmp_path / "old-env.sh"
+        widened.write_text("old\n")
+        widened.chmod(0o644)
+        write_private(widened, "export RETUNE_ALERT_TOKEN=t0ken\n" * 2000)
+    finally:
+        os.umask(old_umask)
+    assert modes and set(modes) == {0o600}, [oct(m) for m in modes]
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600 and stat.S_IMODE(widened.stat().st_mode) == 0o600
+    assert fresh.read_text() == "export AIRFLOW__API_AUTH__JWT_SECRET=s3cret\n"
+    assert widened.read_text() == "export RETUNE_ALERT_TOKEN=t0ken\n" * 2000
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "postgresql://admin:s3cret@db.example.com:5433/postgres?sslmode=require",
+            "postgresql://admin:***@db.example.com:5433/postgres?sslmode=require",
+        ),
+        (
+            "host=db.example.com user=admin password=s3cret dbname=postgres",
+            "host=db.example.com user=admin password=*** dbname=postgres",
+        ),
+        ("redis://:s3cret@cache.example.com:6380/2", "redis://:***@cache.example.com:6380/2"),
+        ("postgresql://postgres@127.0.0.1:5432/postgres", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ],
+)
+def test_dsns_are_shown_without_their_password(dsn: str, shown: str) -> None:
+    from psycopg2.extensions import parse_dsn
+    from stack import _redact  # type: ignore[import-not-found]
+
+    if "://" in dsn:
+        assert _redact(dsn) == shown
+    else:  # keywords, in any order
+        assert parse_dsn(_redact(dsn)) == parse_dsn(shown)
+    assert "s3cret" not in _redact(dsn)
+
+
+@pytest.mark.postgres
+def test_stack_up_errors_do_not_print_the_admin_password() -> None:
+    """A PostgreSQL that refuses the login: the message named the admin DSN, password and all."""
+    from psycopg2.extensions import make_dsn, parse_dsn
+    from stack import _ensure_postgres  # type: ignore[import-not-found]
+
+    _server_up()
+    params = {**parse_dsn(PG_ADMIN_DSN), "user": "no_such_role_retune", "password": "s3cret-admin-pw"}
+    with pytest.raises(SystemExit) as refused:
+        _ensure_postgres(make_dsn(**params))
+    message = str(refused.value)
+    assert "refused the connection" in message and "no_such_role_retune" in message and "password=***" in message
+    assert "s3cret-admin-pw" not in message
