@@ -321,6 +321,16 @@ def _alive(pid_file: Path) -> int | None:
     return pid
 
 
+def _exited(name: str, started: dict[str, subprocess.Popen], stack: Path) -> bool:  # type: ignore[type-arg]
+    """Whether service ``name`` has exited: asked of its ``Popen`` when this process started it
+    (an exited child is a zombie until reaped, and ``os.kill(pid, 0)`` still finds it), else of
+    its pid file."""
+    proc = started.get(name)
+    if proc is not None:
+        return proc.poll() is not None
+    return _alive(stack / "pids" / f"{name}.pid") is None
+
+
 def up(timeout: float = 240) -> int:
     """Start the stack and wait until it is healthy."""
     cfg = _cfg()
@@ -342,6 +352,7 @@ def up(timeout: float = 240) -> int:
     write_private(env_file, env_sh(cfg, jwt, alert))
     print("migrating the Airflow database ...")
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    started: dict[str, subprocess.Popen] = {}  # type: ignore[type-arg]
     for name, cmd in _commands(cfg).items():
         pid_file = stack / "pids" / f"{name}.pid"
         if _alive(pid_file):
@@ -349,6 +360,7 @@ def up(timeout: float = 240) -> int:
         with (stack / "logs" / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=stack)
         pid_file.write_text(str(proc.pid))
+        started[name] = proc
     deadline = time.monotonic() + timeout
     state = _healthy(cfg)
     while not all(state.values()):
@@ -357,7 +369,7 @@ def up(timeout: float = 240) -> int:
             down()
             return 1
         for name in SERVICES:
-            if _alive(stack / "pids" / f"{name}.pid") is None:
+            if _exited(name, started, stack):
                 tail = (stack / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
                 print(f"{name} exited:\n{tail}\nstopping the rest", file=sys.stderr)
                 down()

@@ -193,3 +193,40 @@ def test_stack_up_errors_do_not_print_the_admin_password() -> None:
     message = str(refused.value)
     assert "refused the connection" in message and "no_such_role_retune" in message and "password=***" in message
     assert "s3cret-admin-pw" not in message
+
+
+def test_a_service_that_exited_during_stack_up_is_seen(tmp_path: Path) -> None:
+    """A service that exits while stack-up waits for it is stack-up's own child: a zombie until
+    reaped, which os.kill(pid, 0) still finds. stack-up took it for alive, waited its whole
+    240 s and said 'not healthy' (a Celery worker that could not import its executor, seen
+    here). Real processes: one that exited unreaped, one still running, and a pid file left by
+    another stack-up."""
+    import subprocess
+    import sys
+    import time
+
+    from stack import _alive, _exited  # type: ignore[import-not-found]
+
+    (tmp_path / "pids").mkdir()
+    quitter = subprocess.Popen([sys.executable, "-c", "pass"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for name, proc in (("quitter", quitter), ("sleeper", sleeper)):
+            (tmp_path / "pids" / f"{name}.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while "State:\tZ" not in Path(f"/proc/{quitter.pid}/status").read_text():  # exited, not reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _alive(tmp_path / "pids" / "quitter.pid") == quitter.pid, "the trap: a zombie answers kill(pid, 0)"
+        started = {"quitter": quitter, "sleeper": sleeper}
+        assert _exited("quitter", started, tmp_path)
+        assert not _exited("sleeper", started, tmp_path)
+        # a service this stack-up did not start: its pid file, read as before
+        (tmp_path / "pids" / "other.pid").write_text(str(quitter.pid))
+        quitter.wait()  # reaped: the pid is gone
+        assert _exited("other", started, tmp_path)
+        assert not _exited("sleeper", {}, tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        quitter.wait()
