@@ -90,8 +90,9 @@ airflow-ui: install
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(DEMO)/mlflow.db" --port 5000
 
-# The production topology without Docker: PostgreSQL, MLflow server, Airflow services
-# (LocalExecutor) on loopback ports; see scripts/stack.py for the settings.
+# The production topology without Docker: PostgreSQL, MLflow server, Airflow services with the
+# CeleryExecutor and a Celery worker on the local Redis (RETUNE_STACK_EXECUTOR=local: the
+# LocalExecutor, no Redis) on loopback ports; see scripts/stack.py for the settings.
 stack-up: install
 	$(BIN)/python scripts/stack.py up
 

@@ -5,7 +5,11 @@ Starts, on loopback ports:
 - PostgreSQL: the server already running on 127.0.0.1:5432 (started from Debian's packages
   with ``pg_ctlcluster`` when none runs), with one database each for Airflow, MLflow and Optuna;
 - the MLflow tracking server on PostgreSQL, serving artifacts from ``$RETUNE_STACK_DIR/mlartifacts``;
-- Airflow's api-server, scheduler, dag-processor and triggerer with the LocalExecutor on PostgreSQL.
+- Airflow's api-server, scheduler, dag-processor and triggerer on PostgreSQL, with the
+  CeleryExecutor and an ``airflow celery worker`` as in docker-compose.yaml (broker: the Redis at
+  ``RETUNE_STACK_REDIS``, every key prefixed ``<RETUNE_STACK_DB_PREFIX>:``; result backend: the
+  Airflow metadata database), or with the LocalExecutor and no worker
+  (``RETUNE_STACK_EXECUTOR=local``, which needs no Redis).
 
 Waits until every health endpoint answers, then prints the URLs and the login, and writes
 ``$RETUNE_STACK_DIR/env.sh`` (``source`` it to use the ``airflow`` CLI or Retune against the stack;
@@ -15,14 +19,19 @@ stack that was started).
 ``down`` stops the services whose pid files are in ``$RETUNE_STACK_DIR/pids``. With none there
 (a stack started with another ``RETUNE_STACK_DIR``, or its pid files removed), it probes the
 health endpoints as ``status`` does, and exits 1 if anything still answers (``--drop`` drops
-nothing then).
+nothing then). ``down --drop`` also drops the databases and deletes the stack's Redis keys
+(``<prefix>:*``, nothing else in that Redis database).
 
 Settings (environment): ``RETUNE_STACK_DIR`` (``.stack``), ``RETUNE_STACK_PG``
 (``postgresql://postgres@127.0.0.1:5432/postgres``, an admin connection), ``RETUNE_STACK_DB_PREFIX``
-(``retune``), ``RETUNE_STACK_AIRFLOW_PORT`` (8080), ``RETUNE_STACK_MLFLOW_PORT`` (5000),
+(``retune``; it also prefixes the stack's Redis keys), ``RETUNE_STACK_AIRFLOW_PORT`` (8080),
+``RETUNE_STACK_MLFLOW_PORT`` (5000), ``RETUNE_STACK_EXECUTOR`` (``celery``, or ``local``),
+``RETUNE_STACK_REDIS`` (``redis://127.0.0.1:6379/0``, the Celery broker),
+``RETUNE_STACK_WORKER_LOG_PORT`` (8793, where the Celery worker, or the LocalExecutor's
+scheduler, serves the task logs),
 ``RETUNE_CONFIG_DIR`` (``include/configs``). The database passwords are whatever the admin DSN
 carries (the local server uses trust auth); the Airflow JWT secret is generated per stack and kept
-in ``env.sh`` (created with mode 600), never in code; errors print the admin DSN without its password.
+in ``env.sh`` (created with mode 600), never in code; errors print the DSNs without their password.
 
 Usage: ``python scripts/stack.py up|down [--drop]|status``
 """
@@ -34,6 +43,7 @@ import os
 import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -44,7 +54,10 @@ from procs import stop_group  # scripts/procs.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
+# In start order; ``down`` stops them in reverse (the Celery worker first). ``up`` starts the
+# worker only with the CeleryExecutor; ``down`` stops whatever has a pid file.
+SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "celery-worker")
+EXECUTORS = {"celery": "CeleryExecutor", "local": "LocalExecutor"}
 
 
 def _cfg() -> dict[str, str]:
@@ -56,7 +69,25 @@ def _cfg() -> dict[str, str]:
         "airflow_port": os.environ.get("RETUNE_STACK_AIRFLOW_PORT", "8080"),
         "mlflow_port": os.environ.get("RETUNE_STACK_MLFLOW_PORT", "5000"),
         "config_dir": os.environ.get("RETUNE_CONFIG_DIR", str(ROOT / "include" / "configs")),
+        "executor": os.environ.get("RETUNE_STACK_EXECUTOR", "celery").strip().lower(),
+        "redis": os.environ.get("RETUNE_STACK_REDIS", "redis://127.0.0.1:6379/0"),
+        "worker_log_port": os.environ.get("RETUNE_STACK_WORKER_LOG_PORT", "8793"),
     }
+
+
+def _celery(cfg: dict[str, str]) -> bool:
+    return cfg["executor"] == "celery"
+
+
+def _services(cfg: dict[str, str]) -> tuple[str, ...]:
+    """The services ``up`` starts: the Celery worker only with the CeleryExecutor."""
+    return SERVICES if _celery(cfg) else tuple(s for s in SERVICES if s != "celery-worker")
+
+
+def _key_prefix(cfg: dict[str, str]) -> str:
+    """The prefix of every Redis key (and pub/sub channel) the stack's Celery uses: two stacks
+    on one Redis database (a developer's and a test's) never see each other's tasks."""
+    return f"{cfg['prefix']}:"
 
 
 def _redact(dsn: str) -> str:
@@ -128,8 +159,6 @@ def _server(admin: str) -> str:
 def _server_listens(admin: str) -> bool:
     """Whether something accepts TCP connections at the DSN's host and port (a Unix socket
     path as host: whether the socket file exists)."""
-    import socket
-
     from psycopg2.extensions import parse_dsn
 
     dsn = parse_dsn(admin)
@@ -160,6 +189,37 @@ def _ensure_postgres(admin: str) -> None:
     print(f"starting PostgreSQL {versions[-1].name} (pg_ctlcluster)")
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", "start"], check=True)
     psycopg2.connect(admin, connect_timeout=10).close()
+
+
+def _redis(cfg: dict[str, str]):  # noqa: ANN202 - redis.Redis, imported lazily
+    import redis
+
+    return redis.Redis.from_url(cfg["redis"], socket_connect_timeout=3, socket_timeout=10)
+
+
+def _ensure_redis(cfg: dict[str, str]) -> None:
+    """The Celery broker answers, or a SystemExit naming it (without its password)."""
+    import redis
+
+    try:
+        _redis(cfg).ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise SystemExit(
+            f"Redis (the Celery broker, RETUNE_STACK_REDIS) is not reachable at {_redact(cfg['redis'])}: {exc}; "
+            "start redis-server, or run the stack with RETUNE_STACK_EXECUTOR=local"
+        ) from None
+
+
+def _delete_redis_keys(cfg: dict[str, str]) -> int:
+    """Delete the stack's Redis keys (``<prefix>:*``); how many there were."""
+    import re
+
+    client = _redis(cfg)
+    pattern = re.sub(r"([\\*?\[\]])", r"\\\1", _key_prefix(cfg)) + "*"  # the prefix itself matched literally
+    keys = list(client.scan_iter(match=pattern, count=500))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    return len(keys)
 
 
 def _databases(cfg: dict[str, str]) -> dict[str, str]:
@@ -208,10 +268,24 @@ def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> di
     stack = Path(cfg["dir"])
     dbs = _databases(cfg)
     port = cfg["airflow_port"]
+    metadata = _db_url(cfg["pg"], dbs["airflow"], "postgresql+psycopg2")
+    celery = (
+        {  # as docker-compose.yaml: Redis the broker, the metadata database the result backend
+            "AIRFLOW__CELERY__BROKER_URL": cfg["redis"],
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata}",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": _key_prefix(cfg),
+        }
+        if _celery(cfg)
+        else {}
+    )
     return {
         "AIRFLOW_HOME": str(stack / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _db_url(cfg["pg"], dbs["airflow"], "postgresql+psycopg2"),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
+        "AIRFLOW__CORE__EXECUTOR": EXECUTORS[cfg["executor"]],
+        **celery,
+        # where the task logs are served from (the Celery worker, or the LocalExecutor's
+        # scheduler): one port per stack, not every stack on Airflow's 8793
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": cfg["worker_log_port"],
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -242,13 +316,16 @@ def env_sh(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> str:
         "RETUNE_STACK_DB_PREFIX": cfg["prefix"],
         "RETUNE_STACK_AIRFLOW_PORT": cfg["airflow_port"],
         "RETUNE_STACK_MLFLOW_PORT": cfg["mlflow_port"],
+        "RETUNE_STACK_EXECUTOR": cfg["executor"],
+        "RETUNE_STACK_REDIS": cfg["redis"],
+        "RETUNE_STACK_WORKER_LOG_PORT": cfg["worker_log_port"],
     }
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in {**stack_env(cfg, jwt_secret, alert_token), **settings}.items())
 
 
 def _commands(cfg: dict[str, str]) -> dict[str, list[str]]:
     stack = Path(cfg["dir"])
-    return {
+    commands = {
         "mlflow": [
             str(BIN / "mlflow"),
             "server",
@@ -268,7 +345,11 @@ def _commands(cfg: dict[str, str]) -> dict[str, list[str]]:
         "scheduler": [str(BIN / "airflow"), "scheduler"],
         "dag-processor": [str(BIN / "airflow"), "dag-processor"],
         "triggerer": [str(BIN / "airflow"), "triggerer"],
+        # compose's airflow-worker (`celery worker`); named after the stack, so its log and a
+        # ping tell which stack's worker it is
+        "celery-worker": [str(BIN / "airflow"), "celery", "worker", "--celery-hostname", f"{cfg['prefix']}@%h"],
     }
+    return {name: commands[name] for name in _services(cfg)}
 
 
 def _get_json(url: str) -> dict | None:
@@ -283,6 +364,24 @@ def _get_json(url: str) -> dict | None:
         return {"text": body.decode(errors="replace")}
 
 
+def _worker_answers(cfg: dict[str, str]) -> bool:
+    """Whether the stack's Celery worker answers a ping on its broker and key prefix (what
+    compose's healthcheck asks with ``celery inspect ping``), without importing Airflow."""
+    from celery import Celery
+
+    app = Celery("retune-stack-ping", broker=cfg["redis"])
+    app.conf.broker_transport_options = {"global_keyprefix": _key_prefix(cfg)}
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_max_retries = 0
+    try:
+        replies = app.control.ping(timeout=1.0, limit=1)
+    except Exception:  # noqa: BLE001 - Redis down or refusing: the worker does not answer
+        return False
+    finally:
+        app.close()
+    return any(name.startswith(f"{cfg['prefix']}@") for reply in replies for name in reply)
+
+
 def _healthy(cfg: dict[str, str]) -> dict[str, bool]:
     mlflow = _get_json(f"http://127.0.0.1:{cfg['mlflow_port']}/health") is not None
     health = _get_json(f"http://127.0.0.1:{cfg['airflow_port']}/api/v2/monitor/health") or {}
@@ -290,6 +389,8 @@ def _healthy(cfg: dict[str, str]) -> dict[str, bool]:
     for key, name in (("scheduler", "scheduler"), ("dag_processor", "dag-processor"), ("triggerer", "triggerer")):
         out[name] = health.get(key, {}).get("status") == "healthy"
     out["metadatabase"] = health.get("metadatabase", {}).get("status") == "healthy"
+    if _celery(cfg):
+        out["celery-worker"] = _worker_answers(cfg)
     return out
 
 
@@ -334,6 +435,9 @@ def _exited(name: str, started: dict[str, subprocess.Popen], stack: Path) -> boo
 def up(timeout: float = 240) -> int:
     """Start the stack and wait until it is healthy."""
     cfg = _cfg()
+    if cfg["executor"] not in EXECUTORS:
+        print(f"RETUNE_STACK_EXECUTOR={cfg['executor']!r}: expected one of {', '.join(EXECUTORS)}", file=sys.stderr)
+        return 2
     stack = Path(cfg["dir"])
     (stack / "logs").mkdir(parents=True, exist_ok=True)
     (stack / "pids").mkdir(exist_ok=True)
@@ -346,6 +450,8 @@ def up(timeout: float = 240) -> int:
             if line.startswith("export RETUNE_ALERT_TOKEN="):
                 alert = shlex.split(line.split("=", 1)[1])[0]
     _ensure_postgres(cfg["pg"])
+    if _celery(cfg):
+        _ensure_redis(cfg)
     _create_databases(cfg)
     env = {**os.environ, **stack_env(cfg, jwt, alert)}
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
@@ -368,7 +474,7 @@ def up(timeout: float = 240) -> int:
             print(f"not healthy after {timeout:.0f} s: {state}; logs in {stack / 'logs'}; stopping", file=sys.stderr)
             down()
             return 1
-        for name in SERVICES:
+        for name in _services(cfg):
             if _exited(name, started, stack):
                 tail = (stack / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
                 print(f"{name} exited:\n{tail}\nstopping the rest", file=sys.stderr)
@@ -377,6 +483,12 @@ def up(timeout: float = 240) -> int:
         time.sleep(2)
         state = _healthy(cfg)
     password_file = stack / "airflow" / "simple_auth_manager_passwords.json.generated"
+    executor = (
+        f"CeleryExecutor; worker {cfg['prefix']}@{socket.gethostname()}, broker {_redact(cfg['redis'])} "
+        f"(keys {_key_prefix(cfg)}*), results in {_databases(cfg)['airflow']}"
+        if _celery(cfg)
+        else "LocalExecutor (tasks run under the scheduler)"
+    )
     password = json.loads(password_file.read_text()).get("admin", "?") if password_file.exists() else "?"
     print(
         f"\nRetune stack is up.\n"
@@ -385,6 +497,7 @@ def up(timeout: float = 240) -> int:
         f"  Alert webhook  : http://127.0.0.1:{cfg['airflow_port']}/retune/alerts/alertmanager (and /grafana); "
         f"Bearer token: $RETUNE_ALERT_TOKEN in env.sh\n"
         f"  PostgreSQL     : {', '.join(_databases(cfg).values())} on {_server(cfg['pg'])}\n"
+        f"  executor       : {executor}\n"
         f"  environment    : source {env_file}\n"
     )
     return 0
@@ -421,6 +534,14 @@ def down(drop: bool = False) -> int:
     if drop:
         _drop_databases(cfg)
         print("dropped databases " + ", ".join(_databases(cfg).values()))
+        import redis
+
+        try:
+            deleted = _delete_redis_keys(cfg)
+        except (redis.RedisError, ValueError) as exc:
+            print(f"Redis at {_redact(cfg['redis'])} not reachable ({exc}): its {_key_prefix(cfg)}* keys, if any, are left")
+        else:
+            print(f"deleted {deleted} Redis key(s) {_key_prefix(cfg)}* at {_redact(cfg['redis'])}")
     print("Retune stack is down.")
     return 0
 

@@ -550,8 +550,8 @@ SHARED_WITH_STACK = (
 )
 
 
-def test_compose_and_no_docker_stack_share_the_environment() -> None:
-    stack = _stack_module()
+def _stack_cfg(**overrides: str) -> dict[str, str]:
+    """A scripts/stack.py configuration (what its _cfg reads from the environment)."""
     cfg = {
         "dir": "/tmp/x",
         "pg": "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -559,8 +559,16 @@ def test_compose_and_no_docker_stack_share_the_environment() -> None:
         "airflow_port": "8080",
         "mlflow_port": "5000",
         "config_dir": "/c",
+        "executor": "celery",
+        "redis": "redis://127.0.0.1:6379/0",
+        "worker_log_port": "8793",
     }
-    stack_env = stack.stack_env(cfg, "secret")
+    return {**cfg, **overrides}
+
+
+def test_compose_and_no_docker_stack_share_the_environment() -> None:
+    stack = _stack_module()
+    stack_env = stack.stack_env(_stack_cfg(), "secret")
     compose_env = as_mapping(compose()["x-airflow-common"]["environment"])
     for name in SHARED_WITH_STACK:
         assert name in stack_env, f"scripts/stack.py does not set {name}"
@@ -571,16 +579,40 @@ def test_compose_and_no_docker_stack_share_the_environment() -> None:
             assert env[name].startswith("postgresql+psycopg2://"), (name, env[name])
 
 
+def test_the_stack_runs_compose_s_executor_by_default() -> None:
+    """make stack-up ran the LocalExecutor while compose runs the CeleryExecutor, so CI never
+    ran compose's executor. Its default (and tests/e2e/test_stack.py) is now compose's: the
+    CeleryExecutor, Redis the broker, the Airflow metadata database the result backend (db+ and
+    the same URL, as compose writes it), and a `celery worker` beside the other services."""
+    stack = _stack_module()
+    compose_env = as_mapping(compose()["x-airflow-common"]["environment"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RETUNE_STACK_EXECUTOR", raising=False)
+        assert stack._cfg()["executor"] == "celery"
+    env = stack.stack_env(_stack_cfg(), "secret")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == compose_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for each in (env, compose_env):
+        assert each["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + each["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/0"
+    assert compose_env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    # the stack's own: its Redis keys under its database prefix, so stacks sharing a Redis
+    # database (a developer's and a test's) never take each other's tasks
+    assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "retune:"
+    commands = stack._commands(_stack_cfg())
+    assert " ".join(commands["celery-worker"][1:3]) == "celery worker" == command_text("airflow-worker")
+
+
+def test_the_stack_s_local_executor_needs_no_worker_or_redis() -> None:
+    stack = _stack_module()
+    env = stack.stack_env(_stack_cfg(executor="local"), "secret")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert not [name for name in env if name.startswith(("AIRFLOW__CELERY", "AIRFLOW__CELERY_"))]
+    assert "celery-worker" not in stack._commands(_stack_cfg(executor="local"))
+
+
 def test_compose_and_no_docker_stack_run_the_same_commands() -> None:
     stack = _stack_module()
-    cfg = {
-        "dir": "/tmp/x",
-        "pg": "postgresql://p@h:5432/postgres",
-        "prefix": "r",
-        "airflow_port": "1",
-        "mlflow_port": "2",
-        "config_dir": "/c",
-    }
+    cfg = _stack_cfg(pg="postgresql://p@h:5432/postgres", prefix="r", airflow_port="1", mlflow_port="2")
     commands = {name: " ".join(cmd[1:3]) for name, cmd in stack._commands(cfg).items()}
     assert commands["mlflow"].startswith("server --backend-store-uri")
     assert "--serve-artifacts" in " ".join(stack._commands(cfg)["mlflow"])
@@ -589,9 +621,9 @@ def test_compose_and_no_docker_stack_run_the_same_commands() -> None:
         ("airflow-scheduler", "scheduler"),
         ("airflow-dag-processor", "dag-processor"),
         ("airflow-triggerer", "triggerer"),
+        ("airflow-worker", "celery-worker"),
     ):
-        assert airflow_command in command_text(service), service
-        assert commands[airflow_command].startswith(airflow_command)
+        assert command_text(service) in commands[airflow_command], service
     assert "server" in command_text("mlflow")
     assert "--serve-artifacts" in command_text("mlflow")
 

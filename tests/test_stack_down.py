@@ -1,7 +1,8 @@
 """``make stack-down`` (scripts/stack.py down) when it finds no pid files: it says so and,
-while something still answers on the stack's ports, exits 1 instead of "Retune stack is
-down."; and env.sh carries the RETUNE_STACK_* settings, so a shell that sourced it stops that
-stack. Real processes and a real HTTP server on loopback ports; no Airflow or MLflow needed."""
+while something still answers on the stack's ports (or its Celery worker on the stack's Redis
+key prefix), exits 1 instead of "Retune stack is down."; and env.sh carries the RETUNE_STACK_*
+settings, so a shell that sourced it stops that stack. Real processes, a real HTTP server on
+loopback ports and a real Celery worker on the machine's Redis; no Airflow or MLflow needed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "stack.py"
+REDIS_URL = os.environ.get("RETUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _free_port() -> int:
@@ -56,8 +60,10 @@ def mlflow_like() -> Iterator[int]:
 
 
 def _env(**stack: str) -> dict[str, str]:
+    """No RETUNE_STACK_* of the caller's; a prefix of its own, so no developer's stack (its
+    Celery worker answers on the default prefix) is taken for this one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETUNE_STACK_")}
-    return {**env, **stack}
+    return {**env, "RETUNE_STACK_DB_PREFIX": f"rt_{uuid.uuid4().hex[:8]}", "RETUNE_STACK_REDIS": REDIS_URL, **stack}
 
 
 def _down(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -106,6 +112,9 @@ def test_a_shell_that_sourced_env_sh_stops_the_stack_it_names(tmp_path: Path, ml
         "airflow_port": airflow_port,
         "mlflow_port": str(mlflow_like),
         "config_dir": str(tmp_path / "configs"),
+        "executor": "local",
+        "redis": "redis://127.0.0.1:6399/3",
+        "worker_log_port": "18793",
     }
     env_file = tmp_path / "env.sh"
     env_file.write_text(stack.env_sh(cfg, "jwt", "token"))
@@ -115,6 +124,8 @@ def test_a_shell_that_sourced_env_sh_stops_the_stack_it_names(tmp_path: Path, ml
     assert seen["RETUNE_STACK_DIR"] == str(tmp_path / "mine stack")
     assert (seen["RETUNE_STACK_MLFLOW_PORT"], seen["RETUNE_STACK_AIRFLOW_PORT"]) == (str(mlflow_like), airflow_port)
     assert seen["RETUNE_STACK_DB_PREFIX"] == "rt_x" and seen["RETUNE_STACK_PG"] == cfg["pg"]
+    assert (seen["RETUNE_STACK_EXECUTOR"], seen["RETUNE_STACK_REDIS"]) == ("local", "redis://127.0.0.1:6399/3")
+    assert seen["RETUNE_STACK_WORKER_LOG_PORT"] == "18793" and seen["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert seen["AIRFLOW__API_AUTH__JWT_SECRET"] == "jwt"
     done = subprocess.run(
         ["bash", "-c", f"source {shlex.quote(str(env_file))} && {sys.executable} {SCRIPT} down"],
@@ -124,3 +135,59 @@ def test_a_shell_that_sourced_env_sh_stops_the_stack_it_names(tmp_path: Path, ml
         timeout=60,
     )
     assert done.returncode == 1 and f"no pid files in {tmp_path / 'mine stack' / 'pids'}" in done.stderr, done.stderr
+
+
+CELERY_APP = """
+import os
+
+from celery import Celery
+
+app = Celery("retune-stack-down-test", broker=os.environ["BROKER"])
+app.conf.broker_transport_options = {"global_keyprefix": os.environ["KEY_PREFIX"]}
+"""
+
+
+@pytest.mark.redis
+def test_down_without_pid_files_while_the_celery_worker_answers_exits_1(tmp_path: Path) -> None:
+    """A stack's Celery worker (named <prefix>@host, on the <prefix>: Redis keys) still running:
+    down with no pid files names it and exits 1; another stack's prefix does not see it."""
+    import redis
+    from procs import stop_group  # type: ignore[import-not-found]
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required in CI: {exc}")
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    prefix = f"rt_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "stackdown_app.py").write_text(CELERY_APP)
+    worker_env = {**os.environ, "BROKER": REDIS_URL, "KEY_PREFIX": f"{prefix}:"}
+    celery = Path(sys.executable).parent / "celery"
+    worker = subprocess.Popen(
+        [str(celery), "-A", "stackdown_app", "worker", "-n", f"{prefix}@%h", "-c", "1", "--without-mingle", "--without-gossip"],
+        cwd=tmp_path,
+        env=worker_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ports = {"RETUNE_STACK_MLFLOW_PORT": str(_free_port()), "RETUNE_STACK_AIRFLOW_PORT": str(_free_port())}
+        env = _env(RETUNE_STACK_DIR=str(tmp_path / "other"), RETUNE_STACK_DB_PREFIX=prefix, **ports)
+        deadline = time.monotonic() + 60
+        while True:
+            done = _down(env, "--drop")
+            if done.returncode == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(1)  # the worker is still starting
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "celery-worker still answer(s)" in done.stderr and "Nothing was stopped or dropped" in done.stderr
+        elsewhere = _down(_env(RETUNE_STACK_DIR=str(tmp_path / "none"), **ports))
+        assert elsewhere.returncode == 0 and "nothing answers" in elsewhere.stdout, elsewhere.stderr
+    finally:
+        stop_group(worker, timeout=15)
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)

@@ -195,6 +195,24 @@ def test_stack_up_errors_do_not_print_the_admin_password() -> None:
     assert "s3cret-admin-pw" not in message
 
 
+def test_an_unreachable_broker_is_named_without_its_password() -> None:
+    """The Celery broker on a closed port: stack-up stops before starting anything, naming it
+    (no password) and the way to run without Redis."""
+    import socket
+
+    from stack import _cfg, _ensure_redis  # type: ignore[import-not-found]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    cfg = {**_cfg(), "redis": f"redis://:s3cret-redis-pw@127.0.0.1:{port}/0"}
+    with pytest.raises(SystemExit) as refused:
+        _ensure_redis(cfg)
+    message = str(refused.value)
+    assert f"redis://:***@127.0.0.1:{port}/0" in message and "RETUNE_STACK_EXECUTOR=local" in message
+    assert "s3cret-redis-pw" not in message
+
+
 def test_a_service_that_exited_during_stack_up_is_seen(tmp_path: Path) -> None:
     """A service that exits while stack-up waits for it is stack-up's own child: a zombie until
     reaped, which os.kill(pid, 0) still finds. stack-up took it for alive, waited its whole

@@ -1,10 +1,15 @@
 """The production topology without Docker (scripts/stack.py): PostgreSQL databases made for
 this test, an MLflow tracking server on PostgreSQL, Airflow api-server, scheduler,
-dag-processor and triggerer on free loopback ports.
+dag-processor and triggerer on free loopback ports, with the CeleryExecutor as
+docker-compose.yaml runs it: an `airflow celery worker` on the machine's Redis (keys under this
+stack's own prefix, deleted by `down --drop`), task results in the Airflow metadata database.
 
 A `retune_model` run under the real scheduler with K=2 mapped trial workers writing one
-Optuna study on PostgreSQL: the MLflow server then holds the parent run with every child run
-and the registered version, and `models:/NAME@champion` loads through the server.
+Optuna study on PostgreSQL: every task went through Redis to the stack's Celery worker, the
+MLflow server then holds the parent run with every child run and the registered version, and
+`models:/NAME@champion` loads through the server. The LocalExecutor (`RETUNE_STACK_EXECUTOR=local`)
+is what `airflow standalone` runs in tests/airflow_server.py (tests/e2e/test_scheduler.py,
+tests/api, tests/ui).
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import pytest
 from procs import group_members  # type: ignore[import-not-found]
 from tests_e2e_helpers import ROOT, write_config  # type: ignore[import-not-found]
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 N_TRIALS = 8
+REDIS_URL = os.environ.get("RETUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _free_port() -> int:
@@ -66,6 +72,29 @@ def _runs(env: dict[str, str], dag_id: str) -> list[dict]:
     return [{"run_id": run_id, "state": state} for run_id, state in rows]
 
 
+def _task_instances(env: dict[str, str], run_id: str) -> list[dict]:
+    """The run's task instances: task, map index, state, try and Celery task id."""
+    import psycopg2
+
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
+    with psycopg2.connect(url, connect_timeout=10) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select task_id, map_index, state, try_number, external_executor_id from task_instance "
+            "where dag_id = 'retune_model' and run_id = %s",
+            (run_id,),
+        )
+        rows = cur.fetchall()
+    conn.close()
+    keys = ("task_id", "map_index", "state", "try_number", "celery_id")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _redis_keys(prefix: str) -> list[bytes]:
+    import redis
+
+    return list(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).scan_iter(match=f"{prefix}:*"))
+
+
 def _parsed(env: dict[str, str], dag_id: str) -> bool:
     """Whether the dag-processor has serialized ``dag_id`` (so the CLI can unpause it)."""
     import psycopg2
@@ -85,6 +114,7 @@ def _parsed(env: dict[str, str], dag_id: str) -> bool:
 def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """The no-Docker stack on its own databases and ports, up for the module's tests."""
     import psycopg2
+    import redis
 
     from retune import demo_data
 
@@ -94,6 +124,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis (the Celery broker) is required in CI: {exc}")
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
     tmp_path = tmp_path_factory.mktemp("stack")
     stack_dir, configs = tmp_path / "stack", tmp_path / "configs"
     configs.mkdir()
@@ -106,12 +142,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             "tuning": {"n_trials": N_TRIALS, "n_workers": 2, "pruner": {"type": "median", "args": {"n_startup_trials": 2}}},
         },
     )
+    prefix = f"rt_{uuid.uuid4().hex[:8]}"  # the databases and the Redis keys
     env = {
         **os.environ,
         "RETUNE_STACK_DIR": str(stack_dir),
-        "RETUNE_STACK_DB_PREFIX": f"rt_{uuid.uuid4().hex[:8]}",
+        "RETUNE_STACK_DB_PREFIX": prefix,
         "RETUNE_STACK_AIRFLOW_PORT": str(_free_port()),
         "RETUNE_STACK_MLFLOW_PORT": str(_free_port()),
+        "RETUNE_STACK_WORKER_LOG_PORT": str(_free_port()),
+        "RETUNE_STACK_EXECUTOR": "celery",  # docker-compose.yaml's executor, whatever stack-up's default
+        "RETUNE_STACK_REDIS": REDIS_URL,
         "RETUNE_CONFIG_DIR": str(configs),
         # A task whose process died with the scheduler is noticed in 20 s, not 5 min, and the new
         # scheduler resets the dead one's orphaned tasks every 15 s instead of every 300 s (it
@@ -134,13 +174,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
         assert "Retune stack is up" in up.stdout
         senv = {**env, **_stack_env(stack_dir)}
+        assert senv["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert senv["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + senv["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         deadline = time.monotonic() + 120
         while not _parsed(senv, "retune_model"):
             assert time.monotonic() < deadline, "retune_model was never parsed by the dag-processor"
             time.sleep(1)
         unpaused = _airflow(senv, "dags", "unpause", "retune_model")
         assert unpaused.returncode == 0, unpaused.stderr[-2000:]
-        yield {"env": env, "senv": senv, "dir": stack_dir, "script": script}
+        yield {"env": env, "senv": senv, "dir": stack_dir, "script": script, "prefix": prefix}
     finally:
         groups = {p.stem: int(p.read_text()) for p in (stack_dir / "pids").glob("*.pid")}
         down = subprocess.run([*script, "down", "--drop"], env=env, capture_output=True, text=True, timeout=180, check=False)
@@ -148,6 +190,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         members = {name: group_members(pgid) for name, pgid in groups.items()}
         left = {name: pids for name, pids in members.items() if pids}
         assert not left, f"processes of the stack still running after stack down: {left}"
+        assert "celery-worker" in groups, "the stack ran a Celery worker"
+        assert not _redis_keys(prefix), "down --drop leaves none of the stack's Redis keys"
 
 
 def _trigger_and_wait(senv: dict[str, str], conf: dict, *, timeout: float = 400, during=None) -> dict:  # noqa: ANN001
@@ -186,6 +230,17 @@ def test_retune_on_the_stack_with_two_mapped_workers(stack: dict) -> None:
     assert run, "no retune_model run"
     assert run["state"] == "success", _task_log_tail(stack["dir"], run["run_id"])
 
+    # Every task that ran went through Redis to the stack's Celery worker: it has a Celery task
+    # id, and the worker logged receiving it (retune_ok, an EmptyOperator, is never executed).
+    tis = _task_instances(senv, run["run_id"])
+    ran = [ti for ti in tis if ti["task_id"] != "retune.retune_ok"]
+    assert {(ti["task_id"], ti["map_index"]) for ti in ran} >= {("retune.tune", 0), ("retune.tune", 1)}
+    assert all(ti["state"] == "success" and ti["celery_id"] for ti in ran), ran
+    worker_log = (stack["dir"] / "logs" / "celery-worker.log").read_text(errors="replace")
+    assert f"{stack['prefix']}@" in worker_log and " ready." in worker_log
+    unseen = [ti for ti in ran if f"execute_workload[{ti['celery_id']}] received" not in worker_log]
+    assert not unseen, f"tasks the Celery worker never received: {unseen}"
+
     tracking = senv["MLFLOW_TRACKING_URI"]
     assert tracking.startswith("http://127.0.0.1:")
     cl = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
@@ -210,6 +265,12 @@ def test_retune_on_the_stack_with_two_mapped_workers(stack: dict) -> None:
 
 
 def test_scheduler_restarted_mid_run_the_run_completes(stack: dict) -> None:
+    """The scheduler SIGKILLed while `tune` runs, then started again by `stack.py up`.
+
+    With the CeleryExecutor the task runs in the worker, not under the scheduler: it goes on,
+    and the new scheduler adopts it by its Celery task id (no retry). (With the LocalExecutor
+    the task died with the scheduler and was retried once the new scheduler reset it.)
+    """
     import signal
 
     from mlflow import MlflowClient
@@ -217,12 +278,14 @@ def test_scheduler_restarted_mid_run_the_run_completes(stack: dict) -> None:
     senv, stack_dir = stack["senv"], stack["dir"]
     pid_file = stack_dir / "pids" / "scheduler.pid"
     restarted: list[str] = []
+    tune_when_killed: list[dict] = []
 
     def restart_once(run: dict):  # noqa: ANN202
         tune_logs = list((stack_dir / "airflow" / "logs").rglob(f"*{run['run_id']}*/task_id=retune.tune/*/*.log"))
         if not tune_logs:
             return restart_once
-        os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the scheduler and its executor's workers
+        os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the scheduler's whole process group
+        tune_when_killed.extend(ti for ti in _task_instances(senv, run["run_id"]) if ti["task_id"] == "retune.tune")
         time.sleep(2)
         up = subprocess.run([*stack["script"], "up"], env=stack["env"], capture_output=True, text=True, timeout=300, check=False)
         assert up.returncode == 0, up.stderr[-2000:]
@@ -232,7 +295,10 @@ def test_scheduler_restarted_mid_run_the_run_completes(stack: dict) -> None:
     conf = {"config": "demo", "window": "reference", "force": True, "trigger": "manual", "n_workers": 1, "n_trials": 8}
     run = _trigger_and_wait(senv, conf, timeout=500, during=restart_once)
     assert restarted == [run["run_id"]], "the scheduler was killed while the run was tuning"
+    assert [ti["state"] for ti in tune_when_killed] == ["running"], tune_when_killed
     assert run["state"] == "success", _task_log_tail(stack_dir, run["run_id"])
+    tune = [ti for ti in _task_instances(senv, run["run_id"]) if ti["task_id"] == "retune.tune"]
+    assert [(ti["state"], ti["try_number"]) for ti in tune] == [("success", 1)], "the worker kept the task: no retry"
     tracking = senv["MLFLOW_TRACKING_URI"]
     cl = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     mine = cl.search_model_versions(f"name = 'demo-demand' and tags.`airflow.run_id` = '{run['run_id']}'")
