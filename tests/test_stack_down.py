@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import REDIS_URL, require_redis  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "stack.py"
-REDIS_URL = os.environ.get("RETUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _free_port() -> int:
@@ -154,12 +154,7 @@ def test_down_without_pid_files_while_the_celery_worker_answers_exits_1(tmp_path
     import redis
     from procs import stop_group  # type: ignore[import-not-found]
 
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required in CI: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    require_redis()
     prefix = f"rt_{uuid.uuid4().hex[:8]}"
     (tmp_path / "stackdown_app.py").write_text(CELERY_APP)
     worker_env = {**os.environ, "BROKER": REDIS_URL, "KEY_PREFIX": f"{prefix}:"}

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 from procs import group_members  # type: ignore[import-not-found]
+from services import REDIS_URL, require_redis  # type: ignore[import-not-found]
 from tests_e2e_helpers import ROOT, write_config  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 N_TRIALS = 8
-REDIS_URL = os.environ.get("RETUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _free_port() -> int:
@@ -114,7 +114,6 @@ def _parsed(env: dict[str, str], dag_id: str) -> bool:
 def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """The no-Docker stack on its own databases and ports, up for the module's tests."""
     import psycopg2
-    import redis
 
     from retune import demo_data
 
@@ -124,12 +123,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis (the Celery broker) is required in CI: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    require_redis("Redis (the Celery broker)")
     tmp_path = tmp_path_factory.mktemp("stack")
     stack_dir, configs = tmp_path / "stack", tmp_path / "configs"
     configs.mkdir()
@@ -284,8 +278,13 @@ def test_scheduler_restarted_mid_run_the_run_completes(stack: dict) -> None:
         tune_logs = list((stack_dir / "airflow" / "logs").rglob(f"*{run['run_id']}*/task_id=retune.tune/*/*.log"))
         if not tune_logs:
             return restart_once
+        # its log can exist while the task is still queued (the worker has it, not yet running):
+        # kill the scheduler only once the task runs
+        tune_now = [ti for ti in _task_instances(senv, run["run_id"]) if ti["task_id"] == "retune.tune"]
+        if [ti["state"] for ti in tune_now] != ["running"]:
+            return restart_once
         os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the scheduler's whole process group
-        tune_when_killed.extend(ti for ti in _task_instances(senv, run["run_id"]) if ti["task_id"] == "retune.tune")
+        tune_when_killed.extend(tune_now)
         time.sleep(2)
         up = subprocess.run([*stack["script"], "up"], env=stack["env"], capture_output=True, text=True, timeout=300, check=False)
         assert up.returncode == 0, up.stderr[-2000:]
