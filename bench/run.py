@@ -2,7 +2,8 @@
 
 - B1 retune efficiency on real drift (bike sharing, NOAA weather): cold vs pruned vs Retune's
   warm-started pruned study; warm-start modes, pruners, a short-horizon-bias guard;
-- B2 drift check: Retune's detectors (opt-in ``profiled``: cached and build + check; default ``evidently``) vs Evidently's ``DataDriftPreset`` vs scipy;
+- B2 drift check: Retune's detectors (default ``profiled``: cached, build + check, and as configured
+  with its report on drift; opt-in ``evidently``) vs Evidently's ``DataDriftPreset`` vs scipy;
 - B3 orchestration cost: DAG parse time vs ``import airflow.sdk``, per-task overhead under a
   real scheduler (``airflow standalone``, LocalExecutor);
 - B4 scaling: trials per minute with K=1 and K=2 workers on one PostgreSQL-backed study;

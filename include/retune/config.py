@@ -422,12 +422,20 @@ class DriftConfig(_Strict):
         "champion_training",
         description="Compare against the champion's training window (after a retune) or always the fixed reference.",
     )
-    detector: Literal["evidently", "profiled"] = Field(
-        "evidently",
+    detector: Literal["profiled", "evidently"] = Field(
+        "profiled",
         description=(
-            "How the check runs: 'evidently' (Evidently's DataDriftPreset, with the HTML report) or 'profiled' "
-            "(the same default statistics and thresholds from a reference profile, same verdicts, no HTML report; "
-            "see retune.profile)."
+            "How the verdict is computed: 'profiled' (the default: Evidently's default statistics and thresholds "
+            "from a reference profile, the same verdicts at a fraction of the CPU; see retune.profile) or "
+            "'evidently' (Evidently's DataDriftPreset on both windows every check)."
+        ),
+    )
+    report: Literal["on_drift", "always", "never"] = Field(
+        "on_drift",
+        description=(
+            "When the check logs Evidently's HTML report (drift/report.html): 'on_drift' (the default: for a "
+            "drifted window, the one someone will look at and a retune follows), 'always' (every check, at the "
+            "preset's cost) or 'never'."
         ),
     )
 

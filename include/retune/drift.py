@@ -1,9 +1,13 @@
 """Data drift between the model's reference data and a production window.
 
-The detector is pluggable (:class:`DriftDetector`); the default, :class:`EvidentlyDriftDetector`,
-runs Evidently 0.7's ``DataDriftPreset`` with the column types declared in the config
-(a ``DataDefinition``; Evidently never infers them here) and the per-column methods and
-thresholds of the config's ``drift`` section.
+The detector is pluggable (:class:`DriftDetector`); the config's ``drift.detector`` picks one
+(:func:`detector_for`). :class:`EvidentlyDriftDetector` runs Evidently 0.7's
+``DataDriftPreset`` with the column types declared in the config (a ``DataDefinition``;
+Evidently never infers them here) and the per-column methods and thresholds of the config's
+``drift`` section; the default, :class:`retune.profile.ProfiledDriftDetector`, computes the
+same statistics from a reference profile. Either logs Evidently's HTML report when the
+config's ``drift.report`` rule asks for it (:func:`wants_report`; by default for a drifted
+window only).
 
 Infinite values are missing values (NaN) for every test. A feature with no value at all
 (every cell NaN, None or inf) in one of the two windows
@@ -28,7 +32,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from retune.config import DriftConfig
 from retune.errors import DataError
@@ -82,6 +86,23 @@ class DriftResult:
 
     summary: DriftSummary
     html: str | None = None
+
+
+ReportRule = Literal["on_drift", "always", "never"]
+"""When a check renders Evidently's HTML report (the config's ``drift.report``)."""
+
+
+def wants_report(rule: ReportRule, drift_detected: bool) -> bool:
+    """Whether a check with this verdict renders the HTML report under ``rule``.
+
+    Args:
+        rule: ``on_drift``, ``always`` or ``never``.
+        drift_detected: The check's dataset verdict.
+
+    Returns:
+        True for ``always``, for ``on_drift`` when the window drifted; else False.
+    """
+    return rule == "always" or (rule == "on_drift" and drift_detected)
 
 
 ALL_MISSING = "all values missing"
@@ -148,6 +169,9 @@ def split_untestable(
 class DriftDetector(abc.ABC):
     """Compares a production window with the reference data."""
 
+    report: ReportRule = "never"
+    """When :meth:`detect` adds Evidently's HTML report (:func:`wants_report`)."""
+
     @abc.abstractmethod
     def detect(
         self,
@@ -176,11 +200,14 @@ class EvidentlyDriftDetector(DriftDetector):
     """Evidently's ``DataDriftPreset`` with declared column types.
 
     Args:
-        html: Also render the HTML report.
+        html: Render the HTML report at all (False: never, whatever ``report`` says).
+        report: When to render it (:func:`wants_report`): ``always`` (the default here),
+            ``on_drift`` or ``never``. The preset runs either way; rendering is the extra.
     """
 
-    def __init__(self, *, html: bool = True) -> None:
+    def __init__(self, *, html: bool = True, report: ReportRule = "always") -> None:
         self.html = html
+        self.report: ReportRule = report if html else "never"
 
     def detect(
         self,
@@ -240,18 +267,19 @@ class EvidentlyDriftDetector(DriftDetector):
             for name, col in table.drift_by_columns.items()
         ] + untestable
         summary = summarize(results, policy.drift_share)
-        html = snapshot.get_html_str(as_iframe=False) if self.html else None
+        html = snapshot.get_html_str(as_iframe=False) if wants_report(self.report, summary.drift_detected) else None
         return DriftResult(summary=summary, html=html)
 
 
 def detector_for(policy: DriftConfig) -> DriftDetector:
-    """The detector a config's ``drift.detector`` names.
+    """The detector a config's ``drift.detector`` names, rendering the HTML report as its
+    ``drift.report`` says.
 
-    ``evidently`` (the default) is :class:`EvidentlyDriftDetector` with its HTML report;
-    ``profiled`` is :class:`retune.profile.ProfiledDriftDetector`: Evidently's default
-    statistics and thresholds from a reference profile, the same verdicts, no HTML report.
-    Each call returns a new detector (an Airflow task is a fresh process, so a profile is
-    built in the check that uses it).
+    ``profiled`` (the default) is :class:`retune.profile.ProfiledDriftDetector`: Evidently's
+    default statistics and thresholds from a reference profile, the same verdicts; when the
+    report rule asks, it runs Evidently's preset as well, for the report only. ``evidently`` is
+    :class:`EvidentlyDriftDetector`. Each call returns a new detector (an Airflow task is a
+    fresh process, so a profile is built in the check that uses it).
 
     Args:
         policy: The config's drift section.
@@ -263,11 +291,11 @@ def detector_for(policy: DriftConfig) -> DriftDetector:
         ValueError: For a name no detector has (the config refuses one before this).
     """
     if policy.detector == "evidently":
-        return EvidentlyDriftDetector()
+        return EvidentlyDriftDetector(report=policy.report)
     if policy.detector == "profiled":
         from retune.profile import ProfiledDriftDetector
 
-        return ProfiledDriftDetector(cache_size=1)
+        return ProfiledDriftDetector(cache_size=1, report=policy.report)
     raise ValueError(f"drift.detector: unknown detector {policy.detector!r}")
 
 

@@ -138,9 +138,10 @@ def check_drift(
 ) -> dict[str, Any]:
     """Compare the production window ending at ``window_end`` with the reference data.
 
-    Logs a monitoring run to MLflow: drift share and counts as metrics, the detector as the
-    ``detector`` param, the per-column JSON summary as an artifact and, with the ``evidently``
-    detector, Evidently's HTML report (the ``profiled`` one has none: ``report_uri`` is None).
+    Logs a monitoring run to MLflow: drift share and counts as metrics, the detector and its
+    report rule as the ``detector`` and ``report`` params, the per-column JSON summary as an
+    artifact and, when the config's ``drift.report`` asks for it (by default: the window
+    drifted), Evidently's HTML report (otherwise ``report_uri`` is None).
 
     Args:
         config_name: The model config.
@@ -196,7 +197,11 @@ def check_drift(
             MlMetric("reference_rows", float(len(reference)), now_ms, 0),
             MlMetric("current_rows", float(len(current)), now_ms, 0),
         ],
-        params=[Param("drift_share_threshold", str(cfg.drift.drift_share)), Param("detector", type(detector).__name__)],
+        params=[
+            Param("drift_share_threshold", str(cfg.drift.drift_share)),
+            Param("detector", type(detector).__name__),
+            Param("report", detector.report),
+        ],
     )
     summary_json = summary.to_json()
     tracking.log_json(cl, run_id, summary_json, "drift/summary.json")

@@ -21,10 +21,13 @@ window is reported as :class:`~retune.drift.EvidentlyDriftDetector` reports it (
 :func:`retune.drift.missing_columns`). NaN and infinite values are dropped per column first,
 as Evidently does. Scores agree
 with Evidently's to floating-point rounding, so verdicts differ only for a score within
-about 1e-9 of its threshold. The result has no HTML report.
+about 1e-9 of its threshold. The verdict makes no HTML report; when the detector's ``report`` rule asks for one
+(:func:`retune.drift.wants_report`: by default for a drifted window only), Evidently's preset
+runs on the same windows for the report, and the verdict stays this detector's (a column
+whose verdict differs, a score at its threshold, is logged as a warning).
 
-A config selects it with ``drift.detector: profiled`` (:func:`retune.drift.detector_for`;
-the default is ``evidently``). In a monitor task, a fresh process, every check builds the
+It is the default ``drift.detector`` (:func:`retune.drift.detector_for`; ``evidently`` runs
+the preset on every check instead). In a monitor task, a fresh process, every check builds the
 profile it uses; the cache pays off in a long-lived process that checks the same reference again.
 
 Example:
@@ -41,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -48,11 +52,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from retune.config import DriftConfig
-from retune.drift import ColumnDriftResult, DriftDetector, DriftResult, split_untestable, summarize
+from retune.drift import (
+    ColumnDriftResult,
+    DriftDetector,
+    DriftResult,
+    EvidentlyDriftDetector,
+    ReportRule,
+    split_untestable,
+    summarize,
+    wants_report,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 SMALL_REFERENCE_ROWS = 1000  # Evidently: at most this many reference rows -> KS / chi-square / z-test
 FEW_VALUES = 5  # Evidently: a numerical column with at most this many values -> Jensen-Shannon
@@ -241,10 +256,13 @@ class ProfiledDriftDetector(DriftDetector):
 
     Args:
         cache_size: Reference profiles kept (by digest), least recently used dropped first.
+        report: When to add Evidently's HTML report (:func:`retune.drift.wants_report`):
+            ``never`` (the default here), ``on_drift`` or ``always``.
     """
 
-    def __init__(self, *, cache_size: int = 4) -> None:
+    def __init__(self, *, cache_size: int = 4, report: ReportRule = "never") -> None:
         self.cache_size = cache_size
+        self.report: ReportRule = report
         self._cache: OrderedDict[str, ReferenceProfile] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -281,13 +299,28 @@ class ProfiledDriftDetector(DriftDetector):
         categorical: list[str],
         policy: DriftConfig,
     ) -> DriftResult:
-        numerical, categorical, untestable = split_untestable(reference, current, numerical=numerical, categorical=categorical)
-        profile = self.profile(reference, numerical=numerical, categorical=categorical)
-        results = [self._column(name, "numerical", profile, reference, current, policy) for name in numerical] + [
-            self._column(name, "categorical", profile, reference, current, policy) for name in categorical
+        testable_num, testable_cat, untestable = split_untestable(
+            reference, current, numerical=numerical, categorical=categorical
+        )
+        profile = self.profile(reference, numerical=testable_num, categorical=testable_cat)
+        results = [self._column(name, "numerical", profile, reference, current, policy) for name in testable_num] + [
+            self._column(name, "categorical", profile, reference, current, policy) for name in testable_cat
         ]
-        results += untestable
-        return DriftResult(summary=summarize(results, policy.drift_share), html=None)
+        summary = summarize(results + untestable, policy.drift_share)
+        if not wants_report(self.report, summary.drift_detected):
+            return DriftResult(summary=summary, html=None)
+        report = EvidentlyDriftDetector(report="always").detect(
+            reference, current, numerical=numerical, categorical=categorical, policy=policy
+        )
+        theirs = {c.column: c.drifted for c in report.summary.columns}
+        differ = sorted(c.column for c in summary.columns if theirs.get(c.column, c.drifted) != c.drifted)
+        if differ:
+            log.warning(
+                "drift report: Evidently's verdict differs from the profile's for %s (a score at its threshold); "
+                "the check's verdict is the profile's, the report shows Evidently's",
+                differ,
+            )
+        return DriftResult(summary=summary, html=report.html)
 
     def _column(
         self,

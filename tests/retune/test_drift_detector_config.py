@@ -1,4 +1,5 @@
-"""``drift.detector``: the config picks the detector ``check_drift`` runs.
+"""``drift.detector`` and ``drift.report``: the config picks the detector ``check_drift`` runs
+and when it logs Evidently's HTML report.
 
 Real parts: the demo data as CSV files, the demo config (its reference has 2,240 rows, so the
 profiled detector computes its own statistics rather than falling back to Evidently's), a
@@ -18,16 +19,18 @@ from pydantic import ValidationError
 
 from retune import demo_data, pipeline
 from retune.config import DriftConfig, RetuneConfig
-from retune.drift import EvidentlyDriftDetector, detector_for
+from retune.drift import EvidentlyDriftDetector, detector_for, wants_report
 from retune.errors import ConfigError
 from retune.profile import ProfiledDriftDetector
 
 WINDOW_END = "2025-05-10"  # day 129: the window after the demo's first regime change (day 120)
+CALM_END = "2025-04-20"  # day 109: a window before it, like the reference (no drift)
 
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any]) -> Path:
-    """A state folder with demo data and the demo config three times: default, ``evidently``, ``profiled``."""
+    """A state folder with demo data and the demo config: default (no ``detector``/``report``),
+    ``evidently``, ``profiled``, and each detector with ``report: always`` / ``never``."""
     state, configs = tmp_path / "state", tmp_path / "configs"
     configs.mkdir()
     monkeypatch.setenv("RETUNE_STATE_DIR", str(state))
@@ -36,13 +39,25 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, A
     for var in ("RETUNE_OPTUNA_STORAGE", "RETUNE_ARTIFACT_ROOT", "RETUNE_POLICY_DB"):
         monkeypatch.delenv(var, raising=False)
     demo_data.write(state / "data" / "demo", days=160, rows_per_day=40)
-    for name, detector in (("default", None), ("ev", "evidently"), ("prof", "profiled")):
+    variants = [
+        ("default", None, None),
+        ("ev", "evidently", None),
+        ("prof", "profiled", None),
+        ("ev_always", "evidently", "always"),
+        ("prof_always", "profiled", "always"),
+        ("ev_never", "evidently", "never"),
+        ("prof_never", "profiled", "never"),
+    ]
+    for name, detector, report in variants:
         cfg = copy.deepcopy(demo_raw)
         cfg["name"] = name
-        cfg["registry"] = {"model_name": f"demo-{name}"}
-        cfg["drift"].pop("detector", None)  # "default": the field left out
+        cfg["registry"] = {"model_name": f"demo-{name.replace('_', '-')}"}
+        cfg["drift"].pop("detector", None)  # "default": the fields left out
+        cfg["drift"].pop("report", None)
         if detector is not None:
             cfg["drift"]["detector"] = detector
+        if report is not None:
+            cfg["drift"]["report"] = report
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return state
 
@@ -64,7 +79,8 @@ def test_profiled_gives_evidentlys_verdicts_and_records_which_detector_ran(state
     ev = pipeline.check_drift("ev", window_end=WINDOW_END, record=False)
     prof = pipeline.check_drift("prof", window_end=WINDOW_END, record=False)
 
-    assert _run(default).data.params["detector"] == "EvidentlyDriftDetector"  # the default
+    assert _run(default).data.params["detector"] == "ProfiledDriftDetector"  # the default
+    assert _run(default).data.params["report"] == "on_drift"
     assert _run(ev).data.params["detector"] == "EvidentlyDriftDetector"
     assert _run(prof).data.params["detector"] == "ProfiledDriftDetector"
 
@@ -89,25 +105,68 @@ def test_profiled_gives_evidentlys_verdicts_and_records_which_detector_ran(state
     assert {v[1] for v in prof_cols.values()} == {"Wasserstein distance (normed)", "Jensen-Shannon distance"}
     # a window where some columns drift and some do not: the verdicts could have differed
     assert 0 < sum(v[0] for v in ev_cols.values()) < len(ev_cols)
-    assert prof["drift_detected"] == ev["drift_detected"]
+    assert prof["drift_detected"] == ev["drift_detected"] is True
     assert prof["summary"] == ev["summary"] | {"drifted_columns": prof["summary"]["drifted_columns"]}
 
-    # Evidently's HTML report only with the evidently detector; the summary table with both
-    assert _artifacts(ev["monitor_run_id"]) == {"drift/report.html", "drift/summary.json"}
-    assert ev["report_uri"] and ev["report_uri"].endswith("drift/report.html")
-    assert _artifacts(prof["monitor_run_id"]) == {"drift/summary.json"}
-    assert prof["report_uri"] is None
+    # a drifted window: Evidently's HTML report with either detector (report: on_drift)
+    for out in (default, ev, prof):
+        assert _artifacts(out["monitor_run_id"]) == {"drift/report.html", "drift/summary.json"}
+        assert out["report_uri"] and out["report_uri"].endswith("drift/report.html")
+
+
+def _report_text(out: dict[str, Any]) -> str:
+    import mlflow
+
+    return Path(mlflow.MlflowClient().download_artifacts(out["monitor_run_id"], "drift/report.html")).read_text()
+
+
+def test_the_report_rule_decides_when_the_html_report_is_logged(state: Path) -> None:
+    calm = pipeline.check_drift("default", window_end=CALM_END, record=False)
+    assert calm["drift_detected"] is False  # a window that could have had a report and has none
+    assert _artifacts(calm["monitor_run_id"]) == {"drift/summary.json"}
+    assert calm["report_uri"] is None
+
+    for name in ("ev_always", "prof_always"):
+        out = pipeline.check_drift(name, window_end=CALM_END, record=False)
+        assert out["drift_detected"] is False
+        assert _run(out).data.params["report"] == "always"
+        assert _artifacts(out["monitor_run_id"]) == {"drift/report.html", "drift/summary.json"}, name
+        html = _report_text(out)
+        assert "<html" in html.lower() and "footfall" in html, name  # Evidently's report of these columns
+
+    for name in ("ev_never", "prof_never"):
+        out = pipeline.check_drift(name, window_end=WINDOW_END, record=False)
+        assert out["drift_detected"] is True  # drifted, and still no report
+        assert _artifacts(out["monitor_run_id"]) == {"drift/summary.json"}, name
+        assert out["report_uri"] is None
 
 
 def test_an_explicit_detector_argument_wins_over_the_config(state: Path) -> None:
     out = pipeline.check_drift("ev", window_end=WINDOW_END, record=False, detector=ProfiledDriftDetector())
     assert _run(out).data.params["detector"] == "ProfiledDriftDetector"
+    assert _run(out).data.params["report"] == "never"  # the argument's own rule
+    assert out["report_uri"] is None
 
 
 def test_detector_for_follows_the_config() -> None:
-    assert type(detector_for(DriftConfig())) is EvidentlyDriftDetector
-    assert type(detector_for(DriftConfig(detector="evidently"))) is EvidentlyDriftDetector
-    assert type(detector_for(DriftConfig(detector="profiled"))) is ProfiledDriftDetector
+    default = detector_for(DriftConfig())
+    assert type(default) is ProfiledDriftDetector and default.report == "on_drift"
+    ev = detector_for(DriftConfig(detector="evidently"))
+    assert type(ev) is EvidentlyDriftDetector and ev.report == "on_drift"
+    assert detector_for(DriftConfig(detector="evidently", report="always")).report == "always"
+    prof = detector_for(DriftConfig(detector="profiled", report="never"))
+    assert type(prof) is ProfiledDriftDetector and prof.report == "never"
+
+
+def test_wants_report() -> None:
+    assert [wants_report(r, d) for r in ("on_drift", "always", "never") for d in (True, False)] == [
+        True,
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_an_unknown_detector_is_refused_naming_the_field(demo_raw: dict[str, Any], state: Path) -> None:
@@ -117,9 +176,19 @@ def test_an_unknown_detector_is_refused_naming_the_field(demo_raw: dict[str, Any
         RetuneConfig.model_validate(cfg)
     errors = info.value.errors()
     assert [e["loc"] for e in errors] == [("drift", "detector")]
-    assert "'evidently' or 'profiled'" in errors[0]["msg"]
+    assert "'profiled' or 'evidently'" in errors[0]["msg"]
 
     (Path(state).parent / "configs" / "bad.yaml").write_text(yaml.safe_dump(cfg | {"name": "bad"}, sort_keys=False))
     with pytest.raises(ConfigError) as refused:
         pipeline.check_drift("bad", window_end=WINDOW_END)
     assert "drift.detector" in str(refused.value) and "bad.yaml" in str(refused.value)
+
+
+def test_an_unknown_report_rule_is_refused_naming_the_field(demo_raw: dict[str, Any]) -> None:
+    cfg = copy.deepcopy(demo_raw)
+    cfg["drift"]["report"] = "sometimes"
+    with pytest.raises(ValidationError) as info:
+        RetuneConfig.model_validate(cfg)
+    errors = info.value.errors()
+    assert [e["loc"] for e in errors] == [("drift", "report")]
+    assert "'on_drift', 'always' or 'never'" in errors[0]["msg"]
