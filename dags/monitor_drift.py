@@ -17,8 +17,8 @@ windows do not count toward the policy's hysteresis (consecutive scheduled windo
   data interval, or now for a manual run).
 
 **Triggers** `retune_model` with `trigger=drift` and the drift summary in the run conf. The
-drift report (HTML) and summary (JSON) are in the MLflow experiment
-`retune/<config>/monitoring`. While `retune_model` is paused, a run that finds drift decides
+drift summary (JSON) and, for a drifted window (the config's `drift.report`), Evidently's
+report (HTML) are in the MLflow experiment `retune/<config>/monitoring`. While `retune_model` is paused, a run that finds drift decides
 nothing and fails at `retunes_to_trigger`, naming the paused DAG: a queued run of a paused
 DAG would hold the model's policy lock until it runs out.
 

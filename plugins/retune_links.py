@@ -105,8 +105,8 @@ def report_url(base: str, monitor_run_id: Any, report_uri: Any = None, experimen
     """The Evidently report in the drift check run's artifact view.
 
     The artifact view needs the experiment id (given, or read from ``report_uri``); without it
-    the link opens the run. No report (``report_uri`` None: the detector made no HTML) and no
-    run: no link.
+    the link opens the run. No report (``report_uri`` None: the check made no HTML, as for a
+    calm window under the default ``drift.report: on_drift``) and no run: no link.
     """
     if not base or not monitor_run_id or not report_uri:
         return ""
