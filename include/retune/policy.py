@@ -79,26 +79,40 @@ class Decision:
 
 
 _TABLES_LOCK = threading.Lock()
+_CREATED: dict[str, sa.Engine] = {}  # url -> the engine whose database has the tables (created or checked once)
 
 
 def _tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
+    """The tables, created on first use in this process (idempotent: ``checkfirst``)."""
+    import sqlalchemy as sa
+
     with _TABLES_LOCK:  # the first use from many threads at once creates the tables once
-        return _make_tables(url)
+        found = _make_tables(url)
+        if _CREATED.get(url) is not found[0]:
+            meta = found[1].metadata
+            try:
+                meta.create_all(found[0], checkfirst=True)
+            except sa.exc.SQLAlchemyError:  # created concurrently by another process
+                meta.create_all(found[0], checkfirst=True)
+            _CREATED[url] = found[0]
+        return found
 
 
 def _existing_tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table] | None:
     """The tables for a read, not created: ``None`` while the database has none (nothing was
-    decided there yet), so a read-only look (``retune status``) leaves the database as it was."""
+    decided there yet), so a read-only look (``retune status``) leaves the database as it was.
+    It shares :func:`_tables`' engine (one pool per database and process)."""
     import sqlalchemy as sa
 
     with _TABLES_LOCK:
-        found = _make_tables(url, create=False)
+        found = _make_tables(url)
     inspector = sa.inspect(found[0])
     return found if all(inspector.has_table(t.name) for t in (found[1], found[3])) else None
 
 
 @cache
-def _make_tables(url: str, create: bool = True) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
+def _make_tables(url: str) -> tuple[sa.Engine, sa.Table, sa.Table, sa.Table]:
+    """The engine and the table definitions for ``url``, one per process; creates nothing."""
     import sqlalchemy as sa
 
     from retune.db import make_engine
@@ -138,12 +152,6 @@ def _make_tables(url: str, create: bool = True) -> tuple[sa.Engine, sa.Table, sa
         sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
-    if not create:
-        return engine, decisions, windows, locks
-    try:
-        meta.create_all(engine, checkfirst=True)
-    except sa.exc.SQLAlchemyError:  # created concurrently by another process
-        meta.create_all(engine, checkfirst=True)
     return engine, decisions, windows, locks
 
 

@@ -460,3 +460,20 @@ def test_a_covered_request_is_not_a_triggered_decision_but_its_resend_is_a_dupli
     [old] = [r for r in policy.history("demo") if r["idempotency_key"] == "alert:old"]
     assert (old["triggered"], old["covered"]) == (False, True)
     assert "duplicate" in policy.decide("demo", source="alert", key="alert:old", now=T0 + timedelta(minutes=3)).reason
+
+
+def test_a_read_creates_no_table_and_shares_the_writers_engine(env) -> None:  # noqa: ANN001
+    """status reads through _existing_tables, the policy writes through _tables: before any
+    decision a read finds nothing and creates nothing; after one, both use one engine (one
+    connection pool per database and process; the read used to build a second)."""
+    import sqlalchemy as sa
+
+    url = env.policy_db
+    assert policy._existing_tables(url) is None
+    assert policy.history("demo") == []
+    assert not sa.inspect(policy._make_tables(url)[0]).get_table_names()  # the reads created nothing
+    policy.decide("demo", source="manual", key="k1")
+    read = policy._existing_tables(url)
+    assert read is not None
+    assert read[0] is policy._tables(url)[0]
+    assert [d["source"] for d in policy.history("demo")] == ["manual"]
