@@ -281,3 +281,34 @@ def test_a_challenger_promoted_then_rolled_back_is_shown_as_rolled_back(
     again = model_status("rb")
     assert again["registry"]["champion"]["version"] == str(v2.version) and again["registry"]["challenger_left_champion"] is None
     assert "rolled back:" not in render(again) and "not promoted" not in render(again)
+
+
+def test_a_challenger_a_later_promotion_replaced_is_shown_as_no_longer_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any
+) -> None:
+    """The other way a promoted challenger stops serving: a promotion (not a rollback) moves
+    champion to another version while challenger stays. It is "no longer champion", with that
+    move, and not "not promoted: all gates passed"."""
+    from retune import registry
+    from retune.status import model_status, render
+
+    _embedded(tmp_path, monkeypatch)
+    write_yaml({**demo_raw, "name": "np", "registry": {"model_name": "np-model"}}, "np", tmp_path / "configs")
+    cl, uri = _logged_model("status-promoted-away")
+    passed = {"retune.gates": "passed", "retune.gate_reason": "all gates passed"}
+    v1, _ = registry.register(cl, "np-model", uri, key="k1", tags=passed)
+    registry.promote(cl, "np-model", str(v1.version), who="airflow:retune_model/r1", why="first")
+    v2, _ = registry.register(cl, "np-model", uri, key="k2", tags=passed)
+    registry.promote(cl, "np-model", str(v2.version), who="airflow:retune_model/r2", why="mae 2.5 -> 2.1")
+    registry.promote(cl, "np-model", str(v1.version), who="cli:bo", why="v1 again, by hand")
+
+    reg = model_status("np")["registry"]
+    assert (reg["champion"]["version"], reg["challenger"]["version"]) == (str(v1.version), str(v2.version))
+    left = reg["challenger_left_champion"]
+    assert (left["action"], left["from"], left["to"], left["who"]) == ("promote", str(v2.version), str(v1.version), "cli:bo")
+    text = render(model_status("np"))
+    assert "not promoted" not in text and "rolled back" not in text
+    assert (
+        f"no longer champion: v{v2.version} was champion until {left['when']} (promote to v{v1.version} by cli:bo: v1 again, by hand)"
+        in text
+    )
