@@ -30,7 +30,8 @@ detector (:class:`retune.drift.EvidentlyDriftDetector` with its HTML report ever
 ``drift.detector: evidently, report: always``, the default before 2026-11-27) is also run on
 the same windows, outside (b)'s CPU: ``compute_over_full_evidently_check`` is (b)'s share had
 it been configured (its verdicts are recorded; where one differed, the rest of that run would
-have too).
+have too). The configured detector with ``report: never`` (its verdict alone) is timed on
+the same windows too: ``compute_over_full_no_report`` is (b)'s share without the HTML reports.
 
 Datasets are combined one way for both headline ratios: the mean of the per-dataset ratios
 (each dataset weighs the same; ``compute_over_full_pooled`` keeps the pooled CPU ratio). A
@@ -110,6 +111,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
     strategies["full"] = Strategy("full", model0, boot.best_params, first)
     windows: list[dict[str, Any]] = []
     default_check = {"cpu_s": 0.0, "checks": 0, "verdict_differs": 0}  # evidently, report always, on (b)'s windows
+    verdict_check = {"cpu_s": 0.0, "reports": 0}  # the configured detector, report never, on (b)'s windows
 
     def settings_for(label: str, cooldown: str) -> Settings:
         folder = tmp / ("policy-" + "".join(ch if ch.isalnum() else "_" for ch in label))  # one policy database per variant
@@ -135,16 +137,22 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         ref, _ = realdata.window(rd, *s.trained_on, features=features)
         cols = {"numerical": features.numerical, "categorical": features.categorical}
         c0 = time.process_time()
-        summary = detector_for(cfg.drift).detect(ref, cur, **cols, policy=cfg.drift).summary
+        result = detector_for(cfg.drift).detect(ref, cur, **cols, policy=cfg.drift)
         check_cpu = time.process_time() - c0
-        evidently_cpu = None
-        if label == "retune":  # the evidently detector, report always, on the same windows, kept out of (b)'s CPU
-            c0 = time.process_time()
+        summary = result.summary
+        evidently_cpu = verdict_cpu = None
+        if label == "retune":  # side measures on the same windows, kept out of (b)'s CPU
+            c0 = time.process_time()  # the evidently detector, report always
             default = EvidentlyDriftDetector().detect(ref, cur, **cols, policy=cfg.drift).summary
             evidently_cpu = time.process_time() - c0
             default_check["cpu_s"] += evidently_cpu
             default_check["checks"] += 1
             default_check["verdict_differs"] += default.drift_detected != summary.drift_detected
+            c0 = time.process_time()  # the configured detector with report: never (the verdict alone)
+            detector_for(cfg.drift.model_copy(update={"report": "never"})).detect(ref, cur, **cols, policy=cfg.drift)
+            verdict_cpu = time.process_time() - c0
+            verdict_check["cpu_s"] += verdict_cpu
+            verdict_check["reports"] += result.html is not None
         settings = policies[label]
         policy.record_window(
             model_name,
@@ -159,6 +167,8 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
             "retuned": False,
             "check_cpu_s": check_cpu,
             "evidently_check_cpu_s": evidently_cpu,
+            "verdict_check_cpu_s": verdict_cpu,
+            "side_cpu_s": (evidently_cpu or 0.0) + (verdict_cpu or 0.0),
         }
         if not summary.drift_detected:
             return step
@@ -234,7 +244,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
             s = strategies[label]
             t0 = time.process_time()
             row[label] = steps[label](s, end, i) if label in steps else retune_step(s, label, end, i)
-            spent = time.process_time() - t0 - (row[label].get("evidently_check_cpu_s") or 0.0)
+            spent = time.process_time() - t0 - (row[label].get("side_cpu_s") or 0.0)
             s.cpu += spent
             row[label]["cpu_s"] = spent
         nxt, _ = realdata.window(rd, end, end + rd.window, features=features)
@@ -261,6 +271,7 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
         "gap_never_minus_full": gap,
         "detector": f"{cfg.drift.detector}, report {cfg.drift.report}",
         "evidently_check": default_check,
+        "verdict_check": verdict_check,
     }
     for label in [*variants, "refit only"]:
         out.setdefault("gap_recovered", {})[label] = (mean["never"] - mean[label]) / gap if gap > 0 else None
@@ -268,6 +279,9 @@ def _prequential(dataset: str, tmp: Path, n_trials: int, n_windows: int, cooldow
     check_cpu = sum(w["retune"]["check_cpu_s"] for w in windows)
     out["compute_over_full_evidently_check"] = ratio(
         strategies["retune"].cpu - check_cpu + default_check["cpu_s"], strategies["full"].cpu
+    )
+    out["compute_over_full_no_report"] = ratio(
+        strategies["retune"].cpu - check_cpu + verdict_check["cpu_s"], strategies["full"].cpu
     )
     return out
 
@@ -288,6 +302,7 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
     no_gap = [d for d, v in recovered.items() if v is None]
     compute = [r["compute_over_full"]["retune"] for r in results]
     compute_ev = [r["compute_over_full_evidently_check"] for r in results]
+    compute_no_report = [r["compute_over_full_no_report"] for r in results]
 
     def mean_of(values: Sequence[float | None]) -> float | None:
         """The mean, or None when there is none or any value is None (never a silent drop)."""
@@ -312,6 +327,21 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                     r["compute_over_full"].get(k),
                 ]
             )
+        vc = r["verdict_check"]
+        rows.append(
+            [
+                r["dataset"],
+                f"retune, had drift.report been never ({vc['reports']} HTML reports: "
+                f"{sum(w['retune']['check_cpu_s'] for w in r['per_window']) - vc['cpu_s']:.1f} CPU s)",
+                r["windows"],
+                "",
+                "",
+                "",
+                r["cpu_s"]["retune"] - sum(w["retune"]["check_cpu_s"] for w in r["per_window"]) + vc["cpu_s"],
+                "",
+                r["compute_over_full_no_report"],
+            ]
+        )
         ev = r["evidently_check"]
         rows.append(
             [
@@ -337,6 +367,7 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
             "no_gap": no_gap,
             "compute_over_full": mean_of(compute),
             "compute_over_full_evidently_check": mean_of(compute_ev),
+            "compute_over_full_no_report": mean_of(compute_no_report),
             "compute_over_full_pooled": ratio(cpu_b, cpu_c),
             "evidently_verdict_differs": sum(r["evidently_check"]["verdict_differs"] for r in results),
             "per_dataset": {
@@ -344,6 +375,7 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                     "gap_recovered": r.get("gap_recovered"),
                     "compute_over_full": r.get("compute_over_full"),
                     "compute_over_full_evidently_check": r.get("compute_over_full_evidently_check"),
+                    "compute_over_full_no_report": r.get("compute_over_full_no_report"),
                 }
                 for r in results
             },
