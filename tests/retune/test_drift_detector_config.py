@@ -192,3 +192,34 @@ def test_an_unknown_report_rule_is_refused_naming_the_field(demo_raw: dict[str, 
     errors = info.value.errors()
     assert [e["loc"] for e in errors] == [("drift", "report")]
     assert "'on_drift', 'always' or 'never'" in errors[0]["msg"]
+
+
+def test_a_report_whose_verdict_differs_keeps_the_profiles_verdict_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    """The two detectors' scores agree to rounding, so a threshold set exactly at a score can
+    split them. Find such a column (scores differing in the last bits), put the threshold at
+    the larger score, and check the profiled check with a report keeps its own verdict and
+    names the column in a warning."""
+    import logging
+
+    import numpy as np
+    import pandas as pd
+
+    from retune.config import ColumnDrift
+
+    kw: dict[str, Any] = {"numerical": ["x"], "categorical": []}
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        ref = pd.DataFrame({"x": rng.normal(size=1500)})  # over 1,000 rows: the profile's own statistic
+        cur = pd.DataFrame({"x": rng.normal(0.1, size=700)})
+        ours = ProfiledDriftDetector().detect(ref, cur, **kw, policy=DriftConfig()).summary.columns[0].score
+        theirs = EvidentlyDriftDetector(report="never").detect(ref, cur, **kw, policy=DriftConfig()).summary.columns[0].score
+        if ours != theirs:
+            break
+    else:
+        pytest.fail("no seed in 0-19 gave scores that differ in the last bits")
+    policy = DriftConfig(columns={"x": ColumnDrift(threshold=max(ours, theirs))}, drift_share=0.5)
+    with caplog.at_level(logging.WARNING, logger="retune.profile"):
+        result = ProfiledDriftDetector(report="always").detect(ref, cur, **kw, policy=policy)
+    assert result.summary.columns[0].drifted is (ours >= theirs)  # the profile's verdict
+    assert result.html  # the report was made
+    assert any("differs" in r.getMessage() and "'x'" in r.getMessage() for r in caplog.records)
