@@ -299,6 +299,7 @@ def _case(name: str, ref: Any, cur: Any, num: list[str], cat: list[str], repeats
         "ours_vs_floor": agreement(ours, results[FLOOR]),
         "ours_vs_retune_evidently": agreement(ours, results[EVIDENTLY]),
         "as_configured_report": bool(results[AS_CONFIGURED]["report_chars"]),
+        "dataset_drifted": bool(ours["dataset"]),
         "ours_build_vs_preset": agreement(results[OURS_BUILD], results[PRESET]),
         "drifted_columns": {k: sum(v[1] for v in r["columns"].values()) for k, r in results.items()},
         "preset_over_ours": ratio(rows[PRESET]["cpu_s"], rows[OURS]["cpu_s"]),
@@ -386,7 +387,8 @@ def _plot(cases: list[dict[str, Any]], path: Path) -> None:
         ax.barh(labels, vals, color=["tab:green", "tab:olive", "tab:grey", "tab:red", "tab:orange", "tab:blue"])
         ax.set_xscale("log")
         ax.set_xlabel("CPU seconds per check (log)")
-        ax.set_title(c["case"], fontsize=9)
+        verdict = {True: "drifted", False: "no drift", None: "?"}[c.get("dataset_drifted")]
+        ax.set_title(f"{c['case']} ({verdict})", fontsize=9)
         for i, v in enumerate(vals):
             ax.text(v, i, f" {v:.2f}", va="center", fontsize=7)
     fig.tight_layout()

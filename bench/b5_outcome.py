@@ -403,7 +403,12 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.set_xticks(range(len(xs)))
         ax.set_xticklabels(xs, rotation=60, fontsize=6)
         ax.set_ylabel(f"next-window {r['metric']}")
-        ax.set_title(f"{r['dataset']}: CPU retune/full {r['compute_over_full'].get('retune', 0) or 0:.2f}", fontsize=9)
+        no_report = r.get("compute_over_full_no_report")
+        ax.set_title(
+            f"{r['dataset']}: CPU retune/full {r['compute_over_full'].get('retune', 0) or 0:.2f}"
+            + (f" ({no_report:.2f} without HTML reports)" if no_report is not None else ""),
+            fontsize=9,
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
