@@ -169,29 +169,27 @@ def test_wants_report() -> None:
     ]
 
 
-def test_an_unknown_detector_is_refused_naming_the_field(demo_raw: dict[str, Any], state: Path) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [("detector", "fast", "'profiled' or 'evidently'"), ("report", "sometimes", "'on_drift', 'always' or 'never'")],
+)
+def test_an_unknown_choice_is_refused_naming_the_field(demo_raw: dict[str, Any], field: str, value: str, allowed: str) -> None:
     cfg = copy.deepcopy(demo_raw)
-    cfg["drift"]["detector"] = "fast"
+    cfg["drift"][field] = value
     with pytest.raises(ValidationError) as info:
         RetuneConfig.model_validate(cfg)
     errors = info.value.errors()
-    assert [e["loc"] for e in errors] == [("drift", "detector")]
-    assert "'profiled' or 'evidently'" in errors[0]["msg"]
+    assert [e["loc"] for e in errors] == [("drift", field)]
+    assert allowed in errors[0]["msg"]
 
+
+def test_a_check_with_an_unknown_detector_names_the_field_and_the_file(demo_raw: dict[str, Any], state: Path) -> None:
+    cfg = copy.deepcopy(demo_raw)
+    cfg["drift"]["detector"] = "fast"
     (Path(state).parent / "configs" / "bad.yaml").write_text(yaml.safe_dump(cfg | {"name": "bad"}, sort_keys=False))
     with pytest.raises(ConfigError) as refused:
         pipeline.check_drift("bad", window_end=WINDOW_END)
     assert "drift.detector" in str(refused.value) and "bad.yaml" in str(refused.value)
-
-
-def test_an_unknown_report_rule_is_refused_naming_the_field(demo_raw: dict[str, Any]) -> None:
-    cfg = copy.deepcopy(demo_raw)
-    cfg["drift"]["report"] = "sometimes"
-    with pytest.raises(ValidationError) as info:
-        RetuneConfig.model_validate(cfg)
-    errors = info.value.errors()
-    assert [e["loc"] for e in errors] == [("drift", "report")]
-    assert "'on_drift', 'always' or 'never'" in errors[0]["msg"]
 
 
 def test_a_report_whose_verdict_differs_keeps_the_profiles_verdict_and_warns(caplog: pytest.LogCaptureFixture) -> None:

@@ -243,6 +243,25 @@ def test_status_without_a_champion_says_why_the_challenger_was_not_promoted(
     assert not (tmp_path / "state" / "policy.db").exists()
 
 
+def _two_promoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any, name: str
+) -> tuple[Any, Any, Any]:
+    """Config ``name`` (model ``<name>-model``) on the embedded store, with v1 and then v2
+    registered as passing their gates and promoted: v2 is champion and challenger."""
+    from retune import registry
+
+    _embedded(tmp_path, monkeypatch)
+    model = f"{name}-model"
+    write_yaml({**demo_raw, "name": name, "registry": {"model_name": model}}, name, tmp_path / "configs")
+    cl, uri = _logged_model(f"status-{name}")
+    passed = {"retune.gates": "passed", "retune.gate_reason": "all gates passed"}
+    v1, _ = registry.register(cl, model, uri, key="k1", tags=passed)
+    registry.promote(cl, model, str(v1.version), who="airflow:retune_model/r1", why="first")
+    v2, _ = registry.register(cl, model, uri, key="k2", tags=passed)
+    registry.promote(cl, model, str(v2.version), who="airflow:retune_model/r2", why="mae 2.5 -> 2.1")
+    return cl, v1, v2
+
+
 def test_a_challenger_promoted_then_rolled_back_is_shown_as_rolled_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], write_yaml: Any
 ) -> None:
@@ -254,14 +273,7 @@ def test_a_challenger_promoted_then_rolled_back_is_shown_as_rolled_back(
     from retune import registry
     from retune.status import model_status, render
 
-    _embedded(tmp_path, monkeypatch)
-    write_yaml({**demo_raw, "name": "rb", "registry": {"model_name": "rb-model"}}, "rb", tmp_path / "configs")
-    cl, uri = _logged_model("status-rollback")
-    passed = {"retune.gates": "passed", "retune.gate_reason": "all gates passed"}
-    v1, _ = registry.register(cl, "rb-model", uri, key="k1", tags=passed)
-    registry.promote(cl, "rb-model", str(v1.version), who="airflow:retune_model/r1", why="first")
-    v2, _ = registry.register(cl, "rb-model", uri, key="k2", tags=passed)
-    registry.promote(cl, "rb-model", str(v2.version), who="airflow:retune_model/r2", why="mae 2.5 -> 2.1")
+    cl, v1, v2 = _two_promoted(tmp_path, monkeypatch, demo_raw, write_yaml, "rb")
     sample = pd.DataFrame({"x": [1.0, 2.0]})
     registry.rollback(cl, "rb-model", who="cli:ana", why="bad forecasts", sample=sample)
 
@@ -292,14 +304,7 @@ def test_a_challenger_a_later_promotion_replaced_is_shown_as_no_longer_champion(
     from retune import registry
     from retune.status import model_status, render
 
-    _embedded(tmp_path, monkeypatch)
-    write_yaml({**demo_raw, "name": "np", "registry": {"model_name": "np-model"}}, "np", tmp_path / "configs")
-    cl, uri = _logged_model("status-promoted-away")
-    passed = {"retune.gates": "passed", "retune.gate_reason": "all gates passed"}
-    v1, _ = registry.register(cl, "np-model", uri, key="k1", tags=passed)
-    registry.promote(cl, "np-model", str(v1.version), who="airflow:retune_model/r1", why="first")
-    v2, _ = registry.register(cl, "np-model", uri, key="k2", tags=passed)
-    registry.promote(cl, "np-model", str(v2.version), who="airflow:retune_model/r2", why="mae 2.5 -> 2.1")
+    cl, v1, v2 = _two_promoted(tmp_path, monkeypatch, demo_raw, write_yaml, "np")
     registry.promote(cl, "np-model", str(v1.version), who="cli:bo", why="v1 again, by hand")
 
     reg = model_status("np")["registry"]
