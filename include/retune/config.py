@@ -410,6 +410,10 @@ class ColumnDrift(_Strict):
     _method = field_validator("method")(classmethod(lambda cls, v: _check_drift_method(v)))
 
 
+ReportRule = Literal["on_drift", "always", "never"]
+"""When a drift check renders Evidently's HTML report (``drift.report``; see :func:`retune.drift.wants_report`)."""
+
+
 class DriftConfig(_Strict):
     """When a production window counts as drifted."""
 
@@ -430,7 +434,7 @@ class DriftConfig(_Strict):
             "'evidently' (Evidently's DataDriftPreset on both windows every check)."
         ),
     )
-    report: Literal["on_drift", "always", "never"] = Field(
+    report: ReportRule = Field(
         "on_drift",
         description=(
             "When the check logs Evidently's HTML report (drift/report.html): 'on_drift' (the default: for a "

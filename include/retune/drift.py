@@ -32,9 +32,9 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from retune.config import DriftConfig
+from retune.config import DriftConfig, ReportRule
 from retune.errors import DataError
 
 if TYPE_CHECKING:
@@ -86,10 +86,6 @@ class DriftResult:
 
     summary: DriftSummary
     html: str | None = None
-
-
-ReportRule = Literal["on_drift", "always", "never"]
-"""When a check renders Evidently's HTML report (the config's ``drift.report``)."""
 
 
 def wants_report(rule: ReportRule, drift_detected: bool) -> bool:
@@ -206,7 +202,6 @@ class EvidentlyDriftDetector(DriftDetector):
     """
 
     def __init__(self, *, html: bool = True, report: ReportRule = "always") -> None:
-        self.html = html
         self.report: ReportRule = report if html else "never"
 
     def detect(

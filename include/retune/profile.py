@@ -51,13 +51,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from retune.config import DriftConfig
+from retune.config import DriftConfig, ReportRule
 from retune.drift import (
     ColumnDriftResult,
     DriftDetector,
     DriftResult,
     EvidentlyDriftDetector,
-    ReportRule,
     split_untestable,
     summarize,
     wants_report,
