@@ -428,6 +428,15 @@ def split_refusal(df: pd.DataFrame, cfg: RetuneConfig, features: FeatureSet) -> 
     n_hold = round(n * cfg.data.holdout_fraction)
     n_valid = round((n - n_hold) * cfg.data.validation_fraction)
     n_train = n - n_hold - n_valid
+    if cfg.data.time_column in df.columns:  # a cut inside one time's rows moves back to its first row
+        times = list(df[cfg.data.time_column])
+        cuts = []
+        for cut in (n - n_hold, n_train):
+            while 0 < cut < n and times[cut] == times[cut - 1]:
+                cut -= 1
+            cuts.append(cut)
+        n_hold, n_train = n - cuts[0], cuts[1]
+        n_valid = cuts[0] - cuts[1]
     if min(n_hold, n_valid, n_train) < 10:
         return "too few to split"
     train = df.iloc[:n_train]
