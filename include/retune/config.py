@@ -749,6 +749,14 @@ class RetuneConfig(_Strict):
 
         family = get_family(self.model.family)
         family.check_params(self.task, {**self.model.fixed_params, **dict.fromkeys(self.model.search_space)})
+        if (threads := family.thread_param) is not None:
+            for section in ("fixed_params", "search_space"):
+                if threads in getattr(self.model, section):
+                    raise ValueError(
+                        f"model.{section}.{threads}: {self.model.family} takes its thread count from "
+                        f"tuning.threads_per_trial (now {self.tuning.threads_per_trial}), the threads one trial "
+                        f"may use beside the other workers; remove {threads} and set that instead"
+                    )
         if self.target in (self.features.numerical or []) + self.features.categorical:
             raise ValueError(f"features: the target {self.target!r} cannot be a feature")
         self._check_drift_types()

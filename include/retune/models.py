@@ -48,6 +48,11 @@ class ModelFamily(abc.ABC):
     """A family of scikit-learn estimators that Retune can tune."""
 
     name: ClassVar[str]
+    thread_param: ClassVar[str | None] = None
+    """The estimator's own thread count (``n_jobs``), if it has one that acts: set from
+    ``tuning.threads_per_trial`` by :meth:`build`, never from the config's model section.
+    threadpoolctl caps BLAS and OpenMP threads, not joblib's, so without this a forest with
+    ``n_jobs=-1`` would start a thread per core in every parallel trial worker."""
 
     @abc.abstractmethod
     def estimator(self, task: str) -> type:
@@ -161,6 +166,7 @@ class ModelFamily(abc.ABC):
         numerical: list[str],
         categorical: list[str],
         seed: int,
+        threads: int = 1,
     ) -> Pipeline:
         """A fresh, unfitted pipeline (preprocessing and estimator).
 
@@ -170,6 +176,8 @@ class ModelFamily(abc.ABC):
             numerical: Numerical feature columns.
             categorical: Categorical feature columns.
             seed: Random seed.
+            threads: The threads the estimator may start itself (its :attr:`thread_param`;
+                ``tuning.threads_per_trial``).
 
         Returns:
             A scikit-learn pipeline.
@@ -177,6 +185,8 @@ class ModelFamily(abc.ABC):
         from sklearn.pipeline import Pipeline
 
         kwargs = self.estimator_params(task, params, n_cat=len(categorical), n_num=len(numerical), seed=seed)
+        if self.thread_param is not None:
+            kwargs[self.thread_param] = threads
         prep = self.preprocessor(numerical, categorical, max_categories=self.max_categories(params))
         return Pipeline([("prep", prep), ("model", self.estimator(task)(**kwargs))])
 
@@ -225,6 +235,7 @@ class RandomForest(ModelFamily):
     """scikit-learn's random forest; stages are growing numbers of trees."""
 
     name = "random_forest"
+    thread_param = "n_jobs"
 
     def estimator(self, task: str) -> type:
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor

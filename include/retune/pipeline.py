@@ -1247,6 +1247,7 @@ def validate(ctx: dict[str, Any], outcome: dict[str, Any], *, settings: Settings
         numerical=features.numerical,
         categorical=features.categorical,
         seed=cfg.tuning.seed,
+        threads=cfg.tuning.threads_per_trial,
     )
     X_hold, y_hold = split.holdout[features.columns], split.holdout[cfg.target]
     where = f"{Window.from_json(ctx['window']).label()}: holdout"

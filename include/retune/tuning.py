@@ -406,6 +406,7 @@ class Objective:
                 numerical=self.features.numerical,
                 categorical=self.features.categorical,
                 seed=self.cfg.tuning.seed,
+                threads=self.cfg.tuning.threads_per_trial,
             )
             value = math.nan
             with threadpool_limits(limits=self.cfg.tuning.threads_per_trial):

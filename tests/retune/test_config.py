@@ -429,6 +429,25 @@ def test_a_search_space_every_trial_would_fail_on_is_refused_naming_the_param(
     assert f"model.search_space: {param}: {reason}" in message
 
 
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [("fixed_params", -1), ("search_space", {"type": "int", "low": 1, "high": 4})],
+)
+def test_a_forests_n_jobs_is_refused_for_threads_per_trial(demo_dict, write_yaml, section: str, value: object) -> None:
+    """n_jobs=-1 loaded and started a thread per core in every parallel trial worker, beyond
+    the tuning.threads_per_trial that threadpoolctl enforces for BLAS/OpenMP only."""
+    demo_dict["model"] = {
+        "family": "random_forest",
+        "fixed_params": {},
+        "search_space": {"max_depth": {"type": "int", "low": 2, "high": 8}},
+    }
+    demo_dict["model"][section]["n_jobs"] = value
+    message = load_error(write_yaml(demo_dict))
+    assert f"model.{section}.n_jobs: random_forest takes its thread count from tuning.threads_per_trial" in message
+    del demo_dict["model"][section]["n_jobs"]
+    assert load_config(write_yaml(demo_dict)).model.family == "random_forest"
+
+
 def test_a_search_space_that_passes_makes_optuna_distributions(demo_dict, write_yaml) -> None:
     from retune.tuning import distributions
 

@@ -209,3 +209,25 @@ def test_hist_gradient_boosting_fits_more_categories_than_max_bins(max_bins: int
     assert np.isfinite(pipe.predict(X)).all()
     codes = pipe.named_steps["prep"].transform(X)[:, 1]
     assert seen == 40 and len(np.unique(codes)) == min(max_bins, 40)  # every category seen; the rarest share a code
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_forest_starts_as_many_threads_as_the_trial_may_use(threads: int) -> None:
+    """threadpoolctl caps BLAS/OpenMP pools, not joblib's threads: the forest's own n_jobs is
+    what bounds it, and it comes from tuning.threads_per_trial."""
+    rf = RandomForest().build("regression", {"n_estimators": 4}, numerical=["a"], categorical=[], seed=0, threads=threads)
+    assert rf.named_steps["model"].n_jobs == threads
+    assert RandomForest().build("regression", {}, numerical=["a"], categorical=[], seed=0).named_steps["model"].n_jobs == 1
+
+
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "linear"])
+def test_families_without_a_thread_param_are_built_without_n_jobs(family: str) -> None:
+    """HistGradientBoosting has no n_jobs (OpenMP: threadpoolctl caps it); LogisticRegression's
+    does nothing since scikit-learn 1.8 and warns when given."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe = get_family(family).build("classification", {}, numerical=["a"], categorical=[], seed=0, threads=2)
+    assert get_family(family).thread_param is None
+    assert pipe.named_steps["model"].get_params().get("n_jobs") is None

@@ -590,3 +590,34 @@ def test_the_latency_objective_is_measured_under_the_trials_thread_cap(make_cfg,
         run_study(study, objective(cfg, split, FakeClient()), n_trials=2, timeout=None)
     assert threads == [1, 1]
     assert all(len(t.values) == 2 and t.values[1] > 0 for t in study.trials)
+
+
+def test_a_forest_trial_fits_with_the_trials_thread_count(make_cfg, split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each trial's forest gets n_jobs = tuning.threads_per_trial (joblib's threads are not
+    capped by threadpoolctl; a forest built with sklearn's default would use one)."""
+    from retune.models import RandomForest
+
+    cfg = make_cfg(
+        {
+            "target": "y",
+            "features!": {"numerical": ["x"], "categorical": ["g"]},
+            "model!": {
+                "family": "random_forest",
+                "fixed_params": {"n_estimators": 4},
+                "search_space": {"max_depth": {"type": "int", "low": 2, "high": 6}},
+            },
+            "tuning": {"n_steps": 2, "seed": 1, "threads_per_trial": 2},
+        }
+    )
+    seen: list[int] = []
+    staged_fit = RandomForest.staged_fit
+
+    def noting(self: RandomForest, pipe: Any, X: Any, y: Any, *, n_steps: int) -> Any:
+        seen.append(pipe.named_steps["model"].n_jobs)
+        yield from staged_fit(self, pipe, X, y, n_steps=n_steps)
+
+    monkeypatch.setattr(RandomForest, "staged_fit", noting)
+    study = optuna.create_study()
+    run_study(study, objective(cfg, split, FakeClient()), n_trials=2, timeout=None)
+    assert seen == [2, 2]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
