@@ -33,6 +33,9 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 RUN_EVERY = pendulum.duration(hours=1)
+# A task that runs longer than one schedule interval fails (and is retried): a read stuck
+# behind a table lock or a hung connection must not hold the hourly runs up for ever.
+TASK_TIMEOUT = RUN_EVERY
 
 
 def _trigger_kwargs(conf: dict) -> dict:
@@ -48,7 +51,12 @@ def _trigger_kwargs(conf: dict) -> dict:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["retune", "monitoring", "drift"],
-    default_args={"owner": "retune", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    default_args={
+        "owner": "retune",
+        "retries": 2,
+        "retry_delay": pendulum.duration(minutes=2),
+        "execution_timeout": TASK_TIMEOUT,
+    },
     params={
         "config": Param(
             None,

@@ -29,6 +29,10 @@ Values outside these ranges, choices or patterns are refused when the run is cre
 or REST API, HTTP 400 naming the param); a date that does not exist (2025-02-30) fits the
 pattern and fails the run's first task, naming `window_end`.
 
+**Timeouts**: a task that runs over 2 h fails and is retried (a trial worker: 25 h, the
+longest study plus an hour), so a read stuck behind a table lock cannot hold the model's
+retune, and this DAG's one active run, for ever; `release_lock` still gives the lock back.
+
 Each retune is one MLflow parent run in experiment `retune/<config>` with one child run per
 trial; the study is `retune-<model>-<dag run>` in the Optuna storage.
 """
@@ -39,6 +43,12 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 PRUNERS = ["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"]
+# A task that runs longer fails (and is retried), so a read stuck behind a table lock or a
+# hung connection cannot hold the model's retune, and the DAG's one active run, for ever.
+TASK_TIMEOUT = pendulum.duration(hours=2)
+# A trial worker: the longest study a run may ask for (the `timeout` Param's and
+# tuning.timeout's 24 h) plus an hour for the trials in flight when it passes.
+TUNE_TIMEOUT = pendulum.duration(hours=25)
 
 
 def _call(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
@@ -78,7 +88,12 @@ def _window_end() -> str:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["retune", "tuning", "registry"],
-    default_args={"owner": "retune", "retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={
+        "owner": "retune",
+        "retries": 2,
+        "retry_delay": pendulum.duration(seconds=30),
+        "execution_timeout": TASK_TIMEOUT,
+    },
     params={
         # The form shows the params without a section under "Run Parameters", open; a section
         # is a folded accordion item (one open at a time), so only the automation's are in one.
@@ -254,7 +269,7 @@ def retune_model() -> None:
             """One index per parallel trial worker."""
             return list(range(int(run["n_workers"])))
 
-        @task(map_index_template="worker {{ task.op_kwargs['worker'] }}")
+        @task(map_index_template="worker {{ task.op_kwargs['worker'] }}", execution_timeout=TUNE_TIMEOUT)
         def tune(run: dict, worker: int) -> dict:
             """A trial worker on the shared study; each trial is a child run of the parent run."""
             from retune.pipeline import tune_worker

@@ -25,6 +25,10 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+# A task that runs longer fails (and is retried): a read stuck behind a table lock or a hung
+# connection must not hold the DAG's run for ever.
+TASK_TIMEOUT = pendulum.duration(hours=2)
+
 
 @dag(
     dag_id="rollback_model",
@@ -34,7 +38,12 @@ from airflow.sdk import Param, dag, get_current_context, task
     max_active_runs=1,
     doc_md=__doc__,
     tags=["retune", "registry", "rollback"],
-    default_args={"owner": "retune", "retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={
+        "owner": "retune",
+        "retries": 2,
+        "retry_delay": pendulum.duration(seconds=30),
+        "execution_timeout": TASK_TIMEOUT,
+    },
     params={
         "config": Param(
             "demo",

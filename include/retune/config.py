@@ -503,7 +503,11 @@ class TuningConfig(_Strict):
     timeout: int | None = Field(
         None,
         ge=1,
-        description="The study's wall-clock limit in seconds, from when its first worker started (retried and late workers share it); None for no limit.",
+        le=86_400,
+        description=(
+            "The study's wall-clock limit in seconds, at most 24 h, from when its first worker started (retried and "
+            "late workers share it); None: the trial budget alone, within the tune task's 25 h execution_timeout."
+        ),
     )
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     seed: int = 42

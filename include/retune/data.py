@@ -27,7 +27,7 @@ import os
 import string
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -441,13 +441,22 @@ class SqlSource(DataSource):
         return DataError(f"{self.describe()}: {what}: {text}")
 
     def read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        """The rows of ``[start, end)``, ordered by time.
+
+        A signal handler's exception (Airflow's ``execution_timeout``) stops the read even
+        while PostgreSQL waits, say on a table lock: see :func:`interruptible`.
+        """
+        dsn = self.dsn()
+        stmt, params = self.statement(start, end)
+        log.info("reading %s for [%s, %s) in chunks of %d rows", self.describe(), start, end, self.chunk_rows)
+        with interruptible():
+            return self._read(dsn, stmt, params, start, end)
+
+    def _read(self, dsn: str, stmt: Any, params: dict[str, Any], start: datetime | None, end: datetime | None) -> pd.DataFrame:
         import pandas as pd
         import psycopg2
         from psycopg2 import extensions
 
-        dsn = self.dsn()
-        stmt, params = self.statement(start, end)
-        log.info("reading %s for [%s, %s) in chunks of %d rows", self.describe(), start, end, self.chunk_rows)
         try:
             conn = psycopg2.connect(
                 dsn, application_name="retune", **({} if "connect_timeout" in dsn else {"connect_timeout": 15})
@@ -500,6 +509,53 @@ class SqlSource(DataSource):
         # PostgreSQL's ORDER BY leaves rows with the same timestamp in any order (a parallel
         # scan, a vacuum): order those by content, or a re-read would change the digest.
         return order_by_time(df, self.time_column, ties="content")
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Let an exception from a signal handler stop a psycopg2 call that waits on the server.
+
+    psycopg2 otherwise waits inside libpq, where Python runs no signal handler until the
+    call returns: Airflow's ``execution_timeout`` (a ``SIGALRM`` handler that raises) could
+    not stop a read queued behind a table lock (measured: a 2 s alarm was handled only once
+    the lock went, after 8 s). Inside this block psycopg2 waits in Python
+    (:func:`psycopg2.extensions.set_wait_callback` with :func:`_wait_select`), and an
+    exception raised while waiting asks the server to cancel the statement before it
+    propagates. The callback is global to the process, as psycopg2 has it, and is put back
+    on leaving: use it around one reader's own connection, not beside other threads' queries.
+    """
+    from psycopg2 import extensions
+
+    previous = extensions.get_wait_callback()
+    extensions.set_wait_callback(_wait_select)
+    try:
+        yield
+    finally:
+        extensions.set_wait_callback(previous)
+
+
+def _wait_select(conn: Any) -> None:
+    """psycopg2's ``extras.wait_select``, which cancels only on ``KeyboardInterrupt``, for
+    any exception: the server stops the statement, and psycopg2 then closes the connection."""
+    import select
+
+    from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
+
+    while True:
+        try:
+            state = conn.poll()
+            if state == POLL_OK:
+                return
+            if state == POLL_READ:
+                select.select([conn.fileno()], [], [])
+            elif state == POLL_WRITE:
+                select.select([], [conn.fileno()], [])
+            else:
+                raise conn.OperationalError(f"bad state from poll: {state}")
+        except BaseException:
+            with suppress(Exception):
+                conn.cancel()
+            raise
 
 
 _NUMERIC_OIDS = frozenset({20, 21, 23, 700, 701, 1700})

@@ -77,6 +77,27 @@ def test_dag_rules(parse_log: dict, dag_id: str) -> None:
         assert retries is not None and retries >= 2, f"{dag_id}.{task.task_id}: retries is {retries!r}, want >= 2"
 
 
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_every_task_has_an_execution_timeout(parse_log: dict, dag_id: str) -> None:
+    """No task may hold its DAG's one active run for ever (a read behind a table lock: see
+    tests/e2e/test_faults.py). A trial worker may run the longest study a run or a config
+    can ask for, plus an hour for the trials in flight when it passes."""
+    from retune.config import TuningConfig
+
+    dag = parse_log["bag"].dags[dag_id]
+    longest_study = max(
+        int(dag.params.get_param("timeout").schema["maximum"]) if "timeout" in dag.params else 0,
+        next(m.le for m in TuningConfig.model_fields["timeout"].metadata if hasattr(m, "le")),
+    )
+    for task in dag.tasks:
+        limit = task.execution_timeout
+        assert limit is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
+        if task.task_id == "retune.tune":
+            assert limit >= pendulum.duration(seconds=longest_study, hours=1), f"{task.task_id}: {limit}"
+        else:
+            assert limit <= pendulum.duration(hours=2), f"{dag_id}.{task.task_id}: {limit}"
+
+
 def test_retune_model_shape(parse_log: dict) -> None:
     dag = parse_log["bag"].dags["retune_model"]
     assert dag.max_active_runs == 1

@@ -254,3 +254,63 @@ def test_an_alert_run_whose_drift_gate_fails_gives_its_decision_back(airflow_db:
     assert row["triggered"] is False and row["outcome"].startswith("cancelled: the drift gate failed"), row
     assert retune_listener.abandoned_lock("retune_model", run.run_id, conf) is None, "release_lock did it"
     assert policy.decide("demo", source="alert", key=key).triggered, "the alert's resend triggers"
+
+
+@pytest.mark.postgres
+def test_a_load_stuck_behind_a_table_lock_times_out_and_gives_the_lock_back(
+    airflow_db: None, retune_env: dict[str, Path]
+) -> None:
+    """Another job holds an exclusive lock on the production table (an ALTER TABLE, a VACUUM
+    FULL). load_data's read waits; its execution_timeout stops it while the lock is still held
+    (psycopg2 used to wait inside libpq, where the timeout's signal is handled only once the
+    query returns), release_lock gives the model's lock back, and nothing is registered."""
+    import threading
+    from datetime import timedelta
+
+    import psycopg2
+    import sqlalchemy
+    import yaml
+    from pg import temp_database  # type: ignore[import-not-found]
+
+    from retune import demo_data, policy, tracking
+    from retune.settings import get_settings
+
+    with temp_database() as url:
+        engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        demo_data.generate(days=60, rows_per_day=40, seed=1).to_sql("demand", engine, index=False)
+        engine.dispose()
+        path = write_config(retune_env["configs"], "demo", SMALL)
+        raw = yaml.safe_load(path.read_text())
+        raw["data"]["production"] = {"sql": {"table": "demand", "dsn": url}}
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+        dag = fresh_dags()["retune_model"]
+        load = dag.get_task("retune.load_data")
+        load.execution_timeout, load.retries = timedelta(seconds=5), 0
+        holder = psycopg2.connect(url)
+        holder.cursor().execute("LOCK TABLE demand IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(300, holder.rollback)  # bounds the old behaviour: slow, not hung
+        release.start()
+        try:
+            started = time.monotonic()
+            run = dag.test(run_conf={"config": "demo", "window": "reference", "force": True})
+            took = time.monotonic() - started
+            with holder.cursor() as cur:  # the lock was held throughout
+                cur.execute(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'demand'::regclass AND mode = 'AccessExclusiveLock' AND granted"
+                )
+                assert cur.fetchone()[0] == 1
+        finally:
+            release.cancel()
+            holder.rollback()
+            holder.close()
+
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert states["retune.load_data"] == "failed", states
+        assert states["retune.release_lock"] == "success", states
+        assert run.state == "failed", states
+        assert took < 240, f"the run took {took:.0f} s: the read waited for the lock"
+        last = policy.history("demo")[0]
+        assert last["triggered"] and last["outcome"] is not None, "the lock was given back"
+        cl = tracking.client(get_settings())
+        assert cl.search_model_versions("name = 'demo-demand'") == [], "nothing registered"

@@ -473,6 +473,17 @@ def test_log_range_with_step_is_refused(demo_dict, write_yaml, param: str, spec:
     assert param in load_error(write_yaml(demo_dict))
 
 
+@pytest.mark.parametrize(("value", "ok"), [(86_400, True), (86_401, False), (0, False), (None, True)])
+def test_a_study_timeout_is_at_most_a_day(demo_dict, write_yaml, value: object, ok: bool) -> None:
+    """The tune task's execution_timeout (25 h) allows the longest study plus an hour: a longer
+    tuning.timeout would be cut there, then its retries, and would fail the run."""
+    demo_dict["tuning"]["timeout"] = value
+    if ok:
+        assert load_config(write_yaml(demo_dict)).tuning.timeout == value
+    else:
+        assert "tuning.timeout" in load_error(write_yaml(demo_dict))
+
+
 def test_bad_pruner_args_are_refused_on_load(demo_dict, write_yaml) -> None:
     demo_dict["tuning"]["pruner"] = {"type": "median", "args": {"n_startup": 4}}
     assert "tuning.pruner.args" in load_error(write_yaml(demo_dict))

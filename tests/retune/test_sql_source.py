@@ -369,6 +369,64 @@ def test_query_source_is_read_only(events: Pg) -> None:
     assert len(SqlSource(time_column="ts", table="events", dsn=events.dsn()).read(None, None)) == N_ROWS
 
 
+class _Alarm(Exception):
+    """What the test's SIGALRM handler raises, as Airflow's execution_timeout raises AirflowTaskTimeout."""
+
+
+def _raise_alarm(signum: int, frame: Any) -> None:
+    raise _Alarm
+
+
+def _retune_backends(pg: Pg) -> int:
+    """Backends of Retune's reader on the test database (a fresh connection: pg_stat_activity
+    is a snapshot per transaction)."""
+    import psycopg2
+
+    with psycopg2.connect(pg.dsn()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retune' AND datname = current_database()")
+        (count,) = cur.fetchone()
+    conn.close()
+    return int(count)
+
+
+@pytest.mark.postgres
+def test_a_read_behind_a_table_lock_stops_at_a_timeout_and_cancels_its_statement(events: Pg) -> None:
+    """A warehouse job holds an exclusive lock on the table. Airflow's execution_timeout (a
+    SIGALRM handler that raises) used to be handled only when the query returned, that is when
+    the lock went: the read now stops at the alarm, and the server drops its statement."""
+    import signal
+    import threading
+    import time
+
+    import psycopg2
+    from psycopg2 import extensions
+
+    holder = psycopg2.connect(events.dsn())
+    holder.cursor().execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(20, holder.rollback)  # bounds the old behaviour's wait: fail, not hang
+    previous = signal.signal(signal.SIGALRM, _raise_alarm)
+    try:
+        release.start()
+        started = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(_Alarm):
+            SqlSource(time_column="ts", table="events", dsn=events.dsn()).read(None, None)
+        waited = time.monotonic() - started
+        assert waited < 10, f"the alarm was handled after {waited:.1f} s, once the lock went"
+        assert extensions.get_wait_callback() is None, "psycopg2's wait callback is put back"
+        deadline = time.monotonic() + 10
+        while (left := _retune_backends(events)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == 0, "the reader's statement still waits on the server"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        release.cancel()
+        holder.rollback()
+        holder.close()
+    assert ids(SqlSource(time_column="ts", table="events", dsn=events.dsn()).read(None, None)) == list(range(N_ROWS))
+
+
 @pytest.mark.postgres
 def test_load_window_reads_a_sql_config(events: Pg, make_cfg: Callable[..., Any], tmp_path: Path) -> None:
     cfg = make_cfg(
