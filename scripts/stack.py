@@ -263,6 +263,11 @@ def new_jwt_secret() -> str:
     return secrets.token_urlsafe(64)
 
 
+# Redis redelivers a task not acknowledged within this many seconds to another worker. A trial
+# worker may run 25 h (retune_model's TUNE_TIMEOUT); Celery's default is 24 h. As docker-compose.yaml.
+VISIBILITY_TIMEOUT_S = "93600"
+
+
 def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> dict[str, str]:
     """The environment every stack process (and a user's shell) uses."""
     stack = Path(cfg["dir"])
@@ -274,6 +279,7 @@ def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> di
             "AIRFLOW__CELERY__BROKER_URL": cfg["redis"],
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata}",
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": _key_prefix(cfg),
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT_S,
         }
         if _celery(cfg)
         else {}

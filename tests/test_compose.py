@@ -598,8 +598,24 @@ def test_the_stack_runs_compose_s_executor_by_default() -> None:
     # the stack's own: its Redis keys under its database prefix, so stacks sharing a Redis
     # database (a developer's and a test's) never take each other's tasks
     assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "retune:"
+    # Redis would hand a trial worker still running (up to retune_model's TUNE_TIMEOUT, 25 h)
+    # to a second Celery worker after the visibility timeout (Celery's default: 24 h)
+    tune_timeout = _tune_timeout_s()
+    for each in (env, compose_env):
+        assert int(each["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]) > tune_timeout
     commands = stack._commands(_stack_cfg())
     assert " ".join(commands["celery-worker"][1:3]) == "celery worker" == command_text("airflow-worker")
+
+
+def _tune_timeout_s() -> float:
+    """retune_model's TUNE_TIMEOUT, read from the DAG file (its top imports only pendulum and the SDK)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_retune_model_dag", ROOT / "dags" / "retune_model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return float(module.TUNE_TIMEOUT.total_seconds())
 
 
 def test_the_stack_s_local_executor_needs_no_worker_or_redis() -> None:
