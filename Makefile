@@ -75,7 +75,7 @@ typecheck: install
 # TEST_WORKERS=0 runs in one process (as plain `pytest` does).
 TEST_WORKERS ?= 2
 test: install browser lint typecheck
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 unit: install
 	$(BIN)/python -m pytest tests/retune

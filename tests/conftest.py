@@ -51,3 +51,35 @@ def _isolate_mlflow_uris(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")  # recorded as absent: undone after the test
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
+
+
+# Test modules that start Airflow's services or run many DAG runs, longest first (measured
+# 2026-11-27: 120-250 s each on a slow 2-core machine). Only the order of the run depends on it.
+HEAVIEST = (
+    "tests/e2e/test_scheduler.py",
+    "tests/ui/test_trigger_form.py",
+    "tests/e2e/test_stack.py",
+    "tests/api/test_rest_trigger.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the longest modules first: the heaviest listed, then every module with a ``slow``
+    test (it runs DAGs end to end), then the rest, each group in collection order.
+
+    With two pytest-xdist workers and ``--dist loadfile`` a worker takes the next module when
+    it runs out; the many short unit-test modules at the end then even out the two workers'
+    loads. xdist's own order (``--loadscope-reorder``, its default; the Makefile turns it
+    off) puts modules with many tests first, which left the one-test, four-minute modules to
+    the end, one worker running them while the other had nothing left.
+    """
+    del config
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        where = item.path.relative_to(ROOT).as_posix()
+        if where in HEAVIEST:
+            return HEAVIEST.index(where)
+        return len(HEAVIEST) + (0 if item.path in slow else 1)
+
+    items.sort(key=rank)
