@@ -225,6 +225,8 @@ def retune_model() -> None:
                 force=p["force"],
                 trigger=p["trigger"],
                 drift=p["drift"],
+                # an attempt killed after deciding left its decision holding the lock: take it
+                retry=ctx["ti"].try_number > 1,
             )
             print(decision["reason"])
             # the lock, also for the plugin retune_listener when the run is marked failed by hand

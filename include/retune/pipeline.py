@@ -359,6 +359,7 @@ def admit(
     force: bool,
     trigger: str,
     drift: dict[str, Any] | None,
+    retry: bool = False,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """The gate in front of a retune run: the trigger policy, then the drift gate.
@@ -369,6 +370,23 @@ def admit(
     then cleared by a person, is decided again as the same request (``rerun``: no duplicate,
     no hysteresis, no cooldown; the lock still one at a time). Without drift (and without
     ``force``) the lock is given back at once.
+
+    Args:
+        config_name: The model config.
+        conf: The Airflow run's conf (``policy_token``, ``idempotency_key``).
+        run_key: The Airflow run (``dag_id/run_id``): the key of a request without its own.
+        window_kind: ``latest`` or ``reference`` (a reference window skips the drift gate).
+        window_end: End of the production window (default: when the run was asked for).
+        force: Skip idempotency, hysteresis, cooldown and the drift gate (never the lock).
+        trigger: Who asked: a :data:`retune.policy.SOURCES` name (else ``manual``).
+        drift: The monitor's drift result, when it found the drift (the gate checks again without).
+        retry: The gate task runs again (its try number above 1): a decision of the same
+            key whose retune still holds the lock is taken for this run's own, made by an
+            attempt that died before it could hand the token on, and the run goes on with
+            it (:func:`retune.policy.decide`'s ``retry``). Without it, a request with its own
+            ``idempotency_key`` skipped as a duplicate of itself and the model stayed locked
+            for ``policy.lock_ttl``.
+        settings: State locations.
 
     Returns:
         ``{"retune": bool, "reason": str, "token": str | None}``.
@@ -395,6 +413,7 @@ def admit(
             key=key,
             force=force or window_kind == "reference",
             rerun=cleared or key == run_key,  # the same Airflow run again (cleared): not a new request
+            retry=retry,
             settings=settings,
         )
         print(f"trigger policy: {'TRIGGER' if decision.triggered else 'SKIP'} ({decision.reason})")

@@ -25,7 +25,15 @@ from airflow_server import ADMIN, CONFIG_N_TRIALS, AirflowServer, airflow_server
 
 pytestmark = pytest.mark.slow
 
-ALERT_CONF = {"config": "demo", "window": "reference", "force": True, "n_trials": 3, "trigger": "alert"}
+# idempotency_key is no Param: the caller's own key for the request (its resend is a duplicate)
+ALERT_CONF = {
+    "config": "demo",
+    "window": "reference",
+    "force": True,
+    "n_trials": 3,
+    "trigger": "alert",
+    "idempotency_key": "pager-7",
+}
 assert ALERT_CONF["n_trials"] != CONFIG_N_TRIALS
 
 
@@ -49,7 +57,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
         yield running
 
 
-def test_alert_triggers_retune_through_rest_api(server: AirflowServer) -> None:
+def _use_server_state(server: AirflowServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read the server's policy decisions from this process."""
+    monkeypatch.setenv("RETUNE_STATE_DIR", str(server.state))
+    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(server.configs))
+    for name in ("RETUNE_POLICY_DB", "RETUNE_OPTUNA_STORAGE", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_alert_triggers_retune_through_rest_api(server: AirflowServer, monkeypatch: pytest.MonkeyPatch) -> None:
     import airflow_client.client as ac
     from airflow_client.client.api.dag_run_api import DagRunApi
     from airflow_client.client.api.task_instance_api import TaskInstanceApi
@@ -104,6 +120,13 @@ def test_alert_triggers_retune_through_rest_api(server: AirflowServer) -> None:
     assert parent.data.tags["retune.trigger"] == "alert"
     assert parent.data.params["n_trials"] == str(ALERT_CONF["n_trials"])
 
+    from retune import policy
+
+    _use_server_state(server, monkeypatch)
+    [decision] = [d for d in policy.history("demo") if d["source"] == "alert"]
+    assert decision["idempotency_key"] == ALERT_CONF["idempotency_key"], "the conf's key, not the run's"
+    assert decision["triggered"] and decision["outcome"].startswith("registered"), decision
+
 
 def _xcom(server: AirflowServer, run_id: str, task_id: str, key: str = "return_value") -> Any:
     status, body = server.request("GET", f"/api/v2/dags/retune_model/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
@@ -117,10 +140,7 @@ def test_a_run_marked_by_hand_gives_the_lock_back(server: AirflowServer, monkeyp
     listener gives the lock back and closes the MLflow parent run FAILED (it registered nothing)."""
     from retune import policy
 
-    monkeypatch.setenv("RETUNE_STATE_DIR", str(server.state))
-    monkeypatch.setenv("RETUNE_CONFIG_DIR", str(server.configs))
-    for name in ("RETUNE_POLICY_DB", "RETUNE_OPTUNA_STORAGE", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
+    _use_server_state(server, monkeypatch)
     long_study = {"config": "demo", "window": "reference", "force": True, "n_trials": 1000, "timeout": 3600}
     status, run = server.request("POST", "/api/v2/dags/retune_model/dagRuns", {"logical_date": None, "conf": long_study})
     assert status == 200, f"trigger: {status} {run}"

@@ -477,3 +477,28 @@ def test_a_read_creates_no_table_and_shares_the_writers_engine(env) -> None:  # 
     assert read is not None
     assert read[0] is policy._tables(url)[0]
     assert [d["source"] for d in policy.history("demo")] == ["manual"]
+
+
+def test_a_retried_gate_of_a_request_with_its_own_key_takes_back_the_lock_its_killed_attempt_took(env) -> None:  # noqa: ANN001
+    """A REST run with its own idempotency_key: its gate's first attempt decided (lock taken)
+    and was killed before it handed the token on. The retry (try 2) goes on with that lock,
+    where it used to skip as a duplicate of itself, leaving the model locked for lock_ttl
+    with no retune. Another run with the same key stays a duplicate, and so does the retry
+    once that retune ended."""
+    from retune import pipeline
+
+    conf = {"config": "demo", "idempotency_key": "deploy-42"}
+    kwargs = {"window_kind": "latest", "window_end": "2025-06-02", "force": False, "trigger": "api"}
+    drift = {"drift_detected": True}
+    lost = policy.decide("demo", source="api", key="deploy-42")  # the killed attempt's decision
+    assert lost.triggered and lost.token is not None
+    other = pipeline.admit("demo", conf=conf, run_key="retune_model/r2", drift=drift, **kwargs)  # type: ignore[arg-type]
+    assert not other["retune"] and "duplicate" in other["reason"], "a first attempt is a new run: a duplicate"
+    retried = pipeline.admit("demo", conf=conf, run_key="retune_model/r1", drift=drift, retry=True, **kwargs)  # type: ignore[arg-type]
+    assert retried["retune"], retried["reason"]
+    assert retried["token"] == lost.token and policy.holds("demo", lost.token)
+    assert "the same run again" in retried["reason"]
+    pipeline.finish("demo", retried["token"], registered=None)
+    assert policy.current_lock("demo") is None, "the retry's release gives the lock back"
+    ended = pipeline.admit("demo", conf=conf, run_key="retune_model/r1", drift=drift, retry=True, **kwargs)  # type: ignore[arg-type]
+    assert not ended["retune"] and "duplicate" in ended["reason"]
