@@ -527,15 +527,19 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     assert resolved["services"]["airflow-worker"]["environment"]["DUMB_INIT_SETSID"] == "0"
 
 
-def _stack_module() -> Any:
+def _module_from(path: Path, name: str) -> Any:
+    """Execute a file that is no package module (a script, a DAG file) as module ``name``."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("retune_stack", ROOT / "scripts" / "stack.py")
-    assert spec is not None
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
+
+
+def _stack_module() -> Any:
+    return _module_from(ROOT / "scripts" / "stack.py", "retune_stack")
 
 
 SHARED_WITH_STACK = (
@@ -609,13 +613,7 @@ def test_the_stack_runs_compose_s_executor_by_default() -> None:
 
 def _tune_timeout_s() -> float:
     """retune_model's TUNE_TIMEOUT, read from the DAG file (its top imports only pendulum and the SDK)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_retune_model_dag", ROOT / "dags" / "retune_model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return float(module.TUNE_TIMEOUT.total_seconds())
+    return float(_module_from(ROOT / "dags" / "retune_model.py", "_retune_model_dag").TUNE_TIMEOUT.total_seconds())
 
 
 def test_the_stack_s_local_executor_needs_no_worker_or_redis() -> None:

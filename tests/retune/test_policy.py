@@ -145,6 +145,50 @@ def test_a_burst_of_ten_triggers_exactly_one_on_postgres(env, monkeypatch: pytes
         policy._make_tables.cache_clear()
 
 
+@pytest.mark.postgres
+def test_a_decision_behind_a_held_lock_fails_after_the_lock_timeout(env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Another session holds an exclusive lock on the decisions table (a migration, a VACUUM
+    FULL): a decision fails after the lock timeout (retune.db), leaves no lock row and no
+    decision behind, and the same request triggers once the table is free. Without the
+    timeout it waited as long as the lock was held (here: until the test's safety timer
+    gave the lock back, 20 s, and then decided)."""
+    import time
+
+    import psycopg2
+    import sqlalchemy as sa
+    from pg import temp_database  # type: ignore[import-not-found]
+
+    from retune import db
+
+    monkeypatch.setattr(db, "LOCK_TIMEOUT_S", 1)
+    with temp_database("retune_db_lock") as url:
+        monkeypatch.setenv("RETUNE_POLICY_DB", url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        policy._make_tables.cache_clear()
+        try:
+            warm = policy.decide("demo", source="alert", key="warm-up", force=True)  # creates the tables
+            assert warm.triggered and warm.token is not None
+            policy.release("demo", warm.token, outcome="test")
+            holder = psycopg2.connect(url)
+            holder.cursor().execute("LOCK TABLE retune_decisions IN ACCESS EXCLUSIVE MODE")
+            release = threading.Timer(20, holder.rollback)  # bounds the old behaviour's wait: fail, not hang
+            release.start()
+            try:
+                start = time.monotonic()
+                with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                    policy.decide("demo", source="alert", key="alert:locked", force=True)
+                waited = time.monotonic() - start
+            finally:
+                release.cancel()
+                holder.rollback()
+                holder.close()
+            assert waited < 10, f"waited {waited:.1f} s for a 1 s lock timeout"
+            assert policy.current_lock("demo") is None, "no lock left by the failed decision"
+            assert [d["idempotency_key"] for d in policy.history("demo")] == ["warm-up"]
+            assert policy.decide("demo", source="alert", key="alert:locked", force=True).triggered, "the resend triggers"
+        finally:
+            policy._make_tables.cache_clear()
+
+
 def test_a_cleared_rerun_of_the_same_run_is_admitted_once_the_first_attempt_ended(env) -> None:  # noqa: ANN001
     """The key of a run's own decision is the run: a retry of its gate task while it holds the
     lock gets that lock again (without it the retry would skip and the lock leak until
