@@ -26,6 +26,11 @@ DEMO_ENV := env -u AIRFLOW__DATABASE__SQL_ALCHEMY_CONN -u AIRFLOW__CORE__EXECUTO
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	MLFLOW_TRACKING_URI="sqlite:///$(DEMO)/mlflow.db"
 
+# The LocalExecutor's tasks fork from a process that imported Retune's libraries once
+# (include/retune/preload.py; the same as FORKSERVER_ENV in scripts/stack.py).
+FORKSERVER_ENV := AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver \
+	AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow.executors.local_executor,airflow.sdk.execution_time.task_runner,retune.preload
+
 .PHONY: install browser demo status test lint typecheck unit airflow-ui mlflow-ui stack-up stack-down stack-status bench bench-quick clean
 
 $(STAMP):
@@ -84,7 +89,7 @@ unit: install
 # the login is printed by `airflow standalone`. Its extra links open `make mlflow-ui`
 # (RETUNE_MLFLOW_UI_URL=... for another address).
 airflow-ui: install
-	$(DEMO_ENV) RETUNE_MLFLOW_UI_URL=$${RETUNE_MLFLOW_UI_URL:-http://localhost:5000} $(BIN)/airflow standalone
+	$(DEMO_ENV) $(FORKSERVER_ENV) RETUNE_MLFLOW_UI_URL=$${RETUNE_MLFLOW_UI_URL:-http://localhost:5000} $(BIN)/airflow standalone
 
 # The MLflow UI on the demo state: http://localhost:5000
 mlflow-ui: install

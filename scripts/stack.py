@@ -58,6 +58,14 @@ BIN = Path(sys.executable).parent
 # worker only with the CeleryExecutor; ``down`` stops whatever has a pid file.
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "celery-worker")
 EXECUTORS = {"celery": "CeleryExecutor", "local": "LocalExecutor"}
+# The LocalExecutor forks its workers, and each task process from one of them, from a
+# forkserver that imported Retune's libraries once (include/retune/preload.py): a task then
+# skips 3-5 s of imports (~10 s on a slow core). Airflow 3.3's own options; make airflow-ui and
+# the test servers (tests/airflow_server.py) use the same.
+FORKSERVER_ENV = {
+    "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "airflow.executors.local_executor,airflow.sdk.execution_time.task_runner,retune.preload",
+}
 
 
 def _cfg() -> dict[str, str]:
@@ -274,7 +282,7 @@ def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> di
     dbs = _databases(cfg)
     port = cfg["airflow_port"]
     metadata = _db_url(cfg["pg"], dbs["airflow"], "postgresql+psycopg2")
-    celery = (
+    executor_env = (
         {  # as docker-compose.yaml: Redis the broker, the metadata database the result backend
             "AIRFLOW__CELERY__BROKER_URL": cfg["redis"],
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata}",
@@ -282,13 +290,13 @@ def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> di
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT_S,
         }
         if _celery(cfg)
-        else {}
+        else FORKSERVER_ENV  # the LocalExecutor: tasks forked from the preloaded forkserver
     )
     return {
         "AIRFLOW_HOME": str(stack / "airflow"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
         "AIRFLOW__CORE__EXECUTOR": EXECUTORS[cfg["executor"]],
-        **celery,
+        **executor_env,
         # where the task logs are served from (the Celery worker, or the LocalExecutor's
         # scheduler): one port per stack, not every stack on Airflow's 8793
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": cfg["worker_log_port"],

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 from procs import stop_group  # type: ignore[import-not-found]
+from stack import FORKSERVER_ENV  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -251,6 +252,7 @@ def airflow_server(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        **FORKSERVER_ENV,  # as make airflow-ui and the LocalExecutor stack: tasks start with Retune's imports done
         "RETUNE_STATE_DIR": str(state_dir),
         "RETUNE_CONFIG_DIR": str(configs),
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",

@@ -65,3 +65,26 @@ def test_a_checkout_path_with_a_space_is_refused_before_anything_runs(tmp_path: 
     assert done.returncode != 0
     assert "path has a space" in done.stderr and str(checkout) in done.stderr
     assert (tmp_path / "my").is_dir()
+
+
+def test_make_airflow_ui_preloads_the_forkserver_as_the_stack_does() -> None:
+    """`make airflow-ui` (airflow standalone, LocalExecutor) starts its scheduler with the same
+    forkserver settings as the LocalExecutor stack and the test servers (scripts/stack.py)."""
+    from stack import FORKSERVER_ENV  # type: ignore[import-not-found]
+
+    probe = "retune-forkserver-probe: ; @env -i $(FORKSERVER_ENV) env"
+    done = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "--eval", probe, "retune-forkserver-probe"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert seen == FORKSERVER_ENV
+    assert "retune.preload" in FORKSERVER_ENV["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"].split(",")
+    recipe = subprocess.run(
+        ["make", "-n", "-f", str(ROOT / "Makefile"), "airflow-ui"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=" in recipe.stdout and "airflow standalone" in recipe.stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from airflow_server import airflow_server  # type: ignore[import-not-found]
+from procs import group_members  # type: ignore[import-not-found]
 from tests_e2e_helpers import write_config  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,24 @@ def _data_until_now(base: Path) -> tuple[Path, Path]:
     return state, configs
 
 
+def _preloaded_forkserver(pgid: int) -> dict:
+    """The scheduler's forkserver in the server's process group: whether it has scikit-learn's
+    and pandas' compiled modules mapped (imported by retune.preload), and its children (the
+    LocalExecutor's workers, which fork every task)."""
+    found = {}
+    for pid in group_members(pgid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "multiprocessing.forkserver" not in cmdline:
+                continue
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        found = {"pid": pid, "sklearn": "/sklearn/" in maps, "pandas": "/pandas/" in maps, "children": children}
+    return found
+
+
 def test_scheduler_runs_monitor_then_triggered_retune(tmp_path: Path) -> None:
     with airflow_server(tmp_path, unpause=("retune_model", "monitor_drift"), state=_data_until_now) as server:
         deadline = time.monotonic() + 300
@@ -57,6 +76,8 @@ def test_scheduler_runs_monitor_then_triggered_retune(tmp_path: Path) -> None:
         retune = server.wait_for_run("retune_model", retunes[0]["dag_run_id"], timeout=300)
         monitors = server.runs("monitor_drift")
         cl = server.mlflow_client()
+        assert server.proc is not None
+        forkserver = _preloaded_forkserver(server.proc.pid)
 
     assert any(m["state"] == "success" and m["run_type"] == "scheduled" for m in monitors), monitors
     import sqlalchemy as sa
@@ -68,3 +89,8 @@ def test_scheduler_runs_monitor_then_triggered_retune(tmp_path: Path) -> None:
     champion = cl.get_model_version_by_alias("demo-demand", "champion")
     assert champion.tags["retune.trigger"] == "drift"
     assert champion.tags["airflow.run_id"] == retune["dag_run_id"]
+    # The LocalExecutor ran every task in a process forked from the forkserver that had imported
+    # Retune's libraries (retune.preload), so no task paid for those imports again.
+    assert forkserver, "no forkserver in airflow standalone's process group"
+    assert forkserver["sklearn"] and forkserver["pandas"], forkserver
+    assert forkserver["children"], "the LocalExecutor's workers are the forkserver's children"
