@@ -66,6 +66,9 @@ FORKSERVER_ENV = {
     "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
     "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "airflow.executors.local_executor,airflow.sdk.execution_time.task_runner,retune.preload",
 }
+# The CeleryExecutor's counterpart (as docker-compose.yaml): the Celery worker imports them
+# before it forks its pool (plugins/retune_celery.py).
+CELERY_CONFIG_OPTIONS = "retune_celery.CELERY_CONFIG"
 
 
 def _cfg() -> dict[str, str]:
@@ -288,6 +291,7 @@ def stack_env(cfg: dict[str, str], jwt_secret: str, alert_token: str = "") -> di
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata}",
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": _key_prefix(cfg),
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT_S,
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": CELERY_CONFIG_OPTIONS,
         }
         if _celery(cfg)
         else FORKSERVER_ENV  # the LocalExecutor: tasks forked from the preloaded forkserver

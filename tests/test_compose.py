@@ -609,6 +609,9 @@ def test_the_stack_runs_compose_s_executor_by_default() -> None:
         assert int(each["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]) > tune_timeout
     commands = stack._commands(_stack_cfg())
     assert " ".join(commands["celery-worker"][1:3]) == "celery worker" == command_text("airflow-worker")
+    # both Celery workers import Retune's libraries before forking their pools (plugins/retune_celery.py)
+    assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == compose_env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+    assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "retune_celery.CELERY_CONFIG"
 
 
 def _tune_timeout_s() -> float:
@@ -622,6 +625,9 @@ def test_the_stack_s_local_executor_needs_no_worker_or_redis() -> None:
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert not [name for name in env if name.startswith(("AIRFLOW__CELERY", "AIRFLOW__CELERY_"))]
     assert "celery-worker" not in stack._commands(_stack_cfg(executor="local"))
+    # its scheduler forks the LocalExecutor's workers (and so every task) from a preloaded forkserver
+    assert env["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
+    assert "retune.preload" in env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"].split(",")
 
 
 def test_compose_and_no_docker_stack_run_the_same_commands() -> None:

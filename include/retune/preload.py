@@ -14,8 +14,8 @@ with them imported::
 Importing this module imports :data:`MODULES` and then freezes the garbage collector
 (``gc.freeze``), as Airflow does before it forks the LocalExecutor's workers itself: a
 collection in a forked task would otherwise walk, and so copy, every page of those modules'
-objects. It opens no file, connection or thread. The CeleryExecutor's workers are not started
-this way; there each task still imports what it uses.
+objects. It opens no file, connection or thread. On the CeleryExecutor the Celery worker
+imports it before it forks its pool (``imports`` in ``plugins/retune_celery.py``).
 """
 
 from __future__ import annotations

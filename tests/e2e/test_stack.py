@@ -188,6 +188,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         assert not _redis_keys(prefix), "down --drop leaves none of the stack's Redis keys"
 
 
+def _maps(pid: int) -> str:
+    """A live process's memory map (empty if it has exited)."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
 def _trigger_and_wait(senv: dict[str, str], conf: dict, *, timeout: float = 400, during=None) -> dict:  # noqa: ANN001
     before = {r["run_id"] for r in _runs(senv, "retune_model")}
     trig = _airflow(senv, "dags", "trigger", "retune_model", "--conf", json.dumps(conf))
@@ -234,6 +242,13 @@ def test_retune_on_the_stack_with_two_mapped_workers(stack: dict) -> None:
     assert f"{stack['prefix']}@" in worker_log and " ready." in worker_log
     unseen = [ti for ti in ran if f"execute_workload[{ti['celery_id']}] received" not in worker_log]
     assert not unseen, f"tasks the Celery worker never received: {unseen}"
+    # The worker imported Retune's libraries before forking its pool (retune_celery.CELERY_CONFIG's
+    # imports): its processes have scikit-learn's and pandas' compiled modules mapped, so the
+    # task processes they fork start with them.
+    worker_pgid = int((stack["dir"] / "pids" / "celery-worker.pid").read_text())  # the main process
+    preloaded = {pid for pid in group_members(worker_pgid) if "/sklearn/" in (m := _maps(pid)) and "/pandas/" in m}
+    assert worker_pgid in preloaded, f"the Celery worker's main process did not import retune.preload: {preloaded}"
+    assert len(preloaded) > 1, "nor did the pool processes it forked"
 
     tracking = senv["MLFLOW_TRACKING_URI"]
     assert tracking.startswith("http://127.0.0.1:")
