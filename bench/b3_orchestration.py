@@ -33,6 +33,7 @@ from common import BIN, ROOT, log, median, plot_path, pyplot, ratio, table
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from procs import stop_group  # noqa: E402  # the one stopper scripts/, tests/ and bench/ share
+from stack import FORKSERVER_ENV  # noqa: E402  # the LocalExecutor settings make airflow-ui and the stack use
 
 BARE = "import airflow.sdk"
 STARTUP = "pass"
@@ -139,6 +140,9 @@ class Standalone:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # the recommended LocalExecutor set-up: tasks fork from a forkserver that imported
+            # Retune's libraries (retune.preload); the overhead below is what is left around them
+            **FORKSERVER_ENV,
             "RETUNE_STATE_DIR": str(self.state),
             "RETUNE_CONFIG_DIR": str(configs),
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
@@ -297,7 +301,9 @@ def task_overhead(runs: int, n_trials: int) -> dict[str, Any]:
         "standalone_start_s": startup,
         "runs": out,
         "overhead_s_per_task": median([r["overhead_s_per_task"] for r in ok]),
-        "note": "LocalExecutor on SQLite; each task instance is a fresh supervised process",
+        "note": "LocalExecutor on SQLite; each task instance is a fresh supervised process, forked from "
+        "a forkserver that preloaded retune.preload (FORKSERVER_ENV)",
+        "forkserver_preload": FORKSERVER_ENV["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"],
     }
 
 
