@@ -14,7 +14,10 @@ with them imported::
 Importing this module imports :data:`MODULES` and then freezes the garbage collector
 (``gc.freeze``), as Airflow does before it forks the LocalExecutor's workers itself: a
 collection in a forked task would otherwise walk, and so copy, every page of those modules'
-objects. It opens no file, connection or thread. On the CeleryExecutor the Celery worker
+objects. It opens no file, connection or thread. A module that fails to import is logged and
+skipped, not raised: Python's forkserver ignores only an ImportError, and any other error would
+stop it and with it the executor's workers (a Celery worker would not start); the tasks then
+import that module themselves and fail with the error in their own log. On the CeleryExecutor the Celery worker
 imports it before it forks its pool (``imports`` in ``plugins/retune_celery.py``).
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import logging
 
 # What the tasks of retune_model and monitor_drift import, heaviest first.
 MODULES: tuple[str, ...] = (
@@ -44,6 +48,12 @@ MODULES: tuple[str, ...] = (
     "retune.warmstart",
 )
 
+_log = logging.getLogger(__name__)
+
 for _name in MODULES:
-    importlib.import_module(_name)
+    try:
+        importlib.import_module(_name)
+    except Exception as _exc:  # noqa: BLE001 - a forkserver or Celery worker that dies here takes every task with it
+        # The tasks import it again themselves and fail there, with the error in their own log.
+        _log.warning("retune.preload: %s not preloaded (%s: %s); tasks import it themselves", _name, type(_exc).__name__, _exc)
 gc.freeze()

@@ -46,3 +46,23 @@ def test_the_other_retune_modules_do_not_import_preload() -> None:
         "print(json.dumps({'preload': 'retune.preload' in sys.modules, 'evidently': 'evidently' in sys.modules}))"
     )
     assert seen == {"preload": False, "evidently": False}
+
+
+def test_a_library_that_fails_to_import_is_skipped_not_raised(tmp_path) -> None:  # noqa: ANN001
+    """Python's forkserver ignores only an ImportError of a preload module; any other error
+    there would stop it, and with it the LocalExecutor's workers (a Celery worker would not
+    start). A broken library is logged and skipped; the rest is still imported."""
+    (tmp_path / "optuna").mkdir()
+    (tmp_path / "optuna" / "__init__.py").write_text("raise RuntimeError('broken optuna build')\n")
+    code = (
+        "import json, sys, gc, logging, io\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "buf = io.StringIO(); logging.basicConfig(stream=buf, level=logging.WARNING)\n"
+        "import retune.preload\n"
+        "print(json.dumps({'pandas': 'pandas' in sys.modules, 'sklearn': 'sklearn.ensemble' in sys.modules, "
+        "'frozen': gc.get_freeze_count(), 'log': buf.getvalue()}))"
+    )
+    seen = _import_in_fresh_process(code)
+    assert seen["pandas"] and seen["sklearn"], "the other libraries are still preloaded"
+    assert seen["frozen"] > 0
+    assert "optuna not preloaded (RuntimeError: broken optuna build)" in seen["log"], seen["log"]
