@@ -19,7 +19,9 @@ Commands:
 Exit codes: 0 done, 1 refused (e.g. a config that does not validate, no previous champion, or
 it does not load, no Retune state in RETUNE_STATE_DIR), 2 bad usage (e.g. ``--ctx`` not a
 prepared retune's JSON), 3 partial: a part could not be read (``status`` with MLflow or the
-policy database unreachable: the rest is printed, the part replaced by its error).
+policy database unreachable: the rest is printed, the part replaced by its error), 143
+``tune-worker`` stopped by SIGTERM (its trial in flight marked failed; 128 + 15, as a shell
+reports a process SIGTERM ended).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import argparse
 import json
 import logging
 import sys
+
+TERMINATED = 143  # exit code of a tune-worker stopped by SIGTERM: 128 + 15
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,11 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"retune tune-worker: --ctx: {problem}", file=sys.stderr)
             return 2
+        from retune.tuning import Terminated
+
         try:
             result = tune_worker(ctx, args.worker)
         except RetuneError as exc:
             print(f"retune tune-worker: refused: {exc}", file=sys.stderr)
             return 1
+        except Terminated as exc:
+            print(f"retune tune-worker: {exc}", file=sys.stderr)
+            return TERMINATED
         print(json.dumps(result))
     elif args.command == "rollback":
         from retune.errors import RetuneError

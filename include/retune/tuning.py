@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ from retune.models import get_family
 from retune.tracking import end_trial_run
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Sequence
+    from collections.abc import Callable, Collection, Iterator, Sequence
 
     import optuna
     from mlflow import MlflowClient
@@ -397,41 +398,42 @@ class Objective:
         status, state = "FAILED", "FAIL"
         multi = self.cfg.tuning.multi_objective
         try:
-            self.cl.log_batch(
-                run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()]
-            )
-            pipe = self.family.build(
-                self.cfg.task,
-                {**self.cfg.model.fixed_params, **params},
-                numerical=self.features.numerical,
-                categorical=self.features.categorical,
-                seed=self.cfg.tuning.seed,
-                threads=self.cfg.tuning.threads_per_trial,
-            )
-            value = math.nan
-            with threadpool_limits(limits=self.cfg.tuning.threads_per_trial):
-                for i, (budget, fitted) in enumerate(
-                    self.family.staged_fit(pipe, self.X_train, self.y_train, n_steps=self.cfg.tuning.n_steps)
-                ):
-                    value = self.metric.score(fitted, self.X_valid, self.y_valid)
-                    self.cl.log_metric(run_id, f"valid_{self.metric.name}", value, step=i)
-                    self.cl.log_metric(run_id, "budget", float(budget), step=i)
-                    if multi:
-                        continue  # Optuna cannot prune multi-objective trials
-                    trial.report(value, i)
-                    if trial.should_prune():
-                        status, state = "KILLED", "PRUNED"
-                        raise optuna.TrialPruned(f"pruned at step {i} (budget {budget}) with {value:.6g}")
-                if not math.isfinite(value):
-                    raise ValueError(f"trial {trial.number} produced a non-finite {self.metric.name}: {value}")
-                # latency under the trial's thread cap, as validate's latency gate measures it
-                values = objective_values(self.cfg.tuning.objectives, value, pipe, self.X_valid) if multi else (value,)
-            self.cl.log_metric(run_id, self.metric.name, value)
-            result: float | tuple[float, ...] = value
-            if multi:
-                for name, v in zip(self.cfg.tuning.objectives[1:], values[1:], strict=True):
-                    self.cl.log_metric(run_id, OBJECTIVE_METRICS[name], v)
-                result = values
+            with interruptible():  # a SIGTERM stops the fit; creating and ending the run finish first
+                self.cl.log_batch(
+                    run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()]
+                )
+                pipe = self.family.build(
+                    self.cfg.task,
+                    {**self.cfg.model.fixed_params, **params},
+                    numerical=self.features.numerical,
+                    categorical=self.features.categorical,
+                    seed=self.cfg.tuning.seed,
+                    threads=self.cfg.tuning.threads_per_trial,
+                )
+                value = math.nan
+                with threadpool_limits(limits=self.cfg.tuning.threads_per_trial):
+                    for i, (budget, fitted) in enumerate(
+                        self.family.staged_fit(pipe, self.X_train, self.y_train, n_steps=self.cfg.tuning.n_steps)
+                    ):
+                        value = self.metric.score(fitted, self.X_valid, self.y_valid)
+                        self.cl.log_metric(run_id, f"valid_{self.metric.name}", value, step=i)
+                        self.cl.log_metric(run_id, "budget", float(budget), step=i)
+                        if multi:
+                            continue  # Optuna cannot prune multi-objective trials
+                        trial.report(value, i)
+                        if trial.should_prune():
+                            status, state = "KILLED", "PRUNED"
+                            raise optuna.TrialPruned(f"pruned at step {i} (budget {budget}) with {value:.6g}")
+                    if not math.isfinite(value):
+                        raise ValueError(f"trial {trial.number} produced a non-finite {self.metric.name}: {value}")
+                    # latency under the trial's thread cap, as validate's latency gate measures it
+                    values = objective_values(self.cfg.tuning.objectives, value, pipe, self.X_valid) if multi else (value,)
+                self.cl.log_metric(run_id, self.metric.name, value)
+                result: float | tuple[float, ...] = value
+                if multi:
+                    for name, v in zip(self.cfg.tuning.objectives[1:], values[1:], strict=True):
+                        self.cl.log_metric(run_id, OBJECTIVE_METRICS[name], v)
+                    result = values
             status, state = "FINISHED", "COMPLETE"
         except BaseException:
             # close the child run whatever failed (MLflow too); the trial's own error is raised
@@ -501,19 +503,21 @@ def run_study(
         study.set_user_attr("stop_reason", "timeout reached")
         log.info("study %s: its timeout passed before this worker started: no trial run", study.study_name)
     if remaining and "stop_reason" not in study.user_attrs:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=timeout,
-            callbacks=[
-                MaxTrialsCallback(n_trials, states=finished),
-                ProgressLogger(n_trials, objective.cfg.direction),
-                *callbacks,
-                *extra,
-            ],
-            catch=(ValueError, ArithmeticError),
-            gc_after_trial=False,
-        )
+        with stop_on_sigterm():
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=timeout,
+                callbacks=[
+                    MaxTrialsCallback(n_trials, states=finished),
+                    ProgressLogger(n_trials, objective.cfg.direction),
+                    *callbacks,
+                    *extra,
+                    stop_if_terminated,
+                ],
+                catch=(ValueError, ArithmeticError),
+                gc_after_trial=False,
+            )
     elapsed = time.monotonic() - start
     return outcome_of(
         study,
@@ -523,6 +527,111 @@ def run_study(
         max_latency_ms_per_1k=tuning.max_latency_ms_per_1k,
         max_size_kb=tuning.max_size_kb,
     )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while a study ran (:func:`stop_on_sigterm`).
+
+    A ``KeyboardInterrupt``, which Optuna handles as it does Ctrl-C: the trial in flight is
+    marked FAIL and the error raised, so the study stops. No ``except Exception`` on the
+    way out swallows it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("SIGTERM: the study stopped; the trial in flight is marked failed")
+
+
+class _Sigterm:
+    """What :func:`stop_on_sigterm`'s handler and :func:`interruptible` share (Python runs
+    signal handlers in the main thread only)."""
+
+    depth = 0  # > 0: inside an interruptible block, where a SIGTERM raises at once
+    pending = False  # a SIGTERM came outside one: raised at the next block or after the trial
+
+
+def interruptible() -> contextlib.AbstractContextManager[None]:
+    """Where a trial may be stopped at once: its fit and scoring, not its bookkeeping.
+
+    Under :func:`stop_on_sigterm`, a SIGTERM inside the block raises :class:`Terminated`
+    there; outside one (Optuna's ask and tell, creating or ending the trial's child run) it
+    waits, so no trial and no child run is left half-recorded, and is raised on entering the
+    next block, or after the trial by :func:`stop_if_terminated`. A pending one raises on
+    entry.
+    """
+
+    @contextlib.contextmanager
+    def block() -> Iterator[None]:
+        if _Sigterm.pending:
+            _Sigterm.pending = False
+            raise Terminated()
+        _Sigterm.depth += 1
+        try:
+            yield
+        finally:
+            _Sigterm.depth -= 1
+
+    return block()
+
+
+def stop_if_terminated(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna callback: raise a SIGTERM that came after the trial's last interruptible block
+    (the trial is recorded as it ended; no further trial starts)."""
+    del study, trial
+    if _Sigterm.pending:
+        _Sigterm.pending = False
+        raise Terminated()
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Stop the study soon and cleanly when the process gets SIGTERM.
+
+    Airflow 3's task runner only calls the operator's ``on_kill`` on SIGTERM and lets the
+    task go on; its supervisor sends SIGTERM when a person marks the run failed or success
+    (or the task is cleared, or the scheduler stops) and SIGKILL 5 s later. A study went on
+    tuning until the SIGKILL, which left the trial in flight RUNNING in the study (for ever
+    on SQLite or a journal) and its MLflow child run RUNNING. Here the previous handler runs
+    first (Airflow's ``on_kill``), then :class:`Terminated` is raised in the trial's fit
+    (:func:`interruptible`; its bookkeeping finishes first): its child run ends FAILED,
+    Optuna marks it FAIL, and the error leaves the task. A process that ignores SIGTERM
+    (``SIG_IGN``) keeps ignoring it, and one whose handler was not set from Python keeps
+    that handler; a second SIGTERM only runs the previous handler, so the first one's
+    cleanup finishes. Only in the main thread (where Python runs signal handlers);
+    elsewhere a no-op.
+
+    Yields:
+        Nothing; the previous handler is put back on leaving.
+    """
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+    # SIG_IGN: the process means to ignore it; None: a handler not set from Python, which
+    # could not be put back
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield
+        return
+
+    raised = False
+
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal raised
+        if callable(previous):
+            previous(signum, frame)
+        if raised:  # once: a second SIGTERM must not break the first one's cleanup
+            return
+        raised = True
+        if _Sigterm.depth:
+            raise Terminated()
+        _Sigterm.pending = True
+
+    _Sigterm.pending = False
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _Sigterm.pending = False
 
 
 DEADLINE_ATTR = "deadline"  # study user attribute: ISO time at which its timeout passes

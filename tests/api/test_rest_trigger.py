@@ -138,6 +138,8 @@ def _xcom(server: AirflowServer, run_id: str, task_id: str, key: str = "return_v
 def test_a_run_marked_by_hand_gives_the_lock_back(server: AirflowServer, monkeypatch: pytest.MonkeyPatch, mark: str) -> None:
     """A person marks a tuning run failed or success: Airflow skips release_lock, so the
     listener gives the lock back and closes the MLflow parent run FAILED (it registered nothing)."""
+    import optuna
+
     from retune import policy
 
     _use_server_state(server, monkeypatch)
@@ -172,6 +174,18 @@ def test_a_run_marked_by_hand_gives_the_lock_back(server: AirflowServer, monkeyp
         time.sleep(1)
     states = {ti["task_id"]: ti["state"] for ti in server.task_instances("retune_model", run_id)}
     assert states["retune.release_lock"] != "success", f"release_lock did not run: {states}"
+
+    # the supervisor SIGTERMs the tune task (SIGKILL 5 s later): the study stops in time, its
+    # trial in flight ends FAIL with its child run; both stayed RUNNING for ever after the SIGKILL
+    parent = cl.get_run(parent_run_id)
+    study = server.study(parent.data.params["study_name"])
+    deadline = time.monotonic() + 60
+    while running := [t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]:
+        assert time.monotonic() < deadline, f"trial(s) {running} still RUNNING after the run was marked\n{server.log_tail()}"
+        time.sleep(1)
+    children = cl.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    assert children, "the tune task ran trials"
+    assert not [r.data.tags.get("mlflow.runName") for r in children if r.info.status == "RUNNING"], "child runs left RUNNING"
     decision = next(d for d in policy.history("demo") if d["token"] == token)
     assert decision["outcome"].startswith(f"{mark}: run {run_id} ended without release_lock"), decision
     after = policy.decide("demo", source="manual", key=f"after-mark-{mark}", force=True)

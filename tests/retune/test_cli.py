@@ -4,6 +4,7 @@ stores and a real prepared retune)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -93,3 +94,63 @@ def test_rollback_on_a_state_folder_with_no_state_is_refused_and_creates_nothing
     assert f"retune rollback: refused: no Retune state here: {typo / 'mlflow.db'} does not exist" in err
     assert "RETUNE_STATE_DIR" in err and "no champion" not in err
     assert not typo.exists(), "nothing created, not even the folder"
+
+
+def test_tune_worker_stopped_by_sigterm_fails_its_trial_and_exits_143(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_raw: dict[str, Any], restore_mlflow_uris: None
+) -> None:
+    """A trial worker process told to stop (SIGTERM: a supervisor, ``kill``, a pod shut down)
+    died at once, leaving its trial in flight and its MLflow child run RUNNING for ever on
+    SQLite. Now the trial ends FAIL, its run FAILED, and the worker exits 143 saying why."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+    from mlflow import MlflowClient
+
+    from retune import demo_data, pipeline
+    from retune.cli import TERMINATED
+
+    state = tmp_path / "state"
+    _configs(tmp_path, monkeypatch, demo_raw, state)
+    demo_data.write(state / "data" / "demo", days=60, rows_per_day=30)
+    ctx = pipeline.prepare("demo", window_kind="reference", key="cli-sigterm")
+    ctx.update(n_trials=10_000, timeout=None)  # it would run for hours
+    storage = f"sqlite:///{state / 'optuna.db'}"
+    log = (tmp_path / "worker.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retune", "tune-worker", "--ctx", json.dumps(ctx)],
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # three trials finished: a fourth is on its way
+            assert proc.poll() is None, f"the worker exited {proc.returncode}"
+            assert time.monotonic() < deadline, "the worker never got going"
+            with contextlib.suppress(KeyError):
+                study = optuna.load_study(study_name=ctx["study_name"], storage=storage)
+                if sum(t.state.is_finished() for t in study.trials) >= 3:
+                    break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == TERMINATED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log.seek(0)
+    said = log.read()
+    assert "retune tune-worker: SIGTERM: the study stopped" in said, said[-2000:]
+    trials = optuna.load_study(study_name=ctx["study_name"], storage=storage).trials
+    assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    cl = MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}")
+    # each trial's child run ended as the trial did: the one in flight FAIL / FAILED when the
+    # signal came in its fit, else as it ended (its bookkeeping finishes first)
+    as_run = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    ended = [(t.state.name, cl.get_run(t.user_attrs["mlflow_run_id"]).info.status) for t in trials]
+    assert all(as_run[trial] == run for trial, run in ended), ended

@@ -621,3 +621,128 @@ def test_a_forest_trial_fits_with_the_trials_thread_count(make_cfg, split, monke
     run_study(study, objective(cfg, split, FakeClient()), n_trials=2, timeout=None)
     assert seen == [2, 2]
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+
+class SigtermMidTrial(FlakyMlflow):
+    """A real MLflow client that sends this process SIGTERM where a trial is, as Airflow's
+    supervisor does when a person marks the run: at the ``at_metric``-th intermediate metric
+    (its fit), right after the ``at_create``-th child run is created (its bookkeeping), or
+    as a child run ends with status ``at_end`` (once)."""
+
+    def __init__(self, tmp_path: Any, at_metric: int = 0, at_create: int = 0, at_end: str = "") -> None:
+        super().__init__(tmp_path)
+        self.at_metric, self.at_create, self.at_end = at_metric, at_create, at_end
+        self.metrics = self.creates = 0
+
+    @staticmethod
+    def _sigterm() -> None:
+        import signal
+
+        signal.raise_signal(signal.SIGTERM)
+
+    def create_run(self, experiment_id: str, tags: dict[str, str]) -> Any:
+        run = self.cl.create_run(experiment_id, tags=tags)
+        self.creates += 1
+        if self.creates == self.at_create:
+            self._sigterm()
+        return run
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int = 0) -> None:
+        self.cl.log_metric(run_id, key, value, step=step)
+        if key.startswith("valid_"):
+            self.metrics += 1
+            if self.metrics == self.at_metric:
+                self._sigterm()
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        if status == self.at_end:
+            self.at_end = ""
+            self._sigterm()
+        self.cl.set_terminated(run_id, status)
+
+    def statuses(self, study: optuna.Study) -> list[str]:
+        return [self.cl.get_run(t.user_attrs["mlflow_run_id"]).info.status for t in study.trials]
+
+    def running(self) -> list[str]:
+        return [r.info.run_id for r in self.cl.search_runs([self.experiment]) if r.info.status == "RUNNING"]
+
+
+@pytest.fixture
+def previous_sigterm() -> Any:
+    """A SIGTERM handler standing for Airflow's (it calls the operator's on_kill): the calls."""
+    import signal
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    yield seen
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_mid_trial_fails_that_trial_ends_its_child_run_and_stops_the_study(
+    linear_cfg, split, tmp_path, restore_mlflow_uris, previous_sigterm
+) -> None:
+    """Airflow's task runner only calls on_kill on SIGTERM, and its supervisor SIGKILLs the task
+    5 s later: the study tuned on until then and left the trial in flight and its child run
+    RUNNING for ever. Now the previous handler runs, then the trial fails and the study stops;
+    a second SIGTERM, during that trial's cleanup, does not break it."""
+    import signal
+
+    from retune.tuning import Terminated
+
+    mlflow = SigtermMidTrial(tmp_path, at_metric=5, at_end="FAILED")  # trial 1 (0-based), its 2nd of 3 steps
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    with pytest.raises(Terminated):
+        run_study(study, _flaky_objective(linear_cfg, split, mlflow), n_trials=10, timeout=None)
+    assert previous_sigterm == [signal.SIGTERM, signal.SIGTERM], "the previous handler ran for both"
+    assert signal.getsignal(signal.SIGTERM).__name__ == "<lambda>", "and is back"
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert mlflow.statuses(study) == ["FINISHED", "FAILED"]
+    assert study.trials[1].user_attrs and mlflow.running() == []
+
+
+def test_sigterm_while_a_trial_creates_its_child_run_waits_until_the_run_is_recorded(
+    linear_cfg, split, tmp_path, restore_mlflow_uris, previous_sigterm
+) -> None:
+    """Raised at once, the SIGTERM left the run just created RUNNING for ever, its id never
+    recorded on the trial; it now waits for the fit, where the trial fails and ends the run."""
+    from retune.tuning import Terminated
+
+    mlflow = SigtermMidTrial(tmp_path, at_create=2)
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    with pytest.raises(Terminated):
+        run_study(study, _flaky_objective(linear_cfg, split, mlflow), n_trials=10, timeout=None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert mlflow.statuses(study) == ["FINISHED", "FAILED"]
+    assert mlflow.running() == []
+    assert mlflow.metrics == 3, "trial 1 never fitted"
+
+
+def test_sigterm_as_a_trial_ends_keeps_it_complete_and_starts_no_other(
+    linear_cfg, split, tmp_path, restore_mlflow_uris, previous_sigterm
+) -> None:
+    from retune.tuning import Terminated
+
+    mlflow = SigtermMidTrial(tmp_path, at_end="FINISHED")
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    with pytest.raises(Terminated):
+        run_study(study, _flaky_objective(linear_cfg, split, mlflow), n_trials=10, timeout=None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    assert mlflow.statuses(study) == ["FINISHED"]
+
+
+def test_a_process_that_ignores_sigterm_tunes_on(linear_cfg, split, tmp_path, restore_mlflow_uris) -> None:
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        mlflow = SigtermMidTrial(tmp_path, at_metric=2, at_create=2)
+        study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+        run_study(study, _flaky_objective(linear_cfg, split, mlflow), n_trials=3, timeout=None)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert mlflow.metrics >= 2, "the signal was sent mid-study"
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
