@@ -69,7 +69,7 @@ HOLDOUT = (*MAIN, "warm+median")
 
 def _settings(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"seeds": [0], "n_trials": 16, "episodes": {"bike_sharing": 1, "noaa_weather": 1}, "guard_seeds": [0]}
+        return {"seeds": [0], "n_trials": 12, "episodes": {"bike_sharing": 1, "noaa_weather": 1}, "guard_seeds": [0]}
     return {
         "seeds": [0, 1, 2, 3, 4],
         "n_trials": 30,
@@ -442,7 +442,7 @@ def run(quick: bool, out: Path, seeds: list[int] | None = None) -> dict[str, Any
     """Run B1.
 
     Args:
-        quick: Small sizes (one seed, one episode per dataset, 16 trials).
+        quick: Small sizes (one seed, one episode per dataset, 12 trials).
         out: Results folder (for the PNG).
         seeds: Seeds instead of the default ones (``bench/run.py --seeds``): the same code on
             other seeds, to see how far the medians move.

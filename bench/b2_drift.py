@@ -1,7 +1,7 @@
 """B2 drift check: Retune's detectors (default ``profiled``, opt-in ``evidently``) vs the preset vs scipy.
 
 Two synthetic cases with a known shift: 1,000,000 x 20 numerical columns and 200,000 x 50
-mixed (30 numerical, 20 categorical, some missing values); quick: 100,000 x 20 and
+mixed (30 numerical, 20 categorical, some missing values); quick: 60,000 x 20 and
 20,000 x 50. The current window has 90% of the reference's rows.
 
 Contenders, alternated in every repeat (CPU seconds of this process, median over repeats):
@@ -44,7 +44,7 @@ DRIFT_SHARE = 0.5
 
 def _settings(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"numeric_rows": 100_000, "mixed_rows": 20_000, "repeats": 2}
+        return {"numeric_rows": 60_000, "mixed_rows": 20_000, "repeats": 2}
     return {"numeric_rows": 1_000_000, "mixed_rows": 200_000, "repeats": 3}
 
 

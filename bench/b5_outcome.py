@@ -52,7 +52,7 @@ from common import log, plot_path, pyplot, quiet, ratio, table
 
 def _settings(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"n_trials": 12, "windows": {"bike_sharing": 5, "noaa_weather": 4}, "cooldown_variant": False}
+        return {"n_trials": 12, "windows": {"bike_sharing": 4, "noaa_weather": 3}, "cooldown_variant": False}
     return {"n_trials": 30, "windows": {"bike_sharing": 20, "noaa_weather": 12}, "cooldown_variant": True}
 
 
